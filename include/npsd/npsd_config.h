@@ -1,0 +1,106 @@
+/*
+ * npsd_config — the settings of npsd, from one declarative table.
+ *
+ * Precedence, lowest to highest: built-in default, config file
+ * (`key = value`, '#' comments), environment (NPSD_<KEY> with '.' as '_',
+ * upper case: redis.host -> NPSD_REDIS_HOST), then --set key=value.
+ * Every `kafka.<prop>` key is passed straight to librdkafka (environment:
+ * NPSD_KAFKA_<PROP>, '_' read as '.').
+ */
+#ifndef NPSD_CONFIG_H
+#define NPSD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NPSD_WINDOWS_MAX 8
+#define NPSD_COHORT_ATTRS_MAX 8
+
+typedef struct npsd_kv_s {
+        char *key;   /* librdkafka property name, without "kafka." */
+        char *value;
+} npsd_kv_t;
+
+typedef struct npsd_conf_s {
+        /* Kafka: librdkafka properties, in the order they were set. An empty
+         * bootstrap.servers means "start the embedded development broker". */
+        npsd_kv_t *kafka;
+        size_t kafka_cnt;
+
+        char *topic_responses, *topic_usage, *topic_accounts, *topic_followups;
+        char *topic_detractors, *topic_passives, *topic_promoters;
+        char *topic_alerts, *topic_dlq;
+
+        char *redis_host;
+        int redis_port;
+        char *redis_user;     /* ACL user, "" for none */
+        char *redis_password; /* "" for none */
+        int redis_db;
+        int redis_timeout_ms;
+        char *redis_prefix;   /* "nps" */
+
+        /* windows, e.g. "30d,90d": parsed into days, ascending */
+        char *windows;
+        int window_days[NPSD_WINDOWS_MAX];
+        int window_cnt;
+        int long_window_days; /* window of trend, role gap, benchmark (largest) */
+
+        int batch_max;        /* messages per poll batch */
+        int batch_wait_ms;    /* how long a batch may gather */
+        int dedupe_days;      /* exactly-once horizon for responses (>= 400) */
+        int replay_days;      /* how long a response's output snapshot is kept */
+        int low_confidence_n;
+        double role_gap_threshold;
+        int role_gap_min_responses;
+        double benchmark_all, benchmark_smb, benchmark_mid_market,
+                benchmark_enterprise, benchmark_relationship,
+                benchmark_transactional;
+        int priority_renewal_days;
+        double priority_arr;
+        int followup_ack_hours, followup_route_days, followup_close_days;
+        char *cohort_attributes; /* comma list of attribute keys */
+        char *cohort_attr[NPSD_COHORT_ATTRS_MAX];
+        int cohort_attr_cnt;
+        char *themes_file;    /* "" = built-in lexicon */
+        int message_max_bytes;
+        int comment_max_bytes;
+        int future_allowance_s;
+        int suppress_days;
+        int previous_count;
+        int roll_interval_s;  /* how often quiet accounts' windows are rolled */
+        char *log_level;      /* error, warn, info, debug */
+        char *http_listen;    /* host:port of /metrics and /healthz, "" = off */
+        char *now;            /* pinned clock (RFC 3339), "" = wall clock */
+} npsd_conf_t;
+
+/* Creates a configuration holding every default. Must be destroyed with
+ * npsd_conf_destroy(). */
+npsd_conf_t *npsd_conf_new(void);
+void npsd_conf_destroy(npsd_conf_t *conf);
+
+/* Sets one key. Returns 0, or -1 with errstr naming the key and the problem
+ * (unknown key, bad number, out of bounds, bad window). */
+int npsd_conf_set(npsd_conf_t *conf, const char *key, const char *value,
+                  char *errstr, size_t errstr_size);
+
+/* Reads a `key = value` file. Returns 0 or -1 (errstr has file:line). */
+int npsd_conf_load_file(npsd_conf_t *conf, const char *path, char *errstr,
+                        size_t errstr_size);
+
+/* Applies NPSD_* variables from envp (NULL-terminated "K=V" strings). */
+int npsd_conf_load_env(npsd_conf_t *conf, char **envp, char *errstr,
+                       size_t errstr_size);
+
+/* Cross-key checks and derived fields (windows parsed, attributes split).
+ * Call once after all sources. Returns 0 or -1 with errstr. */
+int npsd_conf_finalize(npsd_conf_t *conf, char *errstr, size_t errstr_size);
+
+/* Looks up a kafka.* property; NULL when unset. */
+const char *npsd_conf_kafka_get(const npsd_conf_t *conf, const char *prop);
+
+/* Writes the effective configuration, one `key = value` per line, secrets
+ * (password, sasl.*password*, ssl.*key*, *secret*) masked as "****". */
+void npsd_conf_dump(const npsd_conf_t *conf, void (*emit)(const char *line, void *opaque),
+                    void *opaque);
+
+#endif
