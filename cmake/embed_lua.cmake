@@ -1,6 +1,6 @@
 # Writes OUT, a C file defining `const char npsd_lua_<name>[]` for each script
 # in LUA (a ;-list of .lua paths). Run with cmake -P.
-set(body "/* Generated from src/lua/*.lua at build time. Do not edit. */\n")
+set(body "/* Generated from the Redis scripts in src/lua at build time. Do not edit. */\n")
 foreach(f ${LUA})
   get_filename_component(name ${f} NAME_WE)
   file(READ ${f} hex HEX)

@@ -1,0 +1,50 @@
+/*
+ * npsd_pipeline — one poll batch, end to end:
+ *   parse and validate (rejects to the DLQ), apply to Redis in one pipelined
+ *   round trip (retried with capped backoff while Redis is away, partitions
+ *   paused), build the classified messages, produce, wait for every delivery
+ *   report (failed ones are produced again), and only then commit offsets.
+ */
+#ifndef NPSD_PIPELINE_H
+#define NPSD_PIPELINE_H
+
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdint.h>
+
+#include "npsd/npsd_config.h"
+#include "npsd/npsd_enrich.h"
+#include "npsd/npsd_kafka.h"
+#include "npsd/npsd_store.h"
+#include "npsd/npsd_themes.h"
+
+typedef struct npsd_pipeline_s npsd_pipeline_t;
+
+/* Counters since start, for logs and metrics. */
+typedef struct npsd_pipeline_stats_s {
+        uint64_t consumed, accepted, duplicates, produced, batches;
+        uint64_t rejected[NPSD_REJECT__CNT];
+        uint64_t redis_errors, delivery_retries;
+} npsd_pipeline_stats_t;
+
+/* Creates a pipeline over the given adapters (not owned; they must outlive
+ * it). Must be destroyed with npsd_pipeline_destroy(). */
+npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
+                                   npsd_store_t *store, npsd_kafka_t *kafka,
+                                   const npsd_themes_t *themes);
+void npsd_pipeline_destroy(npsd_pipeline_t *pipeline);
+
+/* Processes msgs (ownership stays with the caller). now_ms is the batch's
+ * "now". Returns 0 when the batch's state is in Redis, its outputs are
+ * acknowledged and its offsets committed; -1 when *stop was raised before
+ * that (nothing of the batch is committed: it will be redelivered). Messages
+ * the consumer handed out while paused are appended to carry (up to
+ * carry_max; *carry_cnt updated) for the next batch. */
+int npsd_pipeline_run(npsd_pipeline_t *pipeline, rd_kafka_message_t **msgs,
+                      size_t cnt, int64_t now_ms,
+                      volatile sig_atomic_t *stop, rd_kafka_message_t **carry,
+                      size_t carry_max, size_t *carry_cnt);
+
+const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pipeline);
+
+#endif

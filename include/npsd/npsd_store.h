@@ -1,0 +1,70 @@
+/*
+ * npsd_store — the Redis adapter: one connection, the Lua script of
+ * src/lua/apply.lua, and one pipelined round trip per poll batch.
+ *
+ * Every state change runs inside that script, one call per account per batch,
+ * so that dedupe, counting and the derived views change together (two npsd
+ * instances never corrupt each other). hiredis 0.14 contexts are unusable
+ * after an error: the store drops them and reconnects on the next call,
+ * loading the script again (a NOSCRIPT reply cannot be recovered inside a
+ * pipeline).
+ */
+#ifndef NPSD_STORE_H
+#define NPSD_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "npsd/npsd_config.h"
+#include "npsd/npsd_event.h"
+#include "npsd/npsd_themes.h"
+
+typedef struct npsd_store_s npsd_store_t;
+
+/* One response to count, with its theme bits (npsd_themes_match()). */
+typedef struct npsd_store_response_s {
+        const npsd_response_t *resp;
+        uint64_t theme_bits;
+} npsd_store_response_t;
+
+/* What the store says about one response. */
+typedef struct npsd_store_result_s {
+        int counted;          /* 1 counted now, 0 duplicate (already counted) */
+        const char *snapshot; /* JSON record of the response as counted, or
+                               * NULL (a duplicate older than replay.days) */
+        size_t snapshot_len;
+} npsd_store_result_t;
+
+/* Creates a store for conf's Redis settings and tries to connect (a failed
+ * first connection is not an error: every call reconnects). conf and themes
+ * must outlive the store. Must be destroyed with npsd_store_destroy(). */
+npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
+                             const npsd_themes_t *themes);
+void npsd_store_destroy(npsd_store_t *store);
+
+/* 1 while the last command reached Redis. */
+int npsd_store_up(const npsd_store_t *store);
+
+/* Connects if needed and PINGs. Returns 0, or -1 with errstr. */
+int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size);
+
+/* Applies one batch in one pipelined round trip: the account context records
+ * (in order; a record older than the stored one is ignored), then each
+ * account's responses (in the given order), then a bounded refresh of the
+ * cohort and theme views the batch touched. results[i] answers responses[i];
+ * its snapshot stays valid until the next call on this store.
+ * Returns 0, or -1 with errstr when Redis was unreachable or refused: nothing
+ * is half-applied per account, and the whole call may be repeated. */
+int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
+                     const npsd_account_t *const *accounts, size_t account_cnt,
+                     const npsd_store_response_t *responses, size_t resp_cnt,
+                     npsd_store_result_t *results, char *errstr,
+                     size_t errstr_size);
+
+/* Timer work: rolls the windows of up to max accounts whose windows change
+ * by now (SPEC §3: quiet accounts too) and refreshes pending cohort views.
+ * Returns the number of accounts rolled, or -1 with errstr. */
+int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
+                    char *errstr, size_t errstr_size);
+
+#endif

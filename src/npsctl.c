@@ -1,0 +1,543 @@
+/*
+ * npsctl — companion CLI of npsd.
+ *
+ *   npsctl broker   run the embedded development broker (development only)
+ *   npsctl gen      produce realistic synthetic traffic to Kafka
+ *   npsctl account  print one account's card from Redis
+ *   npsctl top      live view of cohorts, accounts at risk and themes
+ *
+ * This file holds main(), the options every subcommand shares and the
+ * broker subcommand.
+ */
+#include "npsctl.h"
+#include "npsd/npsd_devbroker.h"
+#include "npsd/npsd_log.h"
+#include "npsd/npsd_time.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+volatile sig_atomic_t npsctl_stop;
+
+static void npsctl_on_signal(int sig) {
+        (void)sig;
+        npsctl_stop = 1;
+}
+
+/* sigaction without SA_RESTART so that blocking calls (nanosleep, poll in
+ * hiredis) return early with EINTR and loops notice npsctl_stop. */
+void npsctl_signals_install(void) {
+        struct sigaction sa;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = npsctl_on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+}
+
+int64_t npsctl_mono_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t npsctl_now_ms(void) {
+        const char *pinned = getenv("NPSD_NOW");
+        struct timespec ts;
+        int64_t ms;
+
+        if (pinned && *pinned &&
+            !npsd_time_parse_rfc3339(pinned, strlen(pinned), &ms))
+                return ms;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void npsctl_sleep_ms(int64_t ms) {
+        int64_t end = npsctl_mono_ms() + ms;
+        int64_t left;
+        struct timespec ts;
+
+        while (!npsctl_stop && (left = end - npsctl_mono_ms()) > 0) {
+                if (left > 100)
+                        left = 100; /* re-check the stop flag often */
+                ts.tv_sec = (time_t)(left / 1000);
+                ts.tv_nsec = (long)(left % 1000) * 1000000L;
+                nanosleep(&ts, NULL);
+        }
+}
+
+int npsctl_optval(int argc, char **argv, int *i, const char *name,
+                  const char **val) {
+        const char *a = argv[*i];
+        size_t n = strlen(name);
+
+        if (strncmp(a, name, n))
+                return 0;
+        if (a[n] == '=') {
+                *val = a + n + 1;
+                return 1;
+        }
+        if (a[n] != '\0')
+                return 0;
+        if (*i + 1 >= argc) {
+                fprintf(stderr, "npsctl: %s needs a value\n", name);
+                return -1;
+        }
+        *val = argv[++(*i)];
+        return 1;
+}
+
+int npsctl_parse_int(const char *opt, const char *s, long long min,
+                     long long max, long long *out) {
+        char *end;
+        long long v;
+
+        errno = 0;
+        v = strtoll(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max) {
+                fprintf(stderr, "npsctl: %s: expected an integer %lld-%lld, "
+                        "got \"%s\"\n", opt, min, max, s);
+                return -1;
+        }
+        *out = v;
+        return 0;
+}
+
+int npsctl_parse_double(const char *opt, const char *s, double min,
+                        double max, double *out) {
+        char *end;
+        double v;
+
+        errno = 0;
+        v = strtod(s, &end);
+        if (errno || end == s || *end || !(v >= min && v <= max)) {
+                fprintf(stderr, "npsctl: %s: expected a number %g-%g, "
+                        "got \"%s\"\n", opt, min, max, s);
+                return -1;
+        }
+        *out = v;
+        return 0;
+}
+
+/* -X accepts "-X k=v", "-Xk=v" and "--kafka k=v", like kcat. */
+static int npsctl_kconf_opt(npsctl_opts_t *opts, int argc, char **argv,
+                            int *i) {
+        const char *kv = NULL;
+        char *eq;
+        int r;
+
+        if (!strncmp(argv[*i], "-X", 2) && argv[*i][2]) {
+                kv = argv[*i] + 2;
+        } else if (!strcmp(argv[*i], "-X")) {
+                if (*i + 1 >= argc) {
+                        fprintf(stderr, "npsctl: -X needs key=value\n");
+                        return -1;
+                }
+                kv = argv[++(*i)];
+        } else {
+                r = npsctl_optval(argc, argv, i, "--kafka", &kv);
+                if (r <= 0)
+                        return r;
+        }
+        if (opts->kconf_cnt >= NPSCTL_KCONF_MAX) {
+                fprintf(stderr, "npsctl: too many -X options\n");
+                return -1;
+        }
+        if (strlen(kv) >= sizeof(opts->kconf_buf[0]) ||
+            !(eq = strchr(kv, '=')) || eq == kv) {
+                fprintf(stderr, "npsctl: -X expects key=value, got \"%s\"\n",
+                        kv);
+                return -1;
+        }
+        strcpy(opts->kconf_buf[opts->kconf_cnt], kv);
+        eq = opts->kconf_buf[opts->kconf_cnt] + (eq - kv);
+        *eq = '\0';
+        opts->kconf[opts->kconf_cnt][0] = opts->kconf_buf[opts->kconf_cnt];
+        opts->kconf[opts->kconf_cnt][1] = eq + 1;
+        opts->kconf_cnt++;
+        return 1;
+}
+
+int npsctl_common_opt(npsctl_opts_t *opts, int argc, char **argv, int *i) {
+        const char *v;
+        long long n;
+        int r;
+
+        if ((r = npsctl_optval(argc, argv, i, "--redis-host", &v)))
+                return r < 0 ? -1 : (opts->redis_host = v, 1);
+        if ((r = npsctl_optval(argc, argv, i, "--redis-port", &v))) {
+                if (r < 0 || npsctl_parse_int("--redis-port", v, 1, 65535, &n))
+                        return -1;
+                opts->redis_port = (int)n;
+                return 1;
+        }
+        if ((r = npsctl_optval(argc, argv, i, "--redis-password", &v)))
+                return r < 0 ? -1 : (opts->redis_password = v, 1);
+        if ((r = npsctl_optval(argc, argv, i, "--redis-user", &v)))
+                return r < 0 ? -1 : (opts->redis_user = v, 1);
+        if ((r = npsctl_optval(argc, argv, i, "--redis-db", &v))) {
+                if (r < 0 || npsctl_parse_int("--redis-db", v, 0, 100000, &n))
+                        return -1;
+                opts->redis_db = (int)n;
+                return 1;
+        }
+        if ((r = npsctl_optval(argc, argv, i, "--prefix", &v))) {
+                if (r < 0)
+                        return -1;
+                if (!*v) {
+                        fprintf(stderr, "npsctl: --prefix must not be empty\n");
+                        return -1;
+                }
+                opts->prefix = v;
+                return 1;
+        }
+        if ((r = npsctl_optval(argc, argv, i, "--bootstrap", &v)))
+                return r < 0 ? -1 : (opts->bootstrap = v, 1);
+        return npsctl_kconf_opt(opts, argc, argv, i);
+}
+
+rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts, char *errstr,
+                                   size_t errstr_size) {
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        int k;
+
+        if (opts->bootstrap &&
+            rd_kafka_conf_set(conf, "bootstrap.servers", opts->bootstrap,
+                              errstr, errstr_size) != RD_KAFKA_CONF_OK)
+                goto fail;
+        for (k = 0; k < opts->kconf_cnt; k++) {
+                if (rd_kafka_conf_set(conf, opts->kconf[k][0],
+                                      opts->kconf[k][1], errstr,
+                                      errstr_size) != RD_KAFKA_CONF_OK)
+                        goto fail;
+        }
+        return conf;
+
+fail:
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+}
+
+/* One command with a reply we only check for errors (AUTH, SELECT). */
+static int npsctl_redis_simple(redisContext *rc, char *errstr,
+                               size_t errstr_size, const char *what,
+                               int argc, const char **argv) {
+        redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+
+        if (!r) {
+                snprintf(errstr, errstr_size, "%s: %s", what, rc->errstr);
+                return -1;
+        }
+        if (r->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "%s: %s", what, r->str);
+                freeReplyObject(r);
+                return -1;
+        }
+        freeReplyObject(r);
+        return 0;
+}
+
+redisContext *npsctl_redis_connect(const npsctl_opts_t *opts, char *errstr,
+                                   size_t errstr_size) {
+        struct timeval tv = {.tv_sec = 3, .tv_usec = 0};
+        const char *password = opts->redis_password;
+        const char *argv[3];
+        char db[16];
+        redisContext *rc;
+
+        /* Like redis-cli: the password may come from the environment so
+         * that it does not show in the process list. */
+        if (!password || !*password)
+                password = getenv("REDISCLI_AUTH");
+
+        rc = redisConnectWithTimeout(opts->redis_host, opts->redis_port, tv);
+        if (!rc) {
+                snprintf(errstr, errstr_size, "redis: out of memory");
+                return NULL;
+        }
+        if (rc->err) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                         opts->redis_host, opts->redis_port, rc->errstr);
+                goto fail;
+        }
+        redisSetTimeout(rc, tv);
+
+        if (password && *password) {
+                int n = 0;
+
+                argv[n++] = "AUTH";
+                if (opts->redis_user && *opts->redis_user)
+                        argv[n++] = opts->redis_user;
+                argv[n++] = password;
+                if (npsctl_redis_simple(rc, errstr, errstr_size, "redis AUTH",
+                                        n, argv))
+                        goto fail;
+        }
+        if (opts->redis_db) {
+                snprintf(db, sizeof(db), "%d", opts->redis_db);
+                argv[0] = "SELECT";
+                argv[1] = db;
+                if (npsctl_redis_simple(rc, errstr, errstr_size,
+                                        "redis SELECT", 2, argv))
+                        goto fail;
+        }
+        return rc;
+
+fail:
+        redisFree(rc);
+        return NULL;
+}
+
+/*
+ * broker
+ */
+
+static const char *npsctl_default_topics[] = {
+        "nps.responses", "product.usage", "accounts",     "nps.followups",
+        "nps.detractors", "nps.passives", "nps.promoters", "nps.alerts",
+        "nps.dlq",
+};
+#define NPSCTL_TOPICS_MAX 64
+
+/* Readers poll for the file: write a temporary file next to it and rename
+ * it into place so that they never see partial content. */
+static int npsctl_write_file_atomic(const char *path, const char *content,
+                                    char *errstr, size_t errstr_size) {
+        char tmp[4096];
+        FILE *fp;
+
+        if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) >=
+            (int)sizeof(tmp)) {
+                snprintf(errstr, errstr_size, "%s: path too long", path);
+                return -1;
+        }
+        fp = fopen(tmp, "w");
+        if (!fp) {
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                return -1;
+        }
+        if (fputs(content, fp) == EOF || fputc('\n', fp) == EOF ||
+            fflush(fp) || fsync(fileno(fp))) {
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                fclose(fp);
+                goto fail_unlink;
+        }
+        if (fclose(fp)) {
+                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                goto fail_unlink;
+        }
+        if (rename(tmp, path)) {
+                snprintf(errstr, errstr_size, "rename %s: %s", path,
+                         strerror(errno));
+                goto fail_unlink;
+        }
+        return 0;
+
+fail_unlink:
+        unlink(tmp);
+        return -1;
+}
+
+static void npsctl_broker_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: npsctl broker [--brokers N] [--partitions N] "
+                "[--bootstrap-file F]\n"
+                "                     [--topic-prefix P] [--topics a,b,...]\n"
+                "\n"
+                "Runs the embedded DEVELOPMENT Kafka broker (librdkafka's mock "
+                "cluster):\n"
+                "in memory, 127.0.0.1 only, no persistence, no security, no "
+                "retention\n"
+                "guarantees. For demos and tests only — never for production "
+                "data.\n"
+                "\n"
+                "  --brokers N          brokers in the cluster (default 1)\n"
+                "  --partitions N       partitions per topic (default 4)\n"
+                "  --bootstrap-file F   also write the bootstrap address to F "
+                "(atomically)\n"
+                "  --topic-prefix P     prefix of the default topic names\n"
+                "  --topics LIST        extra topics to create (comma "
+                "separated)\n"
+                "\n"
+                "Prints \"bootstrap.servers=<addr>\" on stdout, then runs "
+                "until SIGINT/SIGTERM.\n");
+}
+
+static int npsctl_broker_main(npsctl_opts_t *opts, int argc, char **argv) {
+        char topic_buf[NPSCTL_TOPICS_MAX][256];
+        const char *topics[NPSCTL_TOPICS_MAX];
+        const char *bootstrap_file = NULL, *topic_prefix = "", *extra = NULL;
+        long long brokers = 1, partitions = 4;
+        size_t topic_cnt = 0, t;
+        npsd_devbroker_t *db;
+        char errstr[512];
+        const char *v;
+        int i, r;
+
+        for (i = 0; i < argc; i++) {
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        npsctl_broker_usage(stdout);
+                        return 0;
+                }
+                if ((r = npsctl_optval(argc, argv, &i, "--brokers", &v))) {
+                        if (r < 0 || npsctl_parse_int("--brokers", v, 1, 16,
+                                                      &brokers))
+                                return 2;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--partitions",
+                                              &v))) {
+                        if (r < 0 || npsctl_parse_int("--partitions", v, 1,
+                                                      1000, &partitions))
+                                return 2;
+                } else if ((r = npsctl_optval(argc, argv, &i,
+                                              "--bootstrap-file", &v))) {
+                        if (r < 0)
+                                return 2;
+                        bootstrap_file = v;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--topic-prefix",
+                                              &v))) {
+                        if (r < 0)
+                                return 2;
+                        topic_prefix = v;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--topics",
+                                              &v))) {
+                        if (r < 0)
+                                return 2;
+                        extra = v;
+                } else if ((r = npsctl_common_opt(opts, argc, argv, &i))) {
+                        if (r < 0)
+                                return 2;
+                } else {
+                        fprintf(stderr, "npsctl broker: unknown argument "
+                                "\"%s\"\n", argv[i]);
+                        npsctl_broker_usage(stderr);
+                        return 2;
+                }
+        }
+
+        for (t = 0; t < sizeof(npsctl_default_topics) /
+                            sizeof(*npsctl_default_topics); t++) {
+                snprintf(topic_buf[topic_cnt], sizeof(topic_buf[0]), "%s%s",
+                         topic_prefix, npsctl_default_topics[t]);
+                topics[topic_cnt] = topic_buf[topic_cnt];
+                topic_cnt++;
+        }
+        while (extra && *extra && topic_cnt < NPSCTL_TOPICS_MAX) {
+                size_t len = strcspn(extra, ",");
+
+                if (len > 0 && len < sizeof(topic_buf[0])) {
+                        memcpy(topic_buf[topic_cnt], extra, len);
+                        topic_buf[topic_cnt][len] = '\0';
+                        topics[topic_cnt] = topic_buf[topic_cnt];
+                        topic_cnt++;
+                }
+                extra += len + (extra[len] == ',');
+        }
+
+        npsctl_signals_install();
+        db = npsd_devbroker_new((int)brokers, (int)partitions, topics,
+                                topic_cnt, errstr, sizeof(errstr));
+        if (!db) {
+                npsd_error("msg=\"development broker failed to start\" "
+                           "error=\"%s\"", errstr);
+                return 1;
+        }
+
+        if (bootstrap_file &&
+            npsctl_write_file_atomic(bootstrap_file,
+                                     npsd_devbroker_bootstraps(db), errstr,
+                                     sizeof(errstr))) {
+                npsd_error("msg=\"could not write bootstrap file\" "
+                           "error=\"%s\"", errstr);
+                npsd_devbroker_destroy(db);
+                return 1;
+        }
+        printf("bootstrap.servers=%s\n", npsd_devbroker_bootstraps(db));
+        fflush(stdout);
+        npsd_warn("msg=\"development broker running: in-memory mock cluster, "
+                  "for demos and tests only, not for production data\" "
+                  "bootstrap=%s brokers=%lld partitions=%lld topics=%zu",
+                  npsd_devbroker_bootstraps(db), brokers, partitions,
+                  topic_cnt);
+
+        while (!npsctl_stop)
+                npsctl_sleep_ms(1000);
+
+        npsd_info("msg=\"development broker stopping\"");
+        /* The address is dead once we exit; do not leave it around for a
+         * reader that waits for the file of the next broker. */
+        if (bootstrap_file)
+                unlink(bootstrap_file);
+        npsd_devbroker_destroy(db);
+        return 0;
+}
+
+static void npsctl_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: npsctl <command> [options]\n"
+                "\n"
+                "commands:\n"
+                "  account ID [--windows 30d,90d] [--json]\n"
+                "                      print an account's NPS card from Redis\n"
+                "  top [--limit N] [--interval S] [--once]\n"
+                "                      live view: cohorts, accounts at risk, "
+                "detractor themes\n"
+                "  gen --bootstrap B [...]\n"
+                "                      produce realistic synthetic traffic "
+                "(npsctl gen --help)\n"
+                "  broker [--brokers N] [--partitions N] [--bootstrap-file F]\n"
+                "                      run the embedded development broker "
+                "(development only)\n"
+                "  help                this text\n"
+                "\n"
+                "shared options:\n"
+                "  --redis-host H        Redis host (default 127.0.0.1)\n"
+                "  --redis-port P        Redis port (default 6379)\n"
+                "  --redis-password PW   AUTH password (or env REDISCLI_AUTH)\n"
+                "  --redis-user U        ACL user (AUTH U PW)\n"
+                "  --redis-db N          database number (default 0)\n"
+                "  --prefix P            Redis key prefix (default nps)\n"
+                "  --bootstrap B         Kafka bootstrap servers\n"
+                "  -X key=value          librdkafka property (repeatable), "
+                "e.g. -X security.protocol=SASL_SSL\n");
+}
+
+int main(int argc, char **argv) {
+        npsctl_opts_t opts;
+        const char *cmd;
+
+        memset(&opts, 0, sizeof(opts));
+        opts.redis_host = "127.0.0.1";
+        opts.redis_port = 6379;
+        opts.prefix = "nps";
+
+        if (argc < 2) {
+                npsctl_usage(stderr);
+                return 2;
+        }
+        cmd = argv[1];
+        if (!strcmp(cmd, "help") || !strcmp(cmd, "-h") ||
+            !strcmp(cmd, "--help")) {
+                npsctl_usage(stdout);
+                return 0;
+        }
+        if (!strcmp(cmd, "broker"))
+                return npsctl_broker_main(&opts, argc - 2, argv + 2);
+        if (!strcmp(cmd, "gen"))
+                return npsctl_gen_main(&opts, argc - 2, argv + 2);
+        if (!strcmp(cmd, "account"))
+                return npsctl_account_main(&opts, argc - 2, argv + 2);
+        if (!strcmp(cmd, "top"))
+                return npsctl_top_main(&opts, argc - 2, argv + 2);
+        fprintf(stderr, "npsctl: unknown command \"%s\"\n\n", cmd);
+        npsctl_usage(stderr);
+        return 2;
+}

@@ -1,0 +1,74 @@
+/*
+ * npsctl — private interface between the npsctl sources (npsctl.c: main
+ * and shared options; npsctl_gen.c: traffic generator; npsctl_view.c:
+ * account card and live top view). Not installed, not part of the API.
+ */
+#ifndef NPSCTL_H
+#define NPSCTL_H
+
+#include <librdkafka/rdkafka.h>
+#include <hiredis/hiredis.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NPSCTL_KCONF_MAX 64
+
+/* Options every subcommand understands. */
+typedef struct npsctl_opts_s {
+        const char *redis_host;
+        int redis_port;
+        const char *redis_user;      /* NULL: no ACL user */
+        const char *redis_password;  /* NULL: no AUTH */
+        int redis_db;
+        const char *prefix;          /* "nps" */
+        const char *bootstrap;       /* NULL: not given */
+        const char *kconf[NPSCTL_KCONF_MAX][2]; /* -X key=value, in order */
+        int kconf_cnt;
+        char kconf_buf[NPSCTL_KCONF_MAX][512];
+} npsctl_opts_t;
+
+/* Set by SIGINT/SIGTERM once npsctl_signals_install() ran. */
+extern volatile sig_atomic_t npsctl_stop;
+void npsctl_signals_install(void);
+
+/* Matches argv[*i] against option `name` in both "--name value" and
+ * "--name=value" forms. Returns 1 and sets *val (advancing *i past a
+ * separate value), 0 when argv[*i] is another option, -1 (message
+ * printed) when the value is missing. */
+int npsctl_optval(int argc, char **argv, int *i, const char *name,
+                  const char **val);
+
+/* Consumes one of the shared options at argv[*i]. Returns 1 when it did,
+ * 0 when argv[*i] is not a shared option, -1 on a bad value. */
+int npsctl_common_opt(npsctl_opts_t *opts, int argc, char **argv, int *i);
+
+/* Strict number parsing for option values; print a message and return -1
+ * on garbage or when out of [min, max]. */
+int npsctl_parse_int(const char *opt, const char *s, long long min,
+                     long long max, long long *out);
+int npsctl_parse_double(const char *opt, const char *s, double min,
+                        double max, double *out);
+
+/* A librdkafka configuration with bootstrap.servers and every -X applied. */
+rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts, char *errstr,
+                                   size_t errstr_size);
+
+/* Connects to Redis, authenticates and selects the database. */
+redisContext *npsctl_redis_connect(const npsctl_opts_t *opts, char *errstr,
+                                   size_t errstr_size);
+
+/* Wall clock in epoch ms, or NPSD_NOW when set (RFC 3339). */
+int64_t npsctl_now_ms(void);
+
+/* Monotonic clock in ms, for pacing and intervals. */
+int64_t npsctl_mono_ms(void);
+
+/* Sleeps ms milliseconds; returns early once npsctl_stop is set. */
+void npsctl_sleep_ms(int64_t ms);
+
+int npsctl_gen_main(npsctl_opts_t *opts, int argc, char **argv);
+int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv);
+int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv);
+
+#endif

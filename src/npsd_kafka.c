@@ -1,0 +1,379 @@
+/*
+ * npsd_kafka — Kafka adapter (see include/npsd/npsd_kafka.h).
+ */
+#include "npsd/npsd_kafka.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "npsd/npsd_log.h"
+
+struct npsd_kafka_s {
+        const npsd_conf_t *conf;
+        rd_kafka_t *consumer;
+        rd_kafka_t *producer;
+        volatile int brokers_down; /* set by error_cb, cleared on traffic */
+        int paused;
+};
+
+/* Properties that only a consumer understands: not passed to the producer,
+ * which would otherwise warn about each at start-up. */
+static int npsd_kafka_consumer_only(const char *key) {
+        static const char *prefixes[] = {
+                "group.",  "auto.",       "enable.auto.",   "session.",
+                "fetch.",  "isolation.",  "partition.assignment",
+                "max.poll", "heartbeat.", "queued.",        "check.crcs",
+                "enable.partition.eof",   "allow.auto.create.topics",
+                "coordinator.",           "consume.",       NULL};
+        for (int i = 0; prefixes[i]; i++)
+                if (!strncmp(key, prefixes[i], strlen(prefixes[i])))
+                        return 1;
+        return 0;
+}
+
+static int64_t npsd_kafka_mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void npsd_kafka_log_cb(const rd_kafka_t *rk, int level,
+                              const char *fac, const char *buf) {
+        npsd_log_level_t l = level <= 3   ? NPSD_LOG_ERROR
+                             : level <= 5 ? NPSD_LOG_WARN
+                             : level == 6 ? NPSD_LOG_INFO
+                                          : NPSD_LOG_DEBUG;
+        if (npsd_log_enabled(l))
+                npsd_log_write(l, "msg=\"librdkafka\" client=%s fac=%s "
+                                  "detail=\"%s\"",
+                               rd_kafka_name(rk), fac, buf);
+}
+
+static void npsd_kafka_error_cb(rd_kafka_t *rk, int err, const char *reason,
+                                void *opaque) {
+        npsd_kafka_t *kafka = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+                if (!kafka->brokers_down)
+                        npsd_warn("msg=\"kafka brokers down\" client=%s "
+                                  "reason=\"%s\"",
+                                  rd_kafka_name(rk), reason);
+                kafka->brokers_down = 1;
+                return;
+        }
+        npsd_warn("msg=\"kafka error\" client=%s err=%s reason=\"%s\"",
+                  rd_kafka_name(rk), rd_kafka_err2name(err), reason);
+}
+
+static void npsd_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+                             void *opaque) {
+        npsd_kafka_t *kafka = opaque;
+        volatile npsd_delivery_t *status = msg->_private;
+
+        if (msg->err) {
+                npsd_warn("msg=\"delivery failed, will retry\" topic=%s "
+                          "err=%s",
+                          rd_kafka_topic_name(msg->rkt),
+                          rd_kafka_err2str(msg->err));
+                if (status)
+                        *status = NPSD_DELIVERY_FAILED;
+                return;
+        }
+        kafka->brokers_down = 0;
+        if (status)
+                *status = NPSD_DELIVERY_OK;
+}
+
+/* Assignments follow the group's protocol: incremental for
+ * cooperative-sticky, whole for the eager strategies. Nothing needs
+ * committing on revoke: every batch commits when it completes, and a batch
+ * whose partitions moved away is simply redelivered to the new owner, where
+ * dedupe makes it count once. */
+static void npsd_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                                    rd_kafka_topic_partition_list_t *parts,
+                                    void *opaque) {
+        npsd_kafka_t *kafka = opaque;
+        int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                npsd_info("msg=\"partitions assigned\" count=%d protocol=%s",
+                          parts->cnt, coop ? "cooperative" : "eager");
+                if (coop)
+                        rd_kafka_error_destroy(
+                                rd_kafka_incremental_assign(rk, parts));
+                else
+                        rd_kafka_assign(rk, parts);
+                if (kafka->paused)
+                        rd_kafka_pause_partitions(rk, parts);
+                kafka->brokers_down = 0;
+        } else {
+                npsd_info("msg=\"partitions revoked\" count=%d", parts->cnt);
+                if (coop)
+                        rd_kafka_error_destroy(
+                                rd_kafka_incremental_unassign(rk, parts));
+                else
+                        rd_kafka_assign(rk, NULL);
+        }
+}
+
+/* Applies every kafka.* setting; producer skips consumer-only ones. */
+static int npsd_kafka_conf_apply(const npsd_conf_t *conf,
+                                 rd_kafka_conf_t *kconf, int producer,
+                                 const char *bootstraps, char *errstr,
+                                 size_t errstr_size) {
+        for (size_t i = 0; i < conf->kafka_cnt; i++) {
+                const npsd_kv_t *kv = &conf->kafka[i];
+                if (producer && npsd_kafka_consumer_only(kv->key))
+                        continue;
+                if (bootstraps && !strcmp(kv->key, "bootstrap.servers"))
+                        continue;
+                if (rd_kafka_conf_set(kconf, kv->key, kv->value, errstr,
+                                      errstr_size) != RD_KAFKA_CONF_OK)
+                        return -1;
+        }
+        if (bootstraps &&
+            rd_kafka_conf_set(kconf, "bootstrap.servers", bootstraps, errstr,
+                              errstr_size) != RD_KAFKA_CONF_OK)
+                return -1;
+        return 0;
+}
+
+npsd_kafka_t *npsd_kafka_new(const npsd_conf_t *conf, const char *bootstraps,
+                             char *errstr, size_t errstr_size) {
+        npsd_kafka_t *kafka = calloc(1, sizeof(*kafka));
+        rd_kafka_conf_t *cconf = NULL, *pconf = NULL;
+
+        if (!kafka) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        kafka->conf = conf;
+
+        cconf = rd_kafka_conf_new();
+        /* Our defaults first; kafka.* settings override them. Offsets are
+         * committed only by npsd_kafka_commit(), after the batch's state
+         * and outputs are confirmed. */
+        if (rd_kafka_conf_set(cconf, "enable.auto.commit", "false", errstr,
+                              errstr_size) ||
+            rd_kafka_conf_set(cconf, "enable.auto.offset.store", "false",
+                              errstr, errstr_size) ||
+            rd_kafka_conf_set(cconf, "client.id", "npsd", errstr,
+                              errstr_size) ||
+            npsd_kafka_conf_apply(conf, cconf, 0, bootstraps, errstr,
+                                  errstr_size))
+                goto fail;
+        rd_kafka_conf_set_opaque(cconf, kafka);
+        rd_kafka_conf_set_log_cb(cconf, npsd_kafka_log_cb);
+        rd_kafka_conf_set_error_cb(cconf, npsd_kafka_error_cb);
+        rd_kafka_conf_set_rebalance_cb(cconf, npsd_kafka_rebalance_cb);
+
+        pconf = rd_kafka_conf_new();
+        if (rd_kafka_conf_set(pconf, "enable.idempotence", "true", errstr,
+                              errstr_size) ||
+            rd_kafka_conf_set(pconf, "linger.ms", "2", errstr, errstr_size) ||
+            rd_kafka_conf_set(pconf, "client.id", "npsd", errstr,
+                              errstr_size) ||
+            npsd_kafka_conf_apply(conf, pconf, 1, bootstraps, errstr,
+                                  errstr_size))
+                goto fail;
+        rd_kafka_conf_set_opaque(pconf, kafka);
+        rd_kafka_conf_set_log_cb(pconf, npsd_kafka_log_cb);
+        rd_kafka_conf_set_error_cb(pconf, npsd_kafka_error_cb);
+        rd_kafka_conf_set_dr_msg_cb(pconf, npsd_kafka_dr_cb);
+
+        if (!(kafka->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, errstr,
+                                             errstr_size)))
+                goto fail;
+        cconf = NULL; /* owned by the consumer now */
+        rd_kafka_poll_set_consumer(kafka->consumer);
+        if (!(kafka->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, errstr,
+                                             errstr_size)))
+                goto fail;
+        return kafka;
+
+fail:
+        if (pconf)
+                rd_kafka_conf_destroy(pconf);
+        if (cconf)
+                rd_kafka_conf_destroy(cconf);
+        if (kafka->consumer)
+                rd_kafka_destroy(kafka->consumer);
+        free(kafka);
+        return NULL;
+}
+
+int npsd_kafka_subscribe(npsd_kafka_t *kafka, const char *const *topics,
+                         size_t topic_cnt, char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *list =
+                rd_kafka_topic_partition_list_new((int)topic_cnt);
+        rd_kafka_resp_err_t err;
+
+        for (size_t i = 0; i < topic_cnt; i++)
+                rd_kafka_topic_partition_list_add(list, topics[i],
+                                                  RD_KAFKA_PARTITION_UA);
+        err = rd_kafka_subscribe(kafka->consumer, list);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err) {
+                snprintf(errstr, errstr_size, "subscribe: %s",
+                         rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
+}
+
+/* A consumer error event is not a message: log it (once per kind of
+ * trouble in practice: librdkafka reports state changes) and drop it. */
+static int npsd_kafka_keep(npsd_kafka_t *kafka, rd_kafka_message_t *msg) {
+        if (!msg->err) {
+                kafka->brokers_down = 0;
+                return 1;
+        }
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                npsd_warn("msg=\"consumer error\" err=%s detail=\"%s\"",
+                          rd_kafka_err2name(msg->err),
+                          rd_kafka_message_errstr(msg));
+        rd_kafka_message_destroy(msg);
+        return 0;
+}
+
+size_t npsd_kafka_poll_batch(npsd_kafka_t *kafka, rd_kafka_message_t **msgs,
+                             size_t max, int first_wait_ms, int gather_ms) {
+        size_t cnt = 0;
+        int64_t deadline = 0;
+
+        while (cnt < max) {
+                int timeout;
+                rd_kafka_message_t *msg;
+                if (cnt == 0) {
+                        timeout = first_wait_ms;
+                } else {
+                        int64_t left = deadline - npsd_kafka_mono_ms();
+                        timeout = left > 0 ? (int)left : 0;
+                }
+                msg = rd_kafka_consumer_poll(kafka->consumer, timeout);
+                if (!msg) {
+                        if (cnt == 0 || timeout == 0)
+                                break;
+                        continue;
+                }
+                if (!npsd_kafka_keep(kafka, msg))
+                        continue;
+                if (cnt == 0)
+                        deadline = npsd_kafka_mono_ms() + gather_ms;
+                msgs[cnt++] = msg;
+        }
+        return cnt;
+}
+
+rd_kafka_message_t *npsd_kafka_serve(npsd_kafka_t *kafka) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(kafka->consumer, 0);
+
+        if (msg && !npsd_kafka_keep(kafka, msg))
+                return NULL;
+        return msg;
+}
+
+static void npsd_kafka_pause_set(npsd_kafka_t *kafka, int pause) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+
+        kafka->paused = pause;
+        if (rd_kafka_assignment(kafka->consumer, &parts) || !parts)
+                return;
+        if (pause)
+                rd_kafka_pause_partitions(kafka->consumer, parts);
+        else
+                rd_kafka_resume_partitions(kafka->consumer, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+}
+
+void npsd_kafka_pause(npsd_kafka_t *kafka) {
+        npsd_kafka_pause_set(kafka, 1);
+}
+
+void npsd_kafka_resume(npsd_kafka_t *kafka) {
+        npsd_kafka_pause_set(kafka, 0);
+}
+
+int npsd_kafka_produce(npsd_kafka_t *kafka, const char *topic,
+                       const void *key, size_t key_len, const void *payload,
+                       size_t len, volatile npsd_delivery_t *status,
+                       char *errstr, size_t errstr_size) {
+        rd_kafka_resp_err_t err;
+
+        *status = NPSD_DELIVERY_PENDING;
+        for (;;) {
+                err = rd_kafka_producev(
+                        kafka->producer, RD_KAFKA_V_TOPIC(topic),
+                        RD_KAFKA_V_KEY((void *)key, key_len),
+                        RD_KAFKA_V_VALUE((void *)payload, len),
+                        RD_KAFKA_V_OPAQUE((void *)status), RD_KAFKA_V_END);
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        break;
+                /* Back-pressure: serve delivery reports until room frees. */
+                rd_kafka_poll(kafka->producer, 50);
+        }
+        if (err) {
+                snprintf(errstr, errstr_size, "produce to %s: %s", topic,
+                         rd_kafka_err2str(err));
+                *status = NPSD_DELIVERY_FAILED;
+                return -1;
+        }
+        return 0;
+}
+
+int npsd_kafka_flush(npsd_kafka_t *kafka, int timeout_ms) {
+        rd_kafka_flush(kafka->producer, timeout_ms);
+        return rd_kafka_outq_len(kafka->producer);
+}
+
+int npsd_kafka_commit(npsd_kafka_t *kafka, rd_kafka_message_t *const *msgs,
+                      size_t cnt, int async) {
+        rd_kafka_topic_partition_list_t *list;
+        rd_kafka_resp_err_t err;
+
+        if (!cnt)
+                return 0;
+        list = rd_kafka_topic_partition_list_new(16);
+        for (size_t i = 0; i < cnt; i++) {
+                const rd_kafka_message_t *m = msgs[i];
+                rd_kafka_topic_partition_t *p =
+                        rd_kafka_topic_partition_list_find(
+                                list, rd_kafka_topic_name(m->rkt),
+                                m->partition);
+                if (!p)
+                        p = rd_kafka_topic_partition_list_add(
+                                list, rd_kafka_topic_name(m->rkt),
+                                m->partition);
+                if (m->offset + 1 > p->offset)
+                        p->offset = m->offset + 1;
+        }
+        err = rd_kafka_commit(kafka->consumer, list, async);
+        rd_kafka_topic_partition_list_destroy(list);
+        if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+                npsd_warn("msg=\"commit failed\" err=%s",
+                          rd_kafka_err2name(err));
+                return -1;
+        }
+        return 0;
+}
+
+int npsd_kafka_up(const npsd_kafka_t *kafka) {
+        return !kafka->brokers_down;
+}
+
+void npsd_kafka_close(npsd_kafka_t *kafka, int flush_ms) {
+        rd_kafka_consumer_close(kafka->consumer);
+        rd_kafka_flush(kafka->producer, flush_ms);
+}
+
+void npsd_kafka_destroy(npsd_kafka_t *kafka) {
+        if (!kafka)
+                return;
+        if (kafka->consumer)
+                rd_kafka_destroy(kafka->consumer);
+        if (kafka->producer)
+                rd_kafka_destroy(kafka->producer);
+        free(kafka);
+}

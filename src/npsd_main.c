@@ -1,0 +1,336 @@
+/*
+ * npsd — the daemon: configuration, signals, the consume loop and timers.
+ *
+ *   npsd [--config FILE] [--set key=value]... [--now RFC3339] [--check-config]
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "npsd/npsd_config.h"
+#include "npsd/npsd_devbroker.h"
+#include "npsd/npsd_kafka.h"
+#include "npsd/npsd_log.h"
+#include "npsd/npsd_pipeline.h"
+#include "npsd/npsd_store.h"
+#include "npsd/npsd_themes.h"
+#include "npsd/npsd_time.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t npsd_stop;
+
+static void npsd_on_signal(int sig) {
+        (void)sig;
+        npsd_stop = 1;
+}
+
+static void npsd_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: npsd [--config FILE] [--set key=value]... "
+                "[--now RFC3339] [--check-config]\n"
+                "  --config FILE   settings file (default: config/npsd.conf "
+                "when present)\n"
+                "  --set k=v       override one setting (highest precedence)\n"
+                "  --now TIME      pin the clock (tests, backfills); also "
+                "NPSD_NOW\n"
+                "  --check-config  validate, print the effective "
+                "configuration (secrets masked), exit\n"
+                "Every kafka.<property> setting is passed to librdkafka. With "
+                "no kafka.bootstrap.servers, an embedded development broker "
+                "is started.\n");
+}
+
+static void npsd_emit_line(const char *line, void *opaque) {
+        fprintf((FILE *)opaque, "%s\n", line);
+}
+
+static int64_t npsd_wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t npsd_mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads the whole lexicon file; NULL with errstr on failure. */
+static char *npsd_read_file(const char *path, size_t *lenp, char *errstr,
+                            size_t errstr_size) {
+        FILE *fp = fopen(path, "rb");
+        char *buf = NULL;
+        long len;
+
+        if (!fp) {
+                snprintf(errstr, errstr_size, "%s: cannot open", path);
+                return NULL;
+        }
+        if (fseek(fp, 0, SEEK_END) || (len = ftell(fp)) < 0 ||
+            fseek(fp, 0, SEEK_SET) || !(buf = malloc((size_t)len + 1)) ||
+            fread(buf, 1, (size_t)len, fp) != (size_t)len) {
+                snprintf(errstr, errstr_size, "%s: cannot read", path);
+                free(buf);
+                fclose(fp);
+                return NULL;
+        }
+        fclose(fp);
+        buf[len] = '\0';
+        *lenp = (size_t)len;
+        return buf;
+}
+
+static npsd_themes_t *npsd_load_themes(const npsd_conf_t *conf, char *errstr,
+                                       size_t errstr_size) {
+        npsd_themes_t *themes;
+        size_t len;
+        char *text;
+
+        if (!*conf->themes_file) {
+                const char *def = npsd_themes_default_text();
+                return npsd_themes_new(def, strlen(def), errstr, errstr_size);
+        }
+        if (!(text = npsd_read_file(conf->themes_file, &len, errstr,
+                                    errstr_size)))
+                return NULL;
+        themes = npsd_themes_new(text, len, errstr, errstr_size);
+        free(text);
+        return themes;
+}
+
+/* Builds the configuration from defaults, file, environment and --set. */
+static npsd_conf_t *npsd_configure(int argc, char **argv, int *check_only) {
+        static const struct option opts[] = {
+                {"config", required_argument, NULL, 'c'},
+                {"set", required_argument, NULL, 's'},
+                {"now", required_argument, NULL, 'n'},
+                {"check-config", no_argument, NULL, 'C'},
+                {"help", no_argument, NULL, 'h'},
+                {NULL, 0, NULL, 0}};
+        npsd_conf_t *conf = npsd_conf_new();
+        const char *config_path = NULL;
+        char errstr[512];
+        int opt;
+
+        *check_only = 0;
+        /* first pass: the file, so that --set wins over it */
+        while ((opt = getopt_long(argc, argv, "c:s:n:Ch", opts, NULL)) != -1) {
+                if (opt == 'c')
+                        config_path = optarg;
+                else if (opt == 'C')
+                        *check_only = 1;
+                else if (opt == 'h') {
+                        npsd_usage(stdout);
+                        exit(0);
+                } else if (opt == '?') {
+                        npsd_usage(stderr);
+                        exit(2);
+                }
+        }
+        if (!config_path && access("config/npsd.conf", R_OK) == 0)
+                config_path = "config/npsd.conf";
+        if (config_path &&
+            npsd_conf_load_file(conf, config_path, errstr, sizeof(errstr)))
+                goto fail;
+        if (npsd_conf_load_env(conf, environ, errstr, sizeof(errstr)))
+                goto fail;
+        optind = 1;
+        while ((opt = getopt_long(argc, argv, "c:s:n:Ch", opts, NULL)) != -1) {
+                if (opt == 's') {
+                        char *eq = strchr(optarg, '=');
+                        if (!eq) {
+                                snprintf(errstr, sizeof(errstr),
+                                         "--set %s: expected key=value",
+                                         optarg);
+                                goto fail;
+                        }
+                        *eq = '\0';
+                        if (npsd_conf_set(conf, optarg, eq + 1, errstr,
+                                          sizeof(errstr)))
+                                goto fail;
+                        *eq = '=';
+                } else if (opt == 'n') {
+                        if (npsd_conf_set(conf, "now", optarg, errstr,
+                                          sizeof(errstr)))
+                                goto fail;
+                }
+        }
+        if (npsd_conf_finalize(conf, errstr, sizeof(errstr)))
+                goto fail;
+        return conf;
+
+fail:
+        fprintf(stderr, "npsd: configuration error: %s\n", errstr);
+        npsd_conf_destroy(conf);
+        exit(2);
+}
+
+int main(int argc, char **argv) {
+        npsd_conf_t *conf;
+        npsd_themes_t *themes = NULL;
+        npsd_devbroker_t *devbroker = NULL;
+        npsd_kafka_t *kafka = NULL;
+        npsd_store_t *store = NULL;
+        npsd_pipeline_t *pipeline = NULL;
+        rd_kafka_message_t **msgs = NULL, **carry = NULL;
+        size_t carry_cnt = 0;
+        int64_t pinned_ms = -1, next_roll = 0, next_report = 0;
+        const char *bootstraps = NULL;
+        char errstr[512];
+        int check_only, rc = 1;
+        struct sigaction sa;
+
+        conf = npsd_configure(argc, argv, &check_only);
+        if (check_only) {
+                npsd_conf_dump(conf, npsd_emit_line, stdout);
+                npsd_conf_destroy(conf);
+                return 0;
+        }
+        npsd_log_set_level(conf->log_level);
+        if (*conf->now &&
+            npsd_time_parse_rfc3339(conf->now, strlen(conf->now), &pinned_ms))
+                pinned_ms = -1;
+
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = npsd_on_signal;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        if (!(themes = npsd_load_themes(conf, errstr, sizeof(errstr)))) {
+                npsd_error("msg=\"themes\" error=\"%s\"", errstr);
+                goto done;
+        }
+        {
+                const char *bs = npsd_conf_kafka_get(conf, "bootstrap.servers");
+                if (!bs || !*bs) {
+                        const char *topics[] = {
+                                conf->topic_responses, conf->topic_usage,
+                                conf->topic_accounts, conf->topic_followups,
+                                conf->topic_detractors, conf->topic_passives,
+                                conf->topic_promoters, conf->topic_alerts,
+                                conf->topic_dlq};
+                        devbroker = npsd_devbroker_new(
+                                1, 4, topics, sizeof(topics) / sizeof(*topics),
+                                errstr, sizeof(errstr));
+                        if (!devbroker) {
+                                npsd_error("msg=\"embedded broker\" "
+                                           "error=\"%s\"",
+                                           errstr);
+                                goto done;
+                        }
+                        bootstraps = npsd_devbroker_bootstraps(devbroker);
+                        npsd_warn("msg=\"no kafka.bootstrap.servers: embedded "
+                                  "development broker started (in memory, "
+                                  "not for production)\" bootstrap=%s",
+                                  bootstraps);
+                }
+        }
+        if (!(kafka = npsd_kafka_new(conf, bootstraps, errstr,
+                                     sizeof(errstr)))) {
+                npsd_error("msg=\"kafka\" error=\"%s\"", errstr);
+                goto done;
+        }
+        {
+                const char *topics[] = {conf->topic_responses,
+                                        conf->topic_accounts};
+                if (npsd_kafka_subscribe(kafka, topics, 2, errstr,
+                                         sizeof(errstr))) {
+                        npsd_error("msg=\"kafka\" error=\"%s\"", errstr);
+                        goto done;
+                }
+        }
+        store = npsd_store_new(conf, themes);
+        pipeline = npsd_pipeline_new(conf, store, kafka, themes);
+        msgs = calloc((size_t)conf->batch_max * 2, sizeof(*msgs));
+        carry = calloc((size_t)conf->batch_max, sizeof(*carry));
+        if (!store || !pipeline || !msgs || !carry) {
+                npsd_error("msg=\"out of memory\"");
+                goto done;
+        }
+        if (npsd_store_ping(store, errstr, sizeof(errstr)))
+                npsd_warn("msg=\"redis not reachable yet, will retry\" "
+                          "error=\"%s\"",
+                          errstr);
+        npsd_info("msg=\"npsd started\" group=%s responses=%s accounts=%s "
+                  "pinned_now=%s",
+                  npsd_conf_kafka_get(conf, "group.id"),
+                  conf->topic_responses, conf->topic_accounts,
+                  *conf->now ? conf->now : "no");
+
+        while (!npsd_stop) {
+                int64_t now_ms = pinned_ms >= 0 ? pinned_ms : npsd_wall_ms();
+                int64_t mono = npsd_mono_ms();
+                size_t cnt = carry_cnt;
+
+                memcpy(msgs, carry, carry_cnt * sizeof(*msgs));
+                carry_cnt = 0;
+                cnt += npsd_kafka_poll_batch(kafka, msgs + cnt,
+                                             (size_t)conf->batch_max,
+                                             cnt ? 0 : 100,
+                                             conf->batch_wait_ms);
+                if (cnt) {
+                        npsd_pipeline_run(pipeline, msgs, cnt, now_ms,
+                                          &npsd_stop, carry,
+                                          (size_t)conf->batch_max, &carry_cnt);
+                        for (size_t i = 0; i < cnt; i++)
+                                rd_kafka_message_destroy(msgs[i]);
+                }
+                if (mono >= next_roll) {
+                        int rolled = npsd_store_roll(store, now_ms, 500,
+                                                     errstr, sizeof(errstr));
+                        if (rolled > 0)
+                                npsd_debug("msg=\"windows rolled\" "
+                                           "accounts=%d",
+                                           rolled);
+                        /* more due: come back soon, else at the interval */
+                        next_roll = mono + (rolled >= 500
+                                                    ? 1000
+                                                    : conf->roll_interval_s *
+                                                              1000LL);
+                }
+                if (mono >= next_report) {
+                        const npsd_pipeline_stats_t *st =
+                                npsd_pipeline_stats(pipeline);
+                        uint64_t rejected = 0;
+                        for (int r = 0; r < NPSD_REJECT__CNT; r++)
+                                rejected += st->rejected[r];
+                        if (next_report)
+                                npsd_info("msg=\"progress\" consumed=%llu "
+                                          "accepted=%llu duplicates=%llu "
+                                          "rejected=%llu produced=%llu "
+                                          "batches=%llu redis_errors=%llu",
+                                          (unsigned long long)st->consumed,
+                                          (unsigned long long)st->accepted,
+                                          (unsigned long long)st->duplicates,
+                                          (unsigned long long)rejected,
+                                          (unsigned long long)st->produced,
+                                          (unsigned long long)st->batches,
+                                          (unsigned long long)st->redis_errors);
+                        next_report = mono + 10000;
+                }
+        }
+        npsd_info("msg=\"stopping: leaving the group\"");
+        for (size_t i = 0; i < carry_cnt; i++)
+                rd_kafka_message_destroy(carry[i]);
+        npsd_kafka_close(kafka, 10000);
+        rc = 0;
+
+done:
+        npsd_pipeline_destroy(pipeline);
+        npsd_store_destroy(store);
+        npsd_kafka_destroy(kafka);
+        npsd_devbroker_destroy(devbroker);
+        npsd_themes_destroy(themes);
+        free(msgs);
+        free(carry);
+        npsd_info("msg=\"npsd stopped\" exit=%d", rc);
+        npsd_conf_destroy(conf);
+        return rc;
+}

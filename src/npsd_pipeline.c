@@ -1,0 +1,379 @@
+/*
+ * npsd_pipeline — one poll batch end to end (see npsd_pipeline.h).
+ */
+#include "npsd/npsd_pipeline.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "npsd/npsd_event.h"
+#include "npsd/npsd_log.h"
+
+#define NPSD_BACKOFF_MIN_MS 100
+#define NPSD_BACKOFF_MAX_MS 5000
+
+/* One message to produce; payload owned (malloc'd) until the batch ends. */
+typedef struct npsd_out_s {
+        const char *topic;
+        const void *key;
+        size_t key_len;
+        char *payload;
+        size_t len;
+        volatile npsd_delivery_t status;
+} npsd_out_t;
+
+struct npsd_pipeline_s {
+        const npsd_conf_t *conf;
+        npsd_store_t *store;
+        npsd_kafka_t *kafka;
+        const npsd_themes_t *themes;
+        npsd_parse_limits_t limits;
+        npsd_enrich_conf_t enrich;
+        npsd_pipeline_stats_t stats;
+
+        /* grow-only, reused across batches */
+        npsd_event_t *events;
+        int *parsed; /* 1 when events[i] holds a parsed event */
+        size_t events_size;
+        npsd_store_response_t *responses;
+        npsd_store_result_t *results;
+        uint64_t *response_msg; /* index of each response's message */
+        size_t responses_size;
+        const npsd_account_t **accounts;
+        size_t accounts_size;
+        npsd_out_t *outs;
+        size_t outs_size, out_cnt;
+};
+
+npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
+                                   npsd_store_t *store, npsd_kafka_t *kafka,
+                                   const npsd_themes_t *themes) {
+        npsd_pipeline_t *pl = calloc(1, sizeof(*pl));
+
+        if (!pl)
+                return NULL;
+        pl->conf = conf;
+        pl->store = store;
+        pl->kafka = kafka;
+        pl->themes = themes;
+        npsd_parse_limits_default(&pl->limits);
+        pl->limits.max_message_bytes = (size_t)conf->message_max_bytes;
+        pl->limits.max_comment_bytes = (size_t)conf->comment_max_bytes;
+        pl->limits.future_allowance_ms =
+                (int64_t)conf->future_allowance_s * 1000;
+        npsd_enrich_conf_default(&pl->enrich);
+        pl->enrich.p1_renewal_days = conf->priority_renewal_days;
+        pl->enrich.p2_renewal_days = conf->priority_renewal_days;
+        pl->enrich.p1_arr = conf->priority_arr;
+        pl->enrich.ack_ms = (int64_t)conf->followup_ack_hours * 3600000;
+        pl->enrich.route_ms =
+                (int64_t)conf->followup_route_days * 86400000LL;
+        pl->enrich.close_ms =
+                (int64_t)conf->followup_close_days * 86400000LL;
+        return pl;
+}
+
+static void npsd_pipeline_clear_outs(npsd_pipeline_t *pl) {
+        for (size_t i = 0; i < pl->out_cnt; i++)
+                free(pl->outs[i].payload);
+        pl->out_cnt = 0;
+}
+
+void npsd_pipeline_destroy(npsd_pipeline_t *pl) {
+        if (!pl)
+                return;
+        npsd_pipeline_clear_outs(pl);
+        free(pl->events);
+        free(pl->parsed);
+        free(pl->responses);
+        free(pl->results);
+        free(pl->response_msg);
+        free(pl->accounts);
+        free(pl->outs);
+        free(pl);
+}
+
+const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pl) {
+        return &pl->stats;
+}
+
+/* Grows every per-message array to hold n entries. */
+static int npsd_pipeline_reserve(npsd_pipeline_t *pl, size_t n) {
+        size_t size = pl->events_size ? pl->events_size : 256;
+        void *p;
+
+        if (n <= pl->events_size)
+                return 0;
+        while (size < n)
+                size *= 2;
+#define NPSD_GROW(field)                                                       \
+        do {                                                                   \
+                if (!(p = realloc(pl->field, size * sizeof(*pl->field))))     \
+                        return -1;                                             \
+                pl->field = p;                                                 \
+        } while (0)
+        NPSD_GROW(events);
+        NPSD_GROW(parsed);
+        NPSD_GROW(responses);
+        NPSD_GROW(results);
+        NPSD_GROW(response_msg);
+        NPSD_GROW(accounts);
+        /* each message yields at most one output */
+        NPSD_GROW(outs);
+#undef NPSD_GROW
+        pl->events_size = pl->responses_size = pl->accounts_size =
+                pl->outs_size = size;
+        return 0;
+}
+
+static npsd_out_t *npsd_pipeline_out(npsd_pipeline_t *pl, const char *topic,
+                                     const void *key, size_t key_len,
+                                     char *payload, size_t len) {
+        npsd_out_t *out = &pl->outs[pl->out_cnt++];
+
+        out->topic = topic;
+        out->key = key;
+        out->key_len = key_len;
+        out->payload = payload;
+        out->len = len;
+        out->status = NPSD_DELIVERY_PENDING;
+        return out;
+}
+
+static npsd_kind_t npsd_pipeline_kind(const npsd_pipeline_t *pl,
+                                      const char *topic, int *known) {
+        *known = 1;
+        if (!strcmp(topic, pl->conf->topic_responses))
+                return NPSD_KIND_RESPONSE;
+        if (!strcmp(topic, pl->conf->topic_accounts))
+                return NPSD_KIND_ACCOUNT;
+        *known = 0;
+        return NPSD_KIND_RESPONSE;
+}
+
+static void npsd_pipeline_sleep_ms(int ms) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+}
+
+/* Parses every message; rejected ones become DLQ outputs. */
+static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
+                               size_t cnt, int64_t now_ms, size_t *resp_cnt,
+                               size_t *acct_cnt) {
+        *resp_cnt = *acct_cnt = 0;
+        for (size_t i = 0; i < cnt; i++) {
+                const rd_kafka_message_t *m = msgs[i];
+                const char *topic = rd_kafka_topic_name(m->rkt);
+                npsd_reject_t rej;
+                int known;
+                npsd_kind_t kind = npsd_pipeline_kind(pl, topic, &known);
+
+                pl->parsed[i] = 0;
+                if (!known)
+                        continue; /* not subscribed by this build: skip */
+                if (npsd_event_parse(kind, m->payload, m->len, now_ms,
+                                     &pl->limits, &pl->events[i],
+                                     &rej) == 0) {
+                        pl->parsed[i] = 1;
+                        if (kind == NPSD_KIND_RESPONSE) {
+                                npsd_store_response_t *r =
+                                        &pl->responses[*resp_cnt];
+                                r->resp = &pl->events[i].u.response;
+                                r->theme_bits =
+                                        r->resp->comment
+                                                ? npsd_themes_match(
+                                                          pl->themes,
+                                                          r->resp->comment,
+                                                          r->resp->comment_len)
+                                                : 0;
+                                pl->response_msg[(*resp_cnt)++] = i;
+                        } else {
+                                pl->accounts[(*acct_cnt)++] =
+                                        &pl->events[i].u.account;
+                        }
+                        continue;
+                }
+                {
+                        size_t len;
+                        char *dlq = npsd_dlq_build(
+                                &rej, topic, m->partition, m->offset, m->key,
+                                m->key_len, m->payload, m->len, now_ms, &len);
+                        if (!dlq)
+                                return -1;
+                        npsd_pipeline_out(pl, pl->conf->topic_dlq, m->key,
+                                          m->key_len, dlq, len);
+                        pl->stats.rejected[rej.reason]++;
+                }
+        }
+        return 0;
+}
+
+/* Applies the batch to Redis, retrying with capped backoff while Redis is
+ * away: partitions are paused (so the group keeps us as a member and nothing
+ * new is fetched), and one line is logged per state change. */
+static int npsd_pipeline_apply(npsd_pipeline_t *pl, size_t resp_cnt,
+                               size_t acct_cnt, int64_t now_ms,
+                               volatile sig_atomic_t *stop,
+                               rd_kafka_message_t **carry, size_t carry_max,
+                               size_t *carry_cnt) {
+        char errstr[512];
+        int backoff = NPSD_BACKOFF_MIN_MS, paused = 0;
+
+        for (;;) {
+                if (npsd_store_apply(pl->store, now_ms, pl->accounts, acct_cnt,
+                                     pl->responses, resp_cnt, pl->results,
+                                     errstr, sizeof(errstr)) == 0)
+                        break;
+                pl->stats.redis_errors++;
+                if (!paused) {
+                        npsd_warn("msg=\"redis unavailable, consumption "
+                                  "paused\" error=\"%s\"",
+                                  errstr);
+                        npsd_kafka_pause(pl->kafka);
+                        paused = 1;
+                }
+                for (int waited = 0; waited < backoff; waited += 50) {
+                        rd_kafka_message_t *m;
+                        if (*stop)
+                                goto stopped;
+                        /* keep the group membership alive */
+                        if (*carry_cnt < carry_max &&
+                            (m = npsd_kafka_serve(pl->kafka)))
+                                carry[(*carry_cnt)++] = m;
+                        npsd_pipeline_sleep_ms(50);
+                }
+                backoff = backoff * 2 > NPSD_BACKOFF_MAX_MS
+                                  ? NPSD_BACKOFF_MAX_MS
+                                  : backoff * 2;
+        }
+        if (paused) {
+                npsd_info("msg=\"redis back, consumption resumed\"");
+                npsd_kafka_resume(pl->kafka);
+        }
+        return 0;
+
+stopped:
+        if (paused)
+                npsd_kafka_resume(pl->kafka);
+        return -1;
+}
+
+/* Builds one classified message per response the store answered with a
+ * snapshot (new ones, and duplicates still within replay.days: the output
+ * may not have been delivered the first time). */
+static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
+                                int64_t now_ms) {
+        for (size_t i = 0; i < resp_cnt; i++) {
+                const npsd_store_result_t *res = &pl->results[i];
+                const npsd_response_t *r = pl->responses[i].resp;
+                json_t *snap;
+                json_error_t jerr;
+                char *payload;
+                size_t len;
+                const char *topic;
+
+                if (res->counted)
+                        pl->stats.accepted++;
+                else
+                        pl->stats.duplicates++;
+                if (!res->snapshot)
+                        continue;
+                snap = json_loadb(res->snapshot, res->snapshot_len, 0, &jerr);
+                payload = npsd_enrich_build(r, snap, pl->themes,
+                                            pl->responses[i].theme_bits,
+                                            &pl->enrich, now_ms, &len);
+                json_decref(snap);
+                if (!payload)
+                        return -1;
+                topic = r->category == NPSD_CAT_PROMOTER
+                                ? pl->conf->topic_promoters
+                        : r->category == NPSD_CAT_PASSIVE
+                                ? pl->conf->topic_passives
+                                : pl->conf->topic_detractors;
+                npsd_pipeline_out(pl, topic, r->account_id,
+                                  strlen(r->account_id), payload, len);
+        }
+        return 0;
+}
+
+/* Produces every output and waits until each is acknowledged; failed
+ * deliveries (broker down past message.timeout.ms, say) are produced again.
+ * Returns -1 only when stopped first. */
+static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
+                                 volatile sig_atomic_t *stop) {
+        char errstr[512];
+        int backoff = NPSD_BACKOFF_MIN_MS, round = 0;
+
+        for (;;) {
+                size_t failed = 0;
+                for (size_t i = 0; i < pl->out_cnt; i++) {
+                        npsd_out_t *o = &pl->outs[i];
+                        if (round > 0 && o->status != NPSD_DELIVERY_FAILED)
+                                continue;
+                        if (npsd_kafka_produce(pl->kafka, o->topic, o->key,
+                                               o->key_len, o->payload, o->len,
+                                               &o->status, errstr,
+                                               sizeof(errstr)) == -1)
+                                npsd_warn("msg=\"produce failed\" error=\"%s\"",
+                                          errstr);
+                }
+                while (npsd_kafka_flush(pl->kafka, 100) > 0) {
+                        if (*stop && round > 0)
+                                return -1;
+                }
+                for (size_t i = 0; i < pl->out_cnt; i++)
+                        if (pl->outs[i].status != NPSD_DELIVERY_OK)
+                                failed++;
+                if (!failed)
+                        break;
+                if (*stop)
+                        return -1;
+                pl->stats.delivery_retries += failed;
+                npsd_warn("msg=\"outputs not acknowledged, producing again\" "
+                          "count=%zu",
+                          failed);
+                npsd_pipeline_sleep_ms(backoff);
+                backoff = backoff * 2 > NPSD_BACKOFF_MAX_MS
+                                  ? NPSD_BACKOFF_MAX_MS
+                                  : backoff * 2;
+                round++;
+        }
+        pl->stats.produced += pl->out_cnt;
+        return 0;
+}
+
+int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
+                      size_t cnt, int64_t now_ms,
+                      volatile sig_atomic_t *stop, rd_kafka_message_t **carry,
+                      size_t carry_max, size_t *carry_cnt) {
+        size_t resp_cnt, acct_cnt;
+        int rc = -1;
+
+        if (npsd_pipeline_reserve(pl, cnt) == -1) {
+                npsd_error("msg=\"out of memory\" batch=%zu", cnt);
+                return -1;
+        }
+        pl->stats.consumed += cnt;
+        pl->stats.batches++;
+        if (npsd_pipeline_parse(pl, msgs, cnt, now_ms, &resp_cnt, &acct_cnt) ==
+            -1)
+                goto done;
+        if ((resp_cnt || acct_cnt) &&
+            npsd_pipeline_apply(pl, resp_cnt, acct_cnt, now_ms, stop, carry,
+                                carry_max, carry_cnt) == -1)
+                goto done;
+        if (npsd_pipeline_enrich(pl, resp_cnt, now_ms) == -1 ||
+            npsd_pipeline_deliver(pl, stop) == -1)
+                goto done;
+        npsd_kafka_commit(pl->kafka, msgs, cnt, 1);
+        rc = 0;
+
+done:
+        for (size_t i = 0; i < cnt; i++)
+                if (pl->parsed[i])
+                        npsd_event_clear(&pl->events[i]);
+        npsd_pipeline_clear_outs(pl);
+        return rc;
+}

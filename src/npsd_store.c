@@ -1,0 +1,685 @@
+/*
+ * npsd_store — Redis adapter (see include/npsd/npsd_store.h).
+ */
+#define _GNU_SOURCE /* qsort_r */
+#include "npsd/npsd_store.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npsd/npsd_log.h"
+#include "npsd/npsd_time.h"
+
+extern const char npsd_lua_apply[]; /* generated from src/lua/apply.lua */
+
+#define NPSD_STORE_COHORTS_PER_BATCH 64
+#define NPSD_STORE_FIELDS 13 /* per response, as apply.lua reads them */
+
+/* Per-response argument text that does not exist in the parsed event. */
+typedef struct npsd_store_args_s {
+        char score[4], day[16], ts_ms[24], ts_str[NPSD_TIME_BUFSZ];
+        char role[4], survey[4];
+} npsd_store_args_t;
+
+struct npsd_store_s {
+        const npsd_conf_t *conf;
+        const npsd_themes_t *themes;
+        redisContext *redis;
+        char sha[41];
+        int up;
+
+        /* grow-only scratch, reused across batches */
+        redisReply **replies;
+        size_t replies_size;
+        size_t reply_cnt;
+        size_t *order;
+        size_t order_size;
+        const char **argv;
+        size_t *argvlen;
+        size_t argv_size;
+        long *toff; /* text offsets of a group: themes, attributes */
+        size_t toff_size;
+        npsd_store_args_t *args;
+        size_t args_size;
+        char *text; /* themes and attributes, per account group */
+        size_t text_size;
+};
+
+npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
+                             const npsd_themes_t *themes) {
+        npsd_store_t *store = calloc(1, sizeof(*store));
+
+        if (!store)
+                return NULL;
+        store->conf = conf;
+        store->themes = themes;
+        return store;
+}
+
+static void npsd_store_release_replies(npsd_store_t *store) {
+        for (size_t i = 0; i < store->reply_cnt; i++)
+                freeReplyObject(store->replies[i]);
+        store->reply_cnt = 0;
+}
+
+static void npsd_store_disconnect(npsd_store_t *store) {
+        if (store->redis) {
+                redisFree(store->redis);
+                store->redis = NULL;
+        }
+        if (store->up)
+                npsd_warn("msg=\"redis connection lost\" host=%s port=%d",
+                          store->conf->redis_host, store->conf->redis_port);
+        store->up = 0;
+}
+
+void npsd_store_destroy(npsd_store_t *store) {
+        if (!store)
+                return;
+        npsd_store_release_replies(store);
+        if (store->redis)
+                redisFree(store->redis);
+        free(store->replies);
+        free(store->order);
+        free(store->argv);
+        free(store->argvlen);
+        free(store->toff);
+        free(store->args);
+        free(store->text);
+        free(store);
+}
+
+int npsd_store_up(const npsd_store_t *store) {
+        return store->up;
+}
+
+/* Runs one command on a fresh connection during connect; returns the reply
+ * or NULL with errstr (and the connection dropped). */
+static redisReply *npsd_store_setup_cmd(npsd_store_t *store, char *errstr,
+                                        size_t errstr_size, int argc,
+                                        const char **argv) {
+        redisReply *reply =
+                redisCommandArgv(store->redis, argc, argv, NULL);
+
+        if (!reply) {
+                snprintf(errstr, errstr_size, "redis %s: %s", argv[0],
+                         store->redis->errstr);
+                return NULL;
+        }
+        if (reply->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis %s: %s", argv[0],
+                         reply->str);
+                freeReplyObject(reply);
+                return NULL;
+        }
+        return reply;
+}
+
+/* Connects, authenticates, selects the database and loads the script. The
+ * script is loaded on every (re)connect: a restarted Redis has an empty
+ * script cache, and NOSCRIPT inside a pipeline would fail the batch. */
+static int npsd_store_connect(npsd_store_t *store, char *errstr,
+                              size_t errstr_size) {
+        const npsd_conf_t *conf = store->conf;
+        struct timeval tv = {conf->redis_timeout_ms / 1000,
+                             (conf->redis_timeout_ms % 1000) * 1000};
+        redisReply *reply;
+        char db[16];
+
+        if (store->redis)
+                return 0;
+        store->redis = redisConnectWithTimeout(conf->redis_host,
+                                               conf->redis_port, tv);
+        if (!store->redis || store->redis->err) {
+                snprintf(errstr, errstr_size, "redis connect %s:%d: %s",
+                         conf->redis_host, conf->redis_port,
+                         store->redis ? store->redis->errstr
+                                      : "out of memory");
+                goto fail;
+        }
+        redisSetTimeout(store->redis, tv);
+        if (*conf->redis_password) {
+                const char *auth[3] = {"AUTH", conf->redis_user,
+                                       conf->redis_password};
+                int argc = *conf->redis_user ? 3 : 2;
+                if (argc == 2)
+                        auth[1] = conf->redis_password;
+                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
+                                                   argc, auth)))
+                        goto fail;
+                freeReplyObject(reply);
+        }
+        if (conf->redis_db) {
+                const char *sel[2] = {"SELECT", db};
+                snprintf(db, sizeof(db), "%d", conf->redis_db);
+                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
+                                                   2, sel)))
+                        goto fail;
+                freeReplyObject(reply);
+        }
+        {
+                const char *load[3] = {"SCRIPT", "LOAD", npsd_lua_apply};
+                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
+                                                   3, load)))
+                        goto fail;
+                if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+                        snprintf(errstr, errstr_size,
+                                 "redis SCRIPT LOAD: unexpected reply");
+                        freeReplyObject(reply);
+                        goto fail;
+                }
+                memcpy(store->sha, reply->str, 40);
+                store->sha[40] = '\0';
+                freeReplyObject(reply);
+        }
+        if (!store->up)
+                npsd_info("msg=\"redis connected\" host=%s port=%d db=%d",
+                          conf->redis_host, conf->redis_port, conf->redis_db);
+        store->up = 1;
+        return 0;
+
+fail:
+        if (store->redis) {
+                redisFree(store->redis);
+                store->redis = NULL;
+        }
+        store->up = 0;
+        return -1;
+}
+
+int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size) {
+        redisReply *reply;
+
+        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+                return -1;
+        reply = redisCommand(store->redis, "PING");
+        if (!reply) {
+                snprintf(errstr, errstr_size, "redis PING: %s",
+                         store->redis->errstr);
+                npsd_store_disconnect(store);
+                return -1;
+        }
+        freeReplyObject(reply);
+        return 0;
+}
+
+/* Grows an array to hold at least n elements of size elsz. */
+static int npsd_store_grow(void **arr, size_t *size, size_t n, size_t elsz) {
+        void *p;
+        size_t nsize = *size ? *size : 64;
+
+        if (n <= *size)
+                return 0;
+        while (nsize < n)
+                nsize *= 2;
+        if (!(p = realloc(*arr, nsize * elsz)))
+                return -1;
+        *arr = p;
+        *size = nsize;
+        return 0;
+}
+
+/* Makes room for n command arguments (argv and argvlen alike). */
+static int npsd_store_argv_reserve(npsd_store_t *store, size_t n) {
+        const char **argv;
+        size_t *argvlen, nsize = store->argv_size ? store->argv_size : 64;
+
+        if (n <= store->argv_size)
+                return 0;
+        while (nsize < n)
+                nsize *= 2;
+        if (!(argv = realloc(store->argv, nsize * sizeof(*argv))))
+                return -1;
+        store->argv = argv;
+        if (!(argvlen = realloc(store->argvlen, nsize * sizeof(*argvlen))))
+                return -1;
+        store->argvlen = argvlen;
+        store->argv_size = nsize;
+        return 0;
+}
+
+/* The script's configuration argument: the settings it needs and the
+ * batch's "now" as text. Built once per call. */
+static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
+                                char *buf, size_t size) {
+        const npsd_conf_t *c = store->conf;
+        char now_str[NPSD_TIME_BUFSZ], windows[128];
+        size_t off = 0;
+
+        for (int i = 0; i < c->window_cnt; i++)
+                off += (size_t)snprintf(windows + off, sizeof(windows) - off,
+                                        "%s%d", i ? "," : "",
+                                        c->window_days[i]);
+        npsd_time_format(now_ms, now_str);
+        return snprintf(
+                buf, size,
+                "{\"windows\":[%s],\"long\":%d,\"low_conf_n\":%d,"
+                "\"gap_threshold\":%.17g,\"gap_min\":%d,"
+                "\"benchmark\":{\"all\":%.17g,\"smb\":%.17g,"
+                "\"mid_market\":%.17g,\"enterprise\":%.17g},"
+                "\"dedupe_ttl\":%lld,\"replay_ttl\":%lld,"
+                "\"suppress_ms\":%lld,\"previous\":%d,\"now_str\":\"%s\"}",
+                windows, c->long_window_days, c->low_confidence_n,
+                c->role_gap_threshold, c->role_gap_min_responses,
+                c->benchmark_all, c->benchmark_smb, c->benchmark_mid_market,
+                c->benchmark_enterprise, (long long)c->dedupe_days * 86400,
+                (long long)c->replay_days * 86400,
+                (long long)c->suppress_days * NPSD_MS_PER_DAY,
+                c->previous_count, now_str);
+}
+
+/* Appends one EVALSHA to the pipeline: argv[0..5] are filled here, the
+ * caller has put its mode arguments at argv[10..argc). */
+static int npsd_store_append(npsd_store_t *store, const char *key,
+                             const char *account, const char *now,
+                             const char *today, const char *conf_json,
+                             const char *mode, int argc) {
+        const char **argv = store->argv;
+        size_t *argvlen = store->argvlen;
+
+        argv[0] = "EVALSHA";
+        argv[1] = store->sha;
+        argv[2] = "1";
+        argv[3] = key;
+        argv[4] = store->conf->redis_prefix;
+        argv[5] = account;
+        argv[6] = now;
+        argv[7] = today;
+        argv[8] = conf_json;
+        argv[9] = mode;
+        for (int i = 0; i < 10; i++)
+                argvlen[i] = strlen(argv[i]);
+        if (redisAppendCommandArgv(store->redis, argc, argv, argvlen) !=
+            REDIS_OK)
+                return -1;
+        store->reply_cnt++; /* one reply expected */
+        return 0;
+}
+
+/* Orders responses by account, keeping their batch order within one. */
+static int npsd_store_cmp_order(const void *a, const void *b, void *opaque) {
+        const npsd_store_response_t *responses = opaque;
+        size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+        int c = strcmp(responses[ia].resp->account_id,
+                       responses[ib].resp->account_id);
+        if (c)
+                return c;
+        return ia < ib ? -1 : ia > ib;
+}
+
+/* Appends text to the group's scratch; returns its offset or -1. The
+ * scratch may move while a group is built, so callers keep offsets. */
+static long npsd_store_text(npsd_store_t *store, size_t *used, const char *s,
+                            size_t len) {
+        size_t off = *used;
+
+        if (npsd_store_grow((void **)&store->text, &store->text_size,
+                            off + len + 1, 1) == -1)
+                return -1;
+        memcpy(store->text + off, s, len);
+        store->text[off + len] = '\0';
+        *used = off + len + 1;
+        return (long)off;
+}
+
+/* Themes of a response as "pricing,support" into the scratch. */
+static long npsd_store_themes_text(npsd_store_t *store, size_t *used,
+                                   uint64_t bits) {
+        char buf[NPSD_THEMES_MAX * 40];
+        size_t off = 0;
+
+        buf[0] = '\0';
+        for (int t = 0; t < npsd_themes_count(store->themes) && bits; t++) {
+                const char *name;
+                size_t len;
+                if (!(bits & (1ULL << t)))
+                        continue;
+                name = npsd_themes_name(store->themes, t);
+                len = strlen(name);
+                if (off + len + 2 > sizeof(buf))
+                        break;
+                if (off)
+                        buf[off++] = ',';
+                memcpy(buf + off, name, len);
+                off += len;
+        }
+        return npsd_store_text(store, used, buf, off);
+}
+
+/* The configured cohort attributes of a response as "key\tvalue\n"... */
+static long npsd_store_attrs_text(npsd_store_t *store, size_t *used,
+                                  const json_t *attributes) {
+        char buf[NPSD_COHORT_ATTRS_MAX * 400];
+        size_t off = 0;
+        const npsd_conf_t *c = store->conf;
+
+        for (int i = 0; attributes && i < c->cohort_attr_cnt; i++) {
+                const char *v = json_string_value(
+                        json_object_get(attributes, c->cohort_attr[i]));
+                int n;
+                if (!v || !*v || strchr(v, '\n') || strchr(v, '\t'))
+                        continue;
+                n = snprintf(buf + off, sizeof(buf) - off, "%s\t%s\n",
+                             c->cohort_attr[i], v);
+                if (n < 0 || (size_t)n >= sizeof(buf) - off)
+                        break;
+                off += (size_t)n;
+        }
+        return npsd_store_text(store, used, buf, off);
+}
+
+/* Appends the "responses" call of one account group [from, to) of order. */
+static int npsd_store_append_group(npsd_store_t *store,
+                                   const npsd_store_response_t *responses,
+                                   size_t from, size_t to, const char *now,
+                                   const char *today, const char *conf_json) {
+        size_t n = to - from, used = 0;
+        int argc = 11 + (int)(n * NPSD_STORE_FIELDS);
+        const char *account = responses[store->order[from]].resp->account_id;
+        char key[512], count[24];
+        long *toff;
+
+        if (npsd_store_argv_reserve(store, (size_t)argc) == -1 ||
+            npsd_store_grow((void **)&store->args, &store->args_size, n,
+                            sizeof(*store->args)) == -1 ||
+            npsd_store_grow((void **)&store->toff, &store->toff_size, n * 2,
+                            sizeof(*store->toff)) == -1)
+                return -1;
+        toff = store->toff;
+
+        snprintf(key, sizeof(key), "%s:{%s}:summary",
+                 store->conf->redis_prefix, account);
+        snprintf(count, sizeof(count), "%zu", n);
+        for (size_t i = 0; i < n; i++) {
+                const npsd_response_t *r = responses[store->order[from + i]].resp;
+                npsd_store_args_t *a = &store->args[i];
+                snprintf(a->score, sizeof(a->score), "%d", r->score);
+                snprintf(a->day, sizeof(a->day), "%d",
+                         (int)npsd_time_day(r->submitted_at_ms));
+                snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld",
+                         (long long)r->submitted_at_ms);
+                npsd_time_format(r->submitted_at_ms, a->ts_str);
+                snprintf(a->role, sizeof(a->role), "%d", (int)r->role);
+                snprintf(a->survey, sizeof(a->survey), "%d",
+                         (int)r->survey_type);
+                toff[i * 2] = npsd_store_themes_text(
+                        store, &used,
+                        responses[store->order[from + i]].theme_bits);
+                toff[i * 2 + 1] =
+                        npsd_store_attrs_text(store, &used, r->attributes);
+                if (toff[i * 2] < 0 || toff[i * 2 + 1] < 0)
+                        return -1;
+        }
+        store->argv[10] = count;
+        store->argvlen[10] = strlen(count);
+        for (size_t i = 0; i < n; i++) {
+                const npsd_response_t *r = responses[store->order[from + i]].resp;
+                npsd_store_args_t *a = &store->args[i];
+                const char **v = store->argv + 11 + i * NPSD_STORE_FIELDS;
+                size_t *vl = store->argvlen + 11 + i * NPSD_STORE_FIELDS;
+                v[0] = r->event_id;
+                v[1] = r->user_id;
+                v[2] = a->score;
+                v[3] = a->day;
+                v[4] = a->ts_ms;
+                v[5] = a->ts_str;
+                v[6] = a->role;
+                v[7] = a->survey;
+                v[8] = r->language ? r->language : "";
+                v[9] = r->channel ? r->channel : "";
+                v[10] = store->text + toff[i * 2];
+                v[11] = store->text + toff[i * 2 + 1];
+                v[12] = r->comment ? r->comment : "";
+                for (int f = 0; f < NPSD_STORE_FIELDS; f++)
+                        vl[f] = strlen(v[f]);
+                if (r->comment)
+                        vl[12] = r->comment_len;
+        }
+        /* argc counts EVALSHA..mode (10), the count, and the fields */
+        return npsd_store_append(store, key, account, now, today, conf_json,
+                                 "responses", 11 + (int)(n * NPSD_STORE_FIELDS));
+}
+
+/* Appends the "context" call of one account record. */
+static int npsd_store_append_context(npsd_store_t *store,
+                                     const npsd_account_t *acc,
+                                     const char *now, const char *today,
+                                     const char *conf_json) {
+        char key[512], upd[24], arr[64], seats[24], renewal[16];
+        int argc = 11;
+        const char *fields[][2] = {
+                {"name", acc->name},
+                {"segment", acc->segment},
+                {"plan", acc->plan},
+                {"lifecycle_stage", acc->lifecycle_stage},
+                {"csm_owner", acc->csm_owner},
+                {"arr", acc->has_arr ? arr : NULL},
+                {"seats", acc->has_seats ? seats : NULL},
+                {"renewal_date", acc->has_renewal ? renewal : NULL},
+                {"updated_at", NULL},
+        };
+        char upd_str[NPSD_TIME_BUFSZ];
+
+        if (npsd_store_argv_reserve(store, 64) == -1)
+                return -1;
+        snprintf(key, sizeof(key), "%s:{%s}:summary",
+                 store->conf->redis_prefix, acc->account_id);
+        snprintf(upd, sizeof(upd), "%lld",
+                 acc->has_updated_at ? (long long)acc->updated_at_ms : -1LL);
+        snprintf(arr, sizeof(arr), "%.17g", acc->has_arr ? acc->arr : 0.0);
+        snprintf(seats, sizeof(seats), "%lld", (long long)acc->seats);
+        if (acc->has_renewal)
+                npsd_date_format(acc->renewal_day, renewal);
+        if (acc->has_updated_at)
+                fields[8][1] = npsd_time_format(acc->updated_at_ms, upd_str);
+        store->argv[10] = upd;
+        store->argvlen[10] = strlen(upd);
+        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+                if (!fields[i][1])
+                        continue;
+                store->argv[argc] = fields[i][0];
+                store->argvlen[argc++] = strlen(fields[i][0]);
+                store->argv[argc] = fields[i][1];
+                store->argvlen[argc++] = strlen(fields[i][1]);
+        }
+        return npsd_store_append(store, key, acc->account_id, now, today,
+                                 conf_json, "context", argc);
+}
+
+/* Reads every reply the pipeline owes. Returns 0 when all arrived without
+ * error; on any failure the connection is dropped (hiredis contexts are not
+ * reusable after an error, and a half-read pipeline is unusable anyway). */
+static int npsd_store_read_replies(npsd_store_t *store, size_t expected,
+                                   char *errstr, size_t errstr_size) {
+        int rc = 0;
+
+        if (npsd_store_grow((void **)&store->replies, &store->replies_size,
+                            expected, sizeof(*store->replies)) == -1) {
+                snprintf(errstr, errstr_size, "out of memory");
+                npsd_store_disconnect(store);
+                return -1;
+        }
+        store->reply_cnt = 0;
+        for (size_t i = 0; i < expected; i++) {
+                void *r = NULL;
+                if (redisGetReply(store->redis, &r) != REDIS_OK || !r) {
+                        snprintf(errstr, errstr_size, "redis: %s",
+                                 store->redis->errstr);
+                        npsd_store_disconnect(store);
+                        return -1;
+                }
+                store->replies[store->reply_cnt++] = r;
+                if (((redisReply *)r)->type == REDIS_REPLY_ERROR && !rc) {
+                        snprintf(errstr, errstr_size, "redis script: %s",
+                                 ((redisReply *)r)->str);
+                        rc = -1;
+                }
+        }
+        if (rc == -1)
+                /* NOSCRIPT (script cache flushed) or a refused write: the
+                 * next call reconnects and loads the script again. */
+                npsd_store_disconnect(store);
+        return rc;
+}
+
+int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
+                     const npsd_account_t *const *accounts, size_t account_cnt,
+                     const npsd_store_response_t *responses, size_t resp_cnt,
+                     npsd_store_result_t *results, char *errstr,
+                     size_t errstr_size) {
+        char conf_json[1024], now[24], today[16], maxc[16];
+        size_t expected, g, from;
+
+        npsd_store_release_replies(store);
+        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+                return -1;
+        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
+        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
+
+        if (npsd_store_grow((void **)&store->order, &store->order_size,
+                            resp_cnt + 1, sizeof(*store->order)) == -1 ||
+            npsd_store_argv_reserve(store, 64) == -1)
+                goto oom;
+        for (size_t i = 0; i < resp_cnt; i++)
+                store->order[i] = i;
+        qsort_r(store->order, resp_cnt, sizeof(*store->order),
+                npsd_store_cmp_order, (void *)responses);
+
+        store->reply_cnt = 0;
+        for (size_t i = 0; i < account_cnt; i++)
+                if (npsd_store_append_context(store, accounts[i], now, today,
+                                              conf_json) == -1)
+                        goto oom;
+        for (from = 0, g = 1; g <= resp_cnt; g++) {
+                if (g < resp_cnt &&
+                    !strcmp(responses[store->order[g]].resp->account_id,
+                            responses[store->order[from]].resp->account_id))
+                        continue;
+                if (npsd_store_append_group(store, responses, from, g, now,
+                                            today, conf_json) == -1)
+                        goto oom;
+                from = g;
+        }
+        snprintf(maxc, sizeof(maxc), "%d", NPSD_STORE_COHORTS_PER_BATCH);
+        store->argv[10] = maxc;
+        store->argvlen[10] = strlen(maxc);
+        {
+                char dkey[256];
+                snprintf(dkey, sizeof(dkey), "%s:dirty",
+                         store->conf->redis_prefix);
+                if (npsd_store_append(store, dkey, "", now, today, conf_json,
+                                      "cohorts", 11) == -1)
+                        goto oom;
+        }
+
+        expected = store->reply_cnt;
+        if (npsd_store_read_replies(store, expected, errstr, errstr_size) ==
+            -1)
+                return -1;
+
+        /* Map the replies of each account group back to its responses. */
+        {
+                size_t r = account_cnt;
+                for (from = 0, g = 1; g <= resp_cnt; g++) {
+                        redisReply *rep;
+                        if (g < resp_cnt &&
+                            !strcmp(responses[store->order[g]].resp->account_id,
+                                    responses[store->order[from]].resp->account_id))
+                                continue;
+                        rep = store->replies[r++];
+                        if (rep->type != REDIS_REPLY_ARRAY ||
+                            rep->elements != (g - from) * 2) {
+                                snprintf(errstr, errstr_size,
+                                         "redis script: unexpected reply");
+                                npsd_store_disconnect(store);
+                                return -1;
+                        }
+                        for (size_t i = 0; i < g - from; i++) {
+                                npsd_store_result_t *res =
+                                        &results[store->order[from + i]];
+                                redisReply *st = rep->element[i * 2];
+                                redisReply *sn = rep->element[i * 2 + 1];
+                                res->counted = st->type == REDIS_REPLY_INTEGER &&
+                                               st->integer == 1;
+                                res->snapshot = sn->type == REDIS_REPLY_STRING
+                                                        ? sn->str
+                                                        : NULL;
+                                res->snapshot_len =
+                                        res->snapshot ? sn->len : 0;
+                        }
+                        from = g;
+                }
+        }
+        return 0;
+
+oom:
+        snprintf(errstr, errstr_size, "redis: cannot build the pipeline: %s",
+                 store->redis && store->redis->err ? store->redis->errstr
+                                                   : "out of memory");
+        npsd_store_disconnect(store);
+        return -1;
+}
+
+int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
+                    char *errstr, size_t errstr_size) {
+        char conf_json[1024], now[24], today[16], maxc[16], key[512];
+        redisReply *due;
+        size_t cnt;
+
+        npsd_store_release_replies(store);
+        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+                return -1;
+        if (npsd_store_argv_reserve(store, 16) == -1)
+                return -1;
+        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
+        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
+        snprintf(maxc, sizeof(maxc), "%d", max);
+        snprintf(key, sizeof(key), "%s:roll", store->conf->redis_prefix);
+
+        store->reply_cnt = 0;
+        store->argv[10] = maxc;
+        store->argvlen[10] = strlen(maxc);
+        if (npsd_store_append(store, key, "", now, today, conf_json, "due",
+                              11) == -1 ||
+            npsd_store_read_replies(store, 1, errstr, errstr_size) == -1)
+                goto fail;
+        due = store->replies[0];
+        store->replies[0] = NULL;
+        store->reply_cnt = 0;
+        cnt = due->type == REDIS_REPLY_ARRAY ? due->elements : 0;
+
+        for (size_t i = 0; i < cnt; i++) {
+                snprintf(key, sizeof(key), "%s:{%s}:summary",
+                         store->conf->redis_prefix, due->element[i]->str);
+                if (npsd_store_append(store, key, due->element[i]->str, now,
+                                      today, conf_json, "refresh", 10) == -1) {
+                        freeReplyObject(due);
+                        goto fail;
+                }
+        }
+        snprintf(key, sizeof(key), "%s:dirty", store->conf->redis_prefix);
+        snprintf(maxc, sizeof(maxc), "%d", NPSD_STORE_COHORTS_PER_BATCH);
+        store->argv[10] = maxc;
+        store->argvlen[10] = strlen(maxc);
+        if (npsd_store_append(store, key, "", now, today, conf_json,
+                              "cohorts", 11) == -1) {
+                freeReplyObject(due);
+                goto fail;
+        }
+        freeReplyObject(due);
+        if (npsd_store_read_replies(store, store->reply_cnt, errstr,
+                                    errstr_size) == -1)
+                return -1;
+        return (int)cnt;
+
+fail:
+        if (!*errstr)
+                snprintf(errstr, errstr_size, "redis: roll failed");
+        npsd_store_disconnect(store);
+        return -1;
+}
