@@ -322,17 +322,17 @@ static int npsctl_write_file_atomic(const char *path, const char *content,
         }
         fp = fopen(tmp, "w");
         if (!fp) {
-                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 return -1;
         }
         if (fputs(content, fp) == EOF || fputc('\n', fp) == EOF ||
             fflush(fp) || fsync(fileno(fp))) {
-                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 fclose(fp);
                 goto fail_unlink;
         }
         if (fclose(fp)) {
-                snprintf(errstr, errstr_size, "%s: %s", tmp, strerror(errno));
+                snprintf(errstr, errstr_size, "%s: %s", path, strerror(errno));
                 goto fail_unlink;
         }
         if (rename(tmp, path)) {

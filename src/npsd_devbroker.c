@@ -24,14 +24,25 @@ struct npsd_devbroker_s {
  * logfmt logger so that the broker's output looks like the rest. */
 static void npsd_devbroker_log_cb(const rd_kafka_t *rk, int level,
                                   const char *fac, const char *buf) {
+        char msg[1024];
+        size_t i;
+
+        (void)rk;
+        /* The host handle has no bootstrap servers on purpose. */
+        if (!strcmp(fac, "CONFWARN") && strstr(buf, "bootstrap.servers"))
+                return;
+        /* Keep the logfmt value quoted correctly. */
+        for (i = 0; buf[i] && i < sizeof(msg) - 1; i++)
+                msg[i] = buf[i] == '"' ? '\'' : buf[i];
+        msg[i] = '\0';
         if (level <= 3)
-                npsd_error("msg=\"devbroker: %s\" facility=%s", buf, fac);
+                npsd_error("msg=\"devbroker: %s\" facility=%s", msg, fac);
         else if (level <= 4)
-                npsd_warn("msg=\"devbroker: %s\" facility=%s", buf, fac);
+                npsd_warn("msg=\"devbroker: %s\" facility=%s", msg, fac);
         else if (level <= 6)
-                npsd_info("msg=\"devbroker: %s\" facility=%s", buf, fac);
+                npsd_info("msg=\"devbroker: %s\" facility=%s", msg, fac);
         else
-                npsd_debug("msg=\"devbroker: %s\" facility=%s", buf, fac);
+                npsd_debug("msg=\"devbroker: %s\" facility=%s", msg, fac);
 }
 
 npsd_devbroker_t *npsd_devbroker_new(int broker_cnt, int partitions,

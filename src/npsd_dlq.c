@@ -69,14 +69,16 @@ static json_t *npsd_json_text(const char *s) {
 /* Adds "<name>" holding buf as a UTF-8 string when it is valid UTF-8,
  * else as base64 with "<enc_name>": "base64". always_enc also writes
  * "utf8" in the valid case (the payload always states its encoding; the
- * key only when it is base64). */
+ * key only when it is base64). Bytes with a NUL are base64 too: "\u0000"
+ * is valid JSON but many consumers (jansson by default, C strings) refuse
+ * or truncate it, and the DLQ record must reach a person intact. */
 static int npsd_json_set_bytes(json_t *obj, const char *name,
                                const char *enc_name, int always_enc,
                                const void *buf, size_t len) {
         json_t *v;
         char *b64;
 
-        if (npsd_utf8_valid(buf, len)) {
+        if (npsd_utf8_valid(buf, len) && !memchr(buf, '\0', len)) {
                 v = json_stringn(len ? buf : "", len);
                 if (json_object_set_new(obj, name, v) < 0)
                         return -1;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "npsd/npsd_nps.h"
 #include "npsd/npsd_time.h"
 
 void npsd_enrich_conf_default(npsd_enrich_conf_t *conf) {
@@ -227,6 +228,20 @@ static void npsd_arr_normalise(json_t *account) {
                                     json_integer((json_int_t)d));
 }
 
+/* The snapshot's metrics come from Redis Lua cjson, which prints reals with
+ * 17 significant digits (138.6 arrives as 138.59999999999999). Every metric
+ * is a one-decimal value, so real members are rounded back to one decimal;
+ * with JSON_REAL_PRECISION(15) they then print as "138.6". */
+static void npsd_metrics_round(json_t *metrics) {
+        const char *k;
+        json_t *v;
+
+        json_object_foreach(metrics, k, v) {
+                if (json_is_real(v))
+                        json_real_set(v, npsd_round1(json_real_value(v)));
+        }
+}
+
 char *npsd_enrich_build(const npsd_response_t *resp, const json_t *snapshot,
                         const npsd_themes_t *themes, uint64_t theme_bits,
                         const npsd_enrich_conf_t *conf, int64_t now_ms,
@@ -327,14 +342,16 @@ char *npsd_enrich_build(const npsd_response_t *resp, const json_t *snapshot,
 
         err |= json_object_set_new(msg, "account", account);
         account = NULL;
-        err |= json_object_set_new(msg, "metrics",
-                                   npsd_snapshot_copy(snapshot, "metrics", 0));
+        if (!(v = npsd_snapshot_copy(snapshot, "metrics", 0)))
+                goto fail;
+        npsd_metrics_round(v);
+        err |= json_object_set_new(msg, "metrics", v);
         err |= json_object_set_new(msg, "previous",
                                    npsd_snapshot_copy(snapshot, "previous", 1));
         if (err)
                 goto fail;
 
-        if (!(out = json_dumps(msg, JSON_COMPACT)))
+        if (!(out = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(15))))
                 goto fail;
         if (lenp)
                 *lenp = strlen(out);

@@ -64,12 +64,23 @@ local function fmt(x)
   return s
 end
 
+-- 100 * (p - d) / n to one decimal, half away from zero, in integers so
+-- that a value exactly on .x5 rounds as npsd_nps_compute() does in C.
+local function nps_exact(diff, n)
+  local num = 1000 * math.abs(diff)
+  local q = math.floor(num / n)
+  if 2 * (num - q * n) >= n then q = q + 1 end
+  if q == 0 then return 0 end
+  if diff < 0 then q = -q end
+  return q / 10
+end
+
 -- NPS, margin of error and adjusted-Wald interval of one slice (SPEC §4).
 local function nps_of(p, s, d)
   local n = p + s + d
   if n == 0 then return nil end
   local r = {n = n, p = p, s = s, d = d}
-  r.nps = round1(100 * (p - d) / n)
+  r.nps = nps_exact(p - d, n)
   local ps, ds = p / n, d / n
   local v = ps + ds - (ps - ds) ^ 2
   if v < 0 then v = 0 end

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Runs every test: unit (cmocka) and integration (the real npsd and npsctl
+# against private redis-servers and the embedded broker), first in a normal
+# build, then under AddressSanitizer + UndefinedBehaviorSanitizer, then the
+# message-parser fuzz target for a bounded time. Installs missing packages.
+#
+#   bash scripts/test.sh [--quick]   (--quick: normal build only, no fuzz)
+#   NPSD_FUZZ_SECONDS=60             fuzzing time (default 60)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+bash scripts/install-deps.sh
+jobs=$(nproc)
+passed=0
+failed=0
+
+run_suite() { # build-dir label cmake-args...
+        local dir=$1 label=$2
+        shift 2
+        echo "== $label: configure and build ($dir)"
+        cmake -S . -B "$dir" -DNPSD_TESTS=ON "$@" >/dev/null
+        cmake --build "$dir" -j"$jobs" >/dev/null
+        echo "== $label: ctest"
+        local log="$dir/ctest.log"
+        if (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1) | tee "$log"; then :; fi
+        local line
+        line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
+        if [ -z "$line" ]; then
+                echo "$label: ctest printed no summary" >&2
+                failed=$((failed + 1))
+                return
+        fi
+        local f t
+        f=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+)/\1/')
+        t=$(echo "$line" | sed -E 's/.* tests failed out of ([0-9]+)/\1/')
+        passed=$((passed + t - f))
+        failed=$((failed + f))
+}
+
+run_suite build "normal build" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+if [ $quick -eq 0 ]; then
+        ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+        UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                run_suite build-asan "ASan+UBSan build" -DCMAKE_BUILD_TYPE=Debug -DNPSD_SANITIZE=ON
+
+        echo "== fuzz: message parser (libFuzzer, ${NPSD_FUZZ_SECONDS:-60} s)"
+        CC=clang cmake -S . -B build-fuzz -DNPSD_FUZZ=ON -DNPSD_TESTS=OFF \
+                -DCMAKE_BUILD_TYPE=Debug >/dev/null
+        cmake --build build-fuzz --target fuzz_event -j"$jobs" >/dev/null
+        corpus=$(mktemp -d)
+        cp tests/fuzz/corpus/* "$corpus"/
+        if ./build-fuzz/fuzz_event -max_total_time="${NPSD_FUZZ_SECONDS:-60}" \
+                -print_final_stats=1 "$corpus" > build-fuzz/fuzz.log 2>&1; then
+                passed=$((passed + 1))
+                grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz.log | tail -2
+        else
+                failed=$((failed + 1))
+                tail -40 build-fuzz/fuzz.log
+        fi
+        rm -rf "$corpus"
+fi
+
+echo
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,852 @@
+/*
+ * npsctl account / npsctl top — read the Redis contract (SPEC §7) for
+ * people. Read-only: these commands never write to Redis.
+ *
+ * A field that is absent prints as "—", never as 0: an NPS over zero
+ * responses does not exist.
+ */
+#define _GNU_SOURCE /* asprintf */
+#include "npsctl.h"
+#include "npsd/npsd_time.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define NPSCTL_DASH "—"
+#define NPSCTL_FLAG "⚑"
+
+static const char *npsctl_slices[] = {
+        "relationship", "transactional", "end_user", "admin",
+        "decision_maker", "other",
+};
+static const char *npsctl_health_components[] = {
+        "nps", "adoption", "engagement", "support", "followup",
+};
+static const char *npsctl_view_segments[] = {"smb", "mid_market",
+                                             "enterprise"};
+
+/* ANSI colour only for a terminal, and never with NO_COLOR set. */
+static int npsctl_color;
+
+static const char *npsctl_c(const char *code) {
+        return npsctl_color ? code : "";
+}
+#define C_RESET npsctl_c("\033[0m")
+#define C_BOLD npsctl_c("\033[1m")
+#define C_DIM npsctl_c("\033[2m")
+#define C_RED npsctl_c("\033[31m")
+#define C_GREEN npsctl_c("\033[32m")
+#define C_YELLOW npsctl_c("\033[33m")
+
+/* A hash as HGETALL returned it (flat field, value array). */
+typedef struct npsctl_hash_s {
+        redisReply *r;
+} npsctl_hash_t;
+
+static const char *npsctl_hget(const npsctl_hash_t *h, const char *field) {
+        size_t i;
+
+        if (!h->r || h->r->type != REDIS_REPLY_ARRAY)
+                return NULL;
+        for (i = 0; i + 1 < h->r->elements; i += 2) {
+                const redisReply *f = h->r->element[i];
+                const redisReply *v = h->r->element[i + 1];
+
+                if (f->type == REDIS_REPLY_STRING && !strcmp(f->str, field))
+                        return v->type == REDIS_REPLY_STRING ? v->str : NULL;
+        }
+        return NULL;
+}
+
+static const char *npsctl_hgetf(const npsctl_hash_t *h, char *tmp,
+                                size_t size, const char *slice,
+                                const char *field) {
+        if (!slice)
+                return npsctl_hget(h, field);
+        snprintf(tmp, size, "%s.%s", slice, field);
+        return npsctl_hget(h, tmp);
+}
+
+static size_t npsctl_hash_len(const npsctl_hash_t *h) {
+        return h->r && h->r->type == REDIS_REPLY_ARRAY ? h->r->elements / 2
+                                                         : 0;
+}
+
+static int npsctl_parse_num(const char *s, double *v) {
+        char *end;
+
+        if (!s || !*s)
+                return -1;
+        *v = strtod(s, &end);
+        return *end || !isfinite(*v) ? -1 : 0;
+}
+
+/* NPS-like value with a sign and one decimal; "—" when absent, the raw
+ * text when it is not a number. Returns buf. */
+static const char *npsctl_fmt_signed(const char *s, char *buf, size_t size) {
+        double v;
+
+        if (!s)
+                return NPSCTL_DASH;
+        if (npsctl_parse_num(s, &v))
+                return s;
+        snprintf(buf, size, "%+.1f", v == 0 ? 0.0 : v);
+        return buf;
+}
+
+static const char *npsctl_fmt_1(const char *s, char *buf, size_t size) {
+        double v;
+
+        if (!s)
+                return NPSCTL_DASH;
+        if (npsctl_parse_num(s, &v))
+                return s;
+        snprintf(buf, size, "%.1f", v);
+        return buf;
+}
+
+static const char *npsctl_or_dash(const char *s) {
+        return s && *s ? s : NPSCTL_DASH;
+}
+
+/* printf's field widths count bytes; "—" and names with accents are
+ * several bytes but one column. Pads by code points instead: width > 0
+ * right-aligns, width < 0 left-aligns. */
+static void npsctl_fpad(FILE *fp, const char *s, int width) {
+        int cols = 0, pad;
+        const char *p;
+
+        for (p = s; *p; p++)
+                cols += ((unsigned char)*p & 0xC0) != 0x80;
+        pad = (width < 0 ? -width : width) - cols;
+        if (width > 0)
+                for (; pad > 0; pad--)
+                        fputc(' ', fp);
+        fputs(s, fp);
+        if (width < 0)
+                for (; pad > 0; pad--)
+                        fputc(' ', fp);
+}
+
+/* 1234567 -> "1,234,567" (ARR reads better grouped). */
+static const char *npsctl_fmt_grouped(const char *s, char *buf, size_t size) {
+        char digits[32];
+        double v;
+        size_t n, i, o = 0;
+
+        if (!s)
+                return NPSCTL_DASH;
+        if (npsctl_parse_num(s, &v) || fabs(v) >= 1e15)
+                return s;
+        snprintf(digits, sizeof(digits), "%.0f", fabs(v));
+        n = strlen(digits);
+        if (v < 0 && o + 1 < size)
+                buf[o++] = '-';
+        for (i = 0; i < n && o + 2 < size; i++) {
+                if (i && (n - i) % 3 == 0)
+                        buf[o++] = ',';
+                buf[o++] = digits[i];
+        }
+        buf[o] = '\0';
+        return buf;
+}
+
+static const char *npsctl_band_color(const char *band) {
+        if (!band)
+                return "";
+        if (!strcmp(band, "red"))
+                return C_RED;
+        if (!strcmp(band, "yellow"))
+                return C_YELLOW;
+        if (!strcmp(band, "green"))
+                return C_GREEN;
+        return "";
+}
+
+/* Days from today (UTC, NPSD_NOW honoured) to a YYYY-MM-DD date. */
+static int npsctl_days_until(const char *date, int *days) {
+        int32_t d;
+
+        if (!date || npsd_date_parse(date, strlen(date), &d))
+                return -1;
+        *days = d - npsd_time_day(npsctl_now_ms());
+        return 0;
+}
+
+/* "3h ago" style age of an RFC 3339 timestamp; empty when unparsable. */
+static const char *npsctl_fmt_age(const char *ts, char *buf, size_t size) {
+        int64_t ms, d;
+
+        buf[0] = '\0';
+        if (!ts || npsd_time_parse_rfc3339(ts, strlen(ts), &ms))
+                return buf;
+        d = (npsctl_now_ms() - ms) / 1000;
+        if (d < 0)
+                snprintf(buf, size, "in the future");
+        else if (d < 90)
+                snprintf(buf, size, "%llds ago", (long long)d);
+        else if (d < 90 * 60)
+                snprintf(buf, size, "%lldm ago", (long long)(d / 60));
+        else if (d < 48 * 3600)
+                snprintf(buf, size, "%lldh ago", (long long)(d / 3600));
+        else
+                snprintf(buf, size, "%lldd ago", (long long)(d / 86400));
+        return buf;
+}
+
+/* Copies at most max_bytes of s without splitting a UTF-8 sequence. */
+static const char *npsctl_trunc(const char *s, size_t max_bytes, char *buf,
+                                size_t size) {
+        size_t n;
+
+        if (!s)
+                return NPSCTL_DASH;
+        n = strlen(s);
+        if (n > max_bytes)
+                n = max_bytes;
+        if (n >= size)
+                n = size - 1;
+        while (n > 0 && n < strlen(s) && ((unsigned char)s[n] & 0xC0) == 0x80)
+                n--;
+        memcpy(buf, s, n);
+        buf[n] = '\0';
+        return buf;
+}
+
+/* One line of window stats: NPS ± moe, CI, n, P/Pa/D, low confidence.
+ * slice NULL = the window's "all" fields. */
+static void npsctl_print_stats(FILE *fp, const npsctl_hash_t *h,
+                               const char *slice) {
+        char f[64], b1[32], b2[32], b3[32], b4[32];
+        const char *n = npsctl_hgetf(h, f, sizeof(f), slice, "responses");
+        const char *nps = npsctl_hgetf(h, f, sizeof(f), slice, "nps");
+        const char *moe, *lo, *hi, *p, *pa, *d, *lc;
+
+        if (!n && !nps) {
+                fputs("NPS ", fp);
+                npsctl_fpad(fp, NPSCTL_DASH, 6);
+                fputc('\n', fp);
+                return;
+        }
+        nps = npsctl_fmt_signed(nps, b1, sizeof(b1));
+        moe = npsctl_fmt_1(npsctl_hgetf(h, f, sizeof(f), slice, "moe"), b2,
+                           sizeof(b2));
+        fprintf(fp, "NPS %s", C_BOLD);
+        npsctl_fpad(fp, nps, 6);
+        fprintf(fp, "%s ± ", C_RESET);
+        npsctl_fpad(fp, moe, -5);
+        lo = npsctl_fmt_signed(npsctl_hgetf(h, f, sizeof(f), slice, "ci_low"),
+                               b3, sizeof(b3));
+        hi = npsctl_fmt_signed(npsctl_hgetf(h, f, sizeof(f), slice, "ci_high"),
+                               b4, sizeof(b4));
+        fputs("  95% CI [", fp);
+        npsctl_fpad(fp, lo, 6);
+        fputs(", ", fp);
+        npsctl_fpad(fp, hi, 6);
+        fputs("]  n=", fp);
+        npsctl_fpad(fp, npsctl_or_dash(n), -4);
+        p = npsctl_or_dash(npsctl_hgetf(h, f, sizeof(f), slice, "promoters"));
+        pa = npsctl_or_dash(npsctl_hgetf(h, f, sizeof(f), slice, "passives"));
+        d = npsctl_or_dash(npsctl_hgetf(h, f, sizeof(f), slice, "detractors"));
+        fprintf(fp, "  P %s / Pa %s / D %s", p, pa, d);
+        lc = npsctl_hgetf(h, f, sizeof(f), slice, "low_confidence");
+        if (lc && !strcmp(lc, "1"))
+                fprintf(fp, "  %s(low confidence)%s", C_YELLOW, C_RESET);
+        fputc('\n', fp);
+}
+
+/* Fetches HGETALL of every key in one round trip (pipelined). Returns 0,
+ * or -1 with errstr; replies[] are owned by the caller. */
+static int npsctl_hgetall_many(redisContext *rc, char **keys, size_t cnt,
+                               npsctl_hash_t *out, char *errstr,
+                               size_t errstr_size) {
+        size_t i;
+        void *r;
+
+        for (i = 0; i < cnt; i++)
+                redisAppendCommand(rc, "HGETALL %s", keys[i]);
+        for (i = 0; i < cnt; i++) {
+                if (redisGetReply(rc, &r) != REDIS_OK) {
+                        snprintf(errstr, errstr_size, "redis: %s", rc->errstr);
+                        return -1;
+                }
+                out[i].r = r;
+                if (out[i].r->type == REDIS_REPLY_ERROR) {
+                        snprintf(errstr, errstr_size, "redis %s: %s", keys[i],
+                                 out[i].r->str);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+/* A JSON object of a hash's fields, values kept as the strings they are. */
+static json_t *npsctl_hash_json(const npsctl_hash_t *h) {
+        json_t *o = json_object();
+        size_t i;
+
+        for (i = 0; h->r && h->r->type == REDIS_REPLY_ARRAY &&
+                    i + 1 < h->r->elements; i += 2) {
+                const redisReply *f = h->r->element[i];
+                const redisReply *v = h->r->element[i + 1];
+
+                if (f->type == REDIS_REPLY_STRING &&
+                    v->type == REDIS_REPLY_STRING)
+                        json_object_set_new(o, f->str,
+                                            json_stringn(v->str, v->len));
+        }
+        return o;
+}
+
+static void npsctl_account_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: npsctl account ID [--windows 30d,90d] [--json] "
+                "[--redis-host H] [--redis-port P] [--prefix P] ...\n"
+                "\n"
+                "Prints an account's card from Redis: context, NPS per window "
+                "and slice,\n"
+                "role gap, trend, benchmark, health. --json prints the raw "
+                "hashes instead.\n"
+                "Exits 1 when Redis holds no data for the account.\n");
+}
+
+#define NPSCTL_WINDOWS_MAX 8
+
+static void npsctl_print_card(FILE *fp, const char *id,
+                              const npsctl_hash_t *acct,
+                              const npsctl_hash_t *sum,
+                              const npsctl_hash_t *win, char **wnames,
+                              int wcnt) {
+        char b1[64], b2[64], b3[64];
+        const char *v, *band;
+        int w, s, days;
+        size_t i;
+
+        /* Who */
+        fprintf(fp, "%s%s%s", C_BOLD, id, C_RESET);
+        if ((v = npsctl_hget(acct, "name")))
+                fprintf(fp, " · %s%s%s", C_BOLD, v, C_RESET);
+        fputc('\n', fp);
+        fprintf(fp, "  segment %s · plan %s · ARR %s · seats %s\n",
+                npsctl_or_dash(npsctl_hget(acct, "segment")),
+                npsctl_or_dash(npsctl_hget(acct, "plan")),
+                npsctl_fmt_grouped(npsctl_hget(acct, "arr"), b1, sizeof(b1)),
+                npsctl_or_dash(npsctl_hget(acct, "seats")));
+        v = npsctl_hget(acct, "renewal_date");
+        fprintf(fp, "  renewal %s", npsctl_or_dash(v));
+        if (!npsctl_days_until(v, &days)) {
+                if (days >= 0)
+                        fprintf(fp, " (%sin %d days%s)",
+                                days <= 90 ? C_YELLOW : "", days, C_RESET);
+                else
+                        fprintf(fp, " (%d days ago)", -days);
+        }
+        fprintf(fp, " · stage %s · CSM %s\n",
+                npsctl_or_dash(npsctl_hget(acct, "lifecycle_stage")),
+                npsctl_or_dash(npsctl_hget(acct, "csm_owner")));
+
+        /* NPS per window */
+        for (w = 0; w < wcnt; w++) {
+                fprintf(fp, "\n  %s%-4s%s %-15s", C_BOLD, wnames[w], C_RESET,
+                        "all");
+                npsctl_print_stats(fp, &win[w], NULL);
+                for (s = 0; s < (int)(sizeof(npsctl_slices) /
+                                      sizeof(*npsctl_slices)); s++) {
+                        fprintf(fp, "       %-15s", npsctl_slices[s]);
+                        npsctl_print_stats(fp, &win[w], npsctl_slices[s]);
+                }
+        }
+
+        /* Summary */
+        fputc('\n', fp);
+        v = npsctl_hget(sum, "role_gap_flag");
+        fprintf(fp, "  %-16s %s", "role gap (90d)",
+                npsctl_fmt_signed(npsctl_hget(sum, "role_gap_90d"), b1,
+                                  sizeof(b1)));
+        if (v && !strcmp(v, "1"))
+                fprintf(fp, "  %s%s flagged%s (end users vs decision makers)",
+                        C_RED, NPSCTL_FLAG, C_RESET);
+        fputc('\n', fp);
+        fprintf(fp, "  %-16s %s vs previous 90d (NPS %s)\n", "trend (90d)",
+                npsctl_fmt_signed(npsctl_hget(sum, "trend_90d"), b1,
+                                  sizeof(b1)),
+                npsctl_fmt_signed(npsctl_hget(sum, "nps_prev_90d"), b2,
+                                  sizeof(b2)));
+        fprintf(fp, "  %-16s %s (delta %s)\n", "benchmark",
+                npsctl_fmt_1(npsctl_hget(sum, "benchmark"), b1, sizeof(b1)),
+                npsctl_fmt_signed(npsctl_hget(sum, "benchmark_delta"), b2,
+                                  sizeof(b2)));
+        v = npsctl_hget(sum, "last_response_at");
+        fprintf(fp, "  %-16s %s (score %s) %s%s%s\n", "last response",
+                npsctl_or_dash(v), npsctl_or_dash(npsctl_hget(sum,
+                                                              "last_score")),
+                C_DIM, npsctl_fmt_age(v, b3, sizeof(b3)), C_RESET);
+
+        band = npsctl_hget(sum, "health_band");
+        fprintf(fp, "  %-16s %s%s%s", "health", C_BOLD,
+                npsctl_or_dash(npsctl_hget(sum, "health")), C_RESET);
+        if (band)
+                fprintf(fp, " %s%s%s", npsctl_band_color(band), band, C_RESET);
+        fputc('\n', fp);
+        fprintf(fp, "  %-16s", "");
+        for (i = 0; i < sizeof(npsctl_health_components) /
+                            sizeof(*npsctl_health_components); i++) {
+                snprintf(b1, sizeof(b1), "health.%s",
+                         npsctl_health_components[i]);
+                fprintf(fp, "%s%s %s", i ? " · " : " ",
+                        npsctl_health_components[i],
+                        npsctl_or_dash(npsctl_hget(sum, b1)));
+        }
+        /* Components under names this CLI does not know yet. */
+        for (i = 0; sum->r && sum->r->type == REDIS_REPLY_ARRAY &&
+                    i + 1 < sum->r->elements; i += 2) {
+                const char *f = sum->r->element[i]->str;
+                size_t k, known = 0;
+
+                if (!f || strncmp(f, "health.", 7))
+                        continue;
+                for (k = 0; k < sizeof(npsctl_health_components) /
+                                    sizeof(*npsctl_health_components); k++)
+                        known |= !strcmp(f + 7, npsctl_health_components[k]);
+                if (!known)
+                        fprintf(fp, " · %s %s", f + 7,
+                                npsctl_or_dash(sum->r->element[i + 1]->str));
+        }
+        fputc('\n', fp);
+        fprintf(fp, "  %-16s active users 7d %s · 30d %s · open tickets %s · "
+                "errors 7d %s · features 30d %s\n", "usage",
+                npsctl_or_dash(npsctl_hget(sum, "active_users_7d")),
+                npsctl_or_dash(npsctl_hget(sum, "active_users_30d")),
+                npsctl_or_dash(npsctl_hget(sum, "open_tickets")),
+                npsctl_or_dash(npsctl_hget(sum, "errors_7d")),
+                npsctl_or_dash(npsctl_hget(sum, "features_30d")));
+        fprintf(fp, "  %-16s open detractors %s · overdue %s · closed %s "
+                "(on time %s)\n", "closed loop",
+                npsctl_or_dash(npsctl_hget(sum, "open_detractors")),
+                npsctl_or_dash(npsctl_hget(sum, "overdue_followups")),
+                npsctl_or_dash(npsctl_hget(sum, "loops_closed")),
+                npsctl_or_dash(npsctl_hget(sum, "loops_closed_on_time")));
+        fprintf(fp, "  %-16s %s\n", "updated",
+                npsctl_or_dash(npsctl_hget(sum, "updated_at")));
+}
+
+int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
+        char *keys[2 + NPSCTL_WINDOWS_MAX] = {0};
+        npsctl_hash_t h[2 + NPSCTL_WINDOWS_MAX];
+        char wbuf[256], *wnames[NPSCTL_WINDOWS_MAX], *save, *tok;
+        const char *id = NULL, *windows = "30d,90d", *v;
+        int i, r, json = 0, wcnt = 0, rc = 1, nkeys, any = 0;
+        redisContext *rc_redis = NULL;
+        char errstr[512];
+
+        memset(h, 0, sizeof(h));
+        for (i = 0; i < argc; i++) {
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        npsctl_account_usage(stdout);
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--json")) {
+                        json = 1;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--windows",
+                                              &v))) {
+                        if (r < 0)
+                                return 2;
+                        windows = v;
+                } else if ((r = npsctl_common_opt(opts, argc, argv, &i))) {
+                        if (r < 0)
+                                return 2;
+                } else if (argv[i][0] != '-' && !id) {
+                        id = argv[i];
+                } else {
+                        fprintf(stderr, "npsctl account: unknown argument "
+                                "\"%s\"\n", argv[i]);
+                        npsctl_account_usage(stderr);
+                        return 2;
+                }
+        }
+        if (!id) {
+                npsctl_account_usage(stderr);
+                return 2;
+        }
+        snprintf(wbuf, sizeof(wbuf), "%s", windows);
+        for (tok = strtok_r(wbuf, ", ", &save); tok && wcnt < NPSCTL_WINDOWS_MAX;
+             tok = strtok_r(NULL, ", ", &save))
+                wnames[wcnt++] = tok;
+
+        npsctl_color = !json && isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+
+        nkeys = 2 + wcnt;
+        if (asprintf(&keys[0], "%s:{%s}:account", opts->prefix, id) < 0 ||
+            asprintf(&keys[1], "%s:{%s}:summary", opts->prefix, id) < 0) {
+                keys[0] = keys[1] = NULL;
+                goto done_keys;
+        }
+        for (i = 0; i < wcnt; i++)
+                if (asprintf(&keys[2 + i], "%s:{%s}:w:%s", opts->prefix, id,
+                             wnames[i]) < 0) {
+                        keys[2 + i] = NULL;
+                        goto done_keys;
+                }
+
+        rc_redis = npsctl_redis_connect(opts, errstr, sizeof(errstr));
+        if (!rc_redis) {
+                fprintf(stderr, "npsctl account: %s\n", errstr);
+                goto done_keys;
+        }
+        if (npsctl_hgetall_many(rc_redis, keys, (size_t)nkeys, h, errstr,
+                                sizeof(errstr))) {
+                fprintf(stderr, "npsctl account: %s\n", errstr);
+                goto done_replies;
+        }
+        for (i = 0; i < nkeys; i++)
+                any |= npsctl_hash_len(&h[i]) > 0;
+        if (!any) {
+                fprintf(stderr, "npsctl account: no data for account \"%s\" "
+                        "(keys %s:{%s}:*)\n", id, opts->prefix, id);
+                goto done_replies;
+        }
+
+        if (json) {
+                json_t *o = json_object(), *wo = json_object();
+
+                json_object_set_new(o, "account_id", json_string(id));
+                json_object_set_new(o, "account", npsctl_hash_json(&h[0]));
+                json_object_set_new(o, "summary", npsctl_hash_json(&h[1]));
+                for (i = 0; i < wcnt; i++)
+                        json_object_set_new(wo, wnames[i],
+                                            npsctl_hash_json(&h[2 + i]));
+                json_object_set_new(o, "windows", wo);
+                json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
+                fputc('\n', stdout);
+                json_decref(o);
+        } else {
+                npsctl_print_card(stdout, id, &h[0], &h[1], &h[2], wnames,
+                                  wcnt);
+        }
+        rc = fflush(stdout) ? 1 : 0;
+
+done_replies:
+        for (i = 0; i < nkeys; i++)
+                if (h[i].r)
+                        freeReplyObject(h[i].r);
+        redisFree(rc_redis);
+done_keys:
+        for (i = 0; i < nkeys; i++)
+                free(keys[i]);
+        return rc;
+}
+
+/*
+ * top
+ */
+
+static void npsctl_top_usage(FILE *fp) {
+        fprintf(fp,
+                "usage: npsctl top [--limit N] [--interval S] [--once] "
+                "[--redis-host H] [--redis-port P] [--prefix P] ...\n"
+                "\n"
+                "Live view (refreshes every --interval seconds, default 2; "
+                "Ctrl-C quits):\n"
+                "cohort NPS (all and per segment, 90d), the --limit (default "
+                "10) accounts\n"
+                "with the lowest 90d NPS, and the top detractor themes. --once "
+                "prints one\n"
+                "snapshot without clearing the screen.\n");
+}
+
+/* One cohort row: NPS ± moe, n, P/Pa/D. */
+static void npsctl_top_cohort(FILE *fp, const char *label,
+                              const npsctl_hash_t *h) {
+        char b1[32], b2[32];
+        const char *lc = npsctl_hget(h, "low_confidence");
+
+        fprintf(fp, "  %-12s %s", label, C_BOLD);
+        npsctl_fpad(fp, npsctl_fmt_signed(npsctl_hget(h, "nps"), b1,
+                                          sizeof(b1)), 7);
+        fprintf(fp, "%s ± ", C_RESET);
+        npsctl_fpad(fp, npsctl_fmt_1(npsctl_hget(h, "moe"), b2, sizeof(b2)),
+                    -5);
+        fputs("  n=", fp);
+        npsctl_fpad(fp, npsctl_or_dash(npsctl_hget(h, "responses")), -6);
+        fputs(" P ", fp);
+        npsctl_fpad(fp, npsctl_or_dash(npsctl_hget(h, "promoters")), -5);
+        fputs(" Pa ", fp);
+        npsctl_fpad(fp, npsctl_or_dash(npsctl_hget(h, "passives")), -5);
+        fputs(" D ", fp);
+        npsctl_fpad(fp, npsctl_or_dash(npsctl_hget(h, "detractors")), -5);
+        fprintf(fp, "%s\n", lc && !strcmp(lc, "1") ? " (low confidence)" : "");
+}
+
+/* Renders one frame into fp. Returns 0, or -1 when Redis failed (the
+ * frame then says so). */
+static int npsctl_top_frame(FILE *fp, redisContext *rc,
+                            const npsctl_opts_t *opts, int limit,
+                            double interval, int once) {
+        char b1[64], b2[64], b3[64], b4[64], t[NPSD_TIME_BUFSZ];
+        npsctl_hash_t cohorts[4];
+        redisReply *rank = NULL, *themes = NULL, **sums = NULL,
+                   **names = NULL;
+        size_t i, n = 0;
+        int ret = -1;
+        void *r;
+
+        memset(cohorts, 0, sizeof(cohorts));
+        fprintf(fp, "%snpsctl top%s — redis %s:%d · prefix %s · %s",
+                C_BOLD, C_RESET, opts->redis_host, opts->redis_port,
+                opts->prefix, npsd_time_format(npsctl_now_ms() / 1000 * 1000,
+                                               t));
+        if (!once)
+                fprintf(fp, " · every %gs, Ctrl-C quits", interval);
+        fputs("\n\n", fp);
+
+        /* Round trip 1: cohorts, rank, themes. */
+        redisAppendCommand(rc, "HGETALL %s:cohort:all:all:w:90d",
+                           opts->prefix);
+        for (i = 0; i < 3; i++)
+                redisAppendCommand(rc, "HGETALL %s:cohort:segment:%s:w:90d",
+                                   opts->prefix, npsctl_view_segments[i]);
+        redisAppendCommand(rc, "ZRANGE %s:rank:nps_90d 0 %d WITHSCORES",
+                           opts->prefix, limit - 1);
+        redisAppendCommand(rc, "ZREVRANGE %s:themes:detractor:w:90d 0 9 "
+                           "WITHSCORES", opts->prefix);
+        for (i = 0; i < 4; i++) {
+                if (redisGetReply(rc, &r) != REDIS_OK)
+                        goto redis_fail;
+                cohorts[i].r = r;
+        }
+        if (redisGetReply(rc, &r) != REDIS_OK)
+                goto redis_fail;
+        rank = r;
+        if (redisGetReply(rc, &r) != REDIS_OK)
+                goto redis_fail;
+        themes = r;
+
+        /* Round trip 2: each ranked account's summary and context. */
+        if (rank->type == REDIS_REPLY_ARRAY)
+                n = rank->elements / 2;
+        if (n) {
+                sums = calloc(n, sizeof(*sums));
+                names = calloc(n, sizeof(*names));
+                if (!sums || !names)
+                        goto done;
+        }
+        for (i = 0; i < n; i++) {
+                const char *id = rank->element[2 * i]->str;
+
+                redisAppendCommand(rc, "HGETALL %s:{%s}:summary", opts->prefix,
+                                   id);
+                redisAppendCommand(rc, "HMGET %s:{%s}:account name segment",
+                                   opts->prefix, id);
+        }
+        for (i = 0; i < n; i++) {
+                if (redisGetReply(rc, &r) != REDIS_OK)
+                        goto redis_fail;
+                sums[i] = r;
+                if (redisGetReply(rc, &r) != REDIS_OK)
+                        goto redis_fail;
+                names[i] = r;
+        }
+
+        fprintf(fp, "%sCOHORT NPS (90d)%s\n", C_BOLD, C_RESET);
+        npsctl_top_cohort(fp, "all", &cohorts[0]);
+        for (i = 0; i < 3; i++)
+                npsctl_top_cohort(fp, npsctl_view_segments[i], &cohorts[i + 1]);
+
+        fprintf(fp, "\n%sAT RISK — lowest NPS (90d)%s\n", C_BOLD, C_RESET);
+        if (rank->type == REDIS_REPLY_ERROR) {
+                fprintf(fp, "  %sredis: %s%s\n", C_RED, rank->str, C_RESET);
+        } else if (!n) {
+                fprintf(fp, "  %s (no accounts ranked yet: %s:rank:nps_90d is "
+                        "empty)\n", NPSCTL_DASH, opts->prefix);
+        } else {
+                fprintf(fp, "  %s%-12s %-22s %-11s %7s %6s %5s %7s %9s "
+                        "%-12s %s%s\n", C_DIM, "account", "name", "segment",
+                        "NPS 90d", "±moe", "n", "trend", "role gap",
+                        "health", "last response", C_RESET);
+        }
+        for (i = 0; i < n; i++) {
+                npsctl_hash_t s = {.r = sums[i]};
+                const char *id = rank->element[2 * i]->str;
+                const char *nps = npsctl_hget(&s, "nps_90d");
+                const char *flag = npsctl_hget(&s, "role_gap_flag");
+                const char *band = npsctl_hget(&s, "health_band");
+                const char *health = npsctl_hget(&s, "health");
+                const char *name = NULL, *seg = NULL, *last;
+                char hb[48], nm[32];
+                int flagged = flag && !strcmp(flag, "1");
+
+                if (names[i]->type == REDIS_REPLY_ARRAY &&
+                    names[i]->elements == 2) {
+                        if (names[i]->element[0]->type == REDIS_REPLY_STRING)
+                                name = names[i]->element[0]->str;
+                        if (names[i]->element[1]->type == REDIS_REPLY_STRING)
+                                seg = names[i]->element[1]->str;
+                }
+                /* The rank's score is the 90d NPS when the summary lacks
+                 * it (the summary may be mid-update). */
+                if (!nps)
+                        nps = rank->element[2 * i + 1]->str;
+                snprintf(hb, sizeof(hb), "%s %s", health ? health : NPSCTL_DASH,
+                         band ? band : "");
+                last = npsctl_hget(&s, "last_response_at");
+                fputs("  ", fp);
+                npsctl_fpad(fp, id, -12);
+                fputc(' ', fp);
+                npsctl_fpad(fp, npsctl_trunc(name, 22, nm, sizeof(nm)), -22);
+                fputc(' ', fp);
+                npsctl_fpad(fp, npsctl_or_dash(seg), -11);
+                fprintf(fp, " %s", C_BOLD);
+                npsctl_fpad(fp, npsctl_fmt_signed(nps, b1, sizeof(b1)), 7);
+                fprintf(fp, "%s ", C_RESET);
+                npsctl_fpad(fp, npsctl_fmt_1(npsctl_hget(&s, "moe_90d"), b2,
+                                             sizeof(b2)), 6);
+                fputc(' ', fp);
+                npsctl_fpad(fp, npsctl_or_dash(npsctl_hget(&s,
+                                                           "responses_90d")),
+                            5);
+                fputc(' ', fp);
+                npsctl_fpad(fp, npsctl_fmt_signed(npsctl_hget(&s, "trend_90d"),
+                                                  b3, sizeof(b3)), 7);
+                fputc(' ', fp);
+                npsctl_fpad(fp, npsctl_fmt_signed(npsctl_hget(&s,
+                                                              "role_gap_90d"),
+                                                  b4, sizeof(b4)), 7);
+                fprintf(fp, " %s%s%s ", flagged ? C_RED : "",
+                        flagged ? NPSCTL_FLAG : " ", flagged ? C_RESET : "");
+                fputs(npsctl_band_color(band), fp);
+                npsctl_fpad(fp, hb, -12);
+                fprintf(fp, "%s %s %s%s%s\n", C_RESET, npsctl_or_dash(last),
+                        C_DIM, npsctl_fmt_age(last, b1, sizeof(b1)), C_RESET);
+        }
+        if (n)
+                fprintf(fp, "  %s%s = role gap flagged (|end users − decision "
+                        "makers| > threshold)%s\n", C_DIM, NPSCTL_FLAG,
+                        C_RESET);
+
+        fprintf(fp, "\n%sTOP DETRACTOR THEMES (90d)%s\n  ", C_BOLD, C_RESET);
+        if (themes->type == REDIS_REPLY_ERROR)
+                fprintf(fp, "%sredis: %s%s", C_RED, themes->str, C_RESET);
+        else if (themes->type != REDIS_REPLY_ARRAY || themes->elements < 2)
+                fprintf(fp, "%s", NPSCTL_DASH);
+        for (i = 0; themes->type == REDIS_REPLY_ARRAY &&
+                    i + 1 < themes->elements; i += 2)
+                fprintf(fp, "%s%s %s", i ? " · " : "",
+                        themes->element[i]->str,
+                        themes->element[i + 1]->str);
+        fputc('\n', fp);
+        ret = 0;
+        goto done;
+
+redis_fail:
+        fprintf(fp, "%sredis error: %s%s\n", C_RED,
+                rc->errstr[0] ? rc->errstr : "no reply", C_RESET);
+done:
+        for (i = 0; i < n; i++) {
+                if (sums && sums[i])
+                        freeReplyObject(sums[i]);
+                if (names && names[i])
+                        freeReplyObject(names[i]);
+        }
+        free(sums);
+        free(names);
+        if (themes)
+                freeReplyObject(themes);
+        if (rank)
+                freeReplyObject(rank);
+        for (i = 0; i < 4; i++)
+                if (cohorts[i].r)
+                        freeReplyObject(cohorts[i].r);
+        return ret;
+}
+
+int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv) {
+        long long limit = 10;
+        double interval = 2;
+        int i, r, once = 0, ret = 0;
+        redisContext *rc = NULL;
+        char errstr[512];
+        const char *v;
+        char *frame;
+        size_t frame_len;
+        FILE *fp;
+
+        for (i = 0; i < argc; i++) {
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        npsctl_top_usage(stdout);
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--once")) {
+                        once = 1;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--limit",
+                                              &v))) {
+                        if (r < 0 || npsctl_parse_int("--limit", v, 1, 1000,
+                                                      &limit))
+                                return 2;
+                } else if ((r = npsctl_optval(argc, argv, &i, "--interval",
+                                              &v))) {
+                        if (r < 0 || npsctl_parse_double("--interval", v, 0.1,
+                                                         86400, &interval))
+                                return 2;
+                } else if ((r = npsctl_common_opt(opts, argc, argv, &i))) {
+                        if (r < 0)
+                                return 2;
+                } else {
+                        fprintf(stderr, "npsctl top: unknown argument \"%s\"\n",
+                                argv[i]);
+                        npsctl_top_usage(stderr);
+                        return 2;
+                }
+        }
+        npsctl_color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+        npsctl_signals_install();
+
+        if (!once && isatty(STDOUT_FILENO))
+                fputs("\033[?25l", stdout); /* hide the cursor */
+        do {
+                if (!rc) {
+                        rc = npsctl_redis_connect(opts, errstr,
+                                                  sizeof(errstr));
+                        if (!rc && once) {
+                                fprintf(stderr, "npsctl top: %s\n", errstr);
+                                return 1;
+                        }
+                }
+                /* Render off-screen, then clear and write the frame in one
+                 * go so that the terminal never flickers half-drawn. */
+                fp = open_memstream(&frame, &frame_len);
+                if (!fp)
+                        break;
+                if (rc) {
+                        ret = npsctl_top_frame(fp, rc, opts, (int)limit,
+                                               interval, once);
+                        if (ret) {
+                                redisFree(rc); /* reconnect next time */
+                                rc = NULL;
+                        }
+                } else {
+                        ret = -1;
+                        fprintf(fp, "npsctl top — %s (retrying every %gs)\n",
+                                errstr, interval);
+                }
+                fclose(fp);
+                if (!once)
+                        fputs("\033[H\033[2J", stdout);
+                fwrite(frame, 1, frame_len, stdout);
+                fflush(stdout);
+                free(frame);
+                if (once)
+                        break;
+                npsctl_sleep_ms((int64_t)(interval * 1000));
+        } while (!npsctl_stop);
+
+        if (!once && isatty(STDOUT_FILENO))
+                fputs("\033[?25h", stdout);
+        fflush(stdout);
+        if (rc)
+                redisFree(rc);
+        return once && ret ? 1 : 0;
+}

@@ -1,0 +1,271 @@
+"""Integration test harness: the real npsd and npsctl binaries against a
+private redis-server and the embedded development broker (npsctl broker).
+
+Every test starts its own Redis (free port, no persistence) and broker, so
+tests are independent and leave nothing behind. Nothing here is mocked.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import redis
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(pred, timeout, what, interval=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
+
+
+class Stack:
+    """redis-server + npsctl broker (+ npsd instances on demand)."""
+
+    def __init__(self, build, partitions=4, name="it"):
+        self.build = os.path.abspath(build)
+        self.dir = tempfile.mkdtemp(prefix="npsd-%s-" % name)
+        self.procs = []
+        self.npsd_procs = []
+        self.redis_port = free_port()
+        self.redis_proc = None
+        self.start_redis()
+        bfile = os.path.join(self.dir, "bootstrap")
+        self.broker = self._spawn(
+            [os.path.join(self.build, "npsctl"), "broker", "--partitions",
+             str(partitions), "--bootstrap-file", bfile], "broker.log")
+        wait_for(lambda: os.path.exists(bfile), 15, "broker bootstrap file")
+        with open(bfile) as f:
+            self.bootstrap = f.read().strip()
+        self.r = redis.Redis(port=self.redis_port, decode_responses=True)
+
+    def _spawn(self, argv, logname, env=None):
+        log = open(os.path.join(self.dir, logname), "ab")
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                             cwd=REPO, env=env)
+        p.logname = os.path.join(self.dir, logname)
+        self.procs.append(p)
+        return p
+
+    def start_redis(self):
+        self.redis_proc = self._spawn(
+            ["redis-server", "--port", str(self.redis_port), "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--bind", "127.0.0.1"],
+            "redis.log")
+        r = redis.Redis(port=self.redis_port)
+        wait_for(lambda: _ping(r), 10, "redis-server")
+
+    def stop_redis(self):
+        self.redis_proc.terminate()
+        self.redis_proc.wait(10)
+
+    def npsd(self, *sets, now=None, log="npsd.log"):
+        argv = [os.path.join(self.build, "npsd"), "--config",
+                os.path.join(REPO, "config", "npsd.conf"),
+                "--set", "kafka.bootstrap.servers=" + self.bootstrap,
+                "--set", "redis.port=%d" % self.redis_port,
+                "--set", "batch.wait.ms=5"]
+        for s in sets:
+            argv += ["--set", s]
+        if now:
+            argv += ["--now", now]
+        p = self._spawn(argv, log)
+        self.npsd_procs.append(p)
+        return p
+
+    def npsctl(self, *args, check=True):
+        argv = [os.path.join(self.build, "npsctl")] + list(args)
+        return subprocess.run(argv, cwd=REPO, check=check, capture_output=True,
+                              text=True, timeout=300)
+
+    def gen(self, *args):
+        return self.npsctl("gen", "--bootstrap", self.bootstrap, *args)
+
+    def producer(self):
+        return Producer({"bootstrap.servers": self.bootstrap,
+                         "enable.idempotence": True})
+
+    def produce(self, topic, items):
+        """items: (key, value bytes|str) pairs; waits for every ack."""
+        p = self.producer()
+        errors = []
+        for key, value in items:
+            p.produce(topic, value=value, key=key,
+                      on_delivery=lambda e, m: e and errors.append(e))
+        p.flush(30)
+        assert not errors, errors
+
+    def consume_all(self, topic, timeout=30, **_ignored):
+        """Every message the topic holds now (up to each partition's high
+        watermark at the time of the call), read by direct assignment: no
+        group, so no rebalance delay."""
+        c = Consumer({"bootstrap.servers": self.bootstrap,
+                      "group.id": "it-reader", "enable.auto.commit": False,
+                      "enable.partition.eof": False})
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions)
+        want = {}
+        for p in parts:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p),
+                                             timeout=10)
+            if hi > lo:
+                want[p] = (lo, hi)
+        c.assign([TopicPartition(topic, p, lo) for p, (lo, hi) in want.items()])
+        out, pos = [], {p: lo for p, (lo, hi) in want.items()}
+        deadline = time.time() + timeout
+        while any(pos[p] < want[p][1] for p in want):
+            if time.time() > deadline:
+                raise AssertionError("reading %s timed out" % topic)
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            if m.offset() < want[m.partition()][1]:
+                out.append(m)
+            pos[m.partition()] = m.offset() + 1
+        c.close()
+        return out
+
+    def count(self, topic):
+        """Messages in a topic (sum of high - low watermarks)."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "it-count"})
+        md = c.list_topics(topic, timeout=10)
+        n = 0
+        for p in md.topics[topic].partitions:
+            lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            n += hi - lo
+        c.close()
+        return n
+
+    def committed(self, group, topic, partitions):
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": group})
+        tps = c.committed([TopicPartition(topic, p) for p in range(partitions)],
+                          timeout=10)
+        c.close()
+        return {tp.partition: tp.offset for tp in tps}
+
+    def log(self, p):
+        with open(p.logname, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, p, text, timeout=30):
+        wait_for(lambda: text in self.log(p), timeout, repr(text))
+
+    def stop(self, p, sig=signal.SIGTERM, timeout=30):
+        p.send_signal(sig)
+        return p.wait(timeout)
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        if os.environ.get("IT_KEEP_DIRS"):
+            print("kept", self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ping(r):
+    try:
+        return r.ping()
+    except redis.exceptions.ConnectionError:
+        return False
+
+
+# ---- independent NPS arithmetic (SPEC §4), used to check what Redis holds --
+
+def round1(x):
+    r = math.floor(abs(x) * 10 + 0.5) / 10
+    return -r if x < 0 and r != 0 else r
+
+
+def nps_exact(diff, n):
+    q, rem = divmod(1000 * abs(diff), n)
+    if 2 * rem >= n:
+        q += 1
+    return (-q if diff < 0 else q) / 10
+
+
+def nps_fields(p, s, d, low_conf_n=50):
+    n = p + s + d
+    if n == 0:
+        return None
+    ps, ds = p / n, d / n
+    n2 = n + 3
+    p2, d2 = (p + 0.75) / n2, (d + 0.75) / n2
+    half = 1.96 * math.sqrt(max(0.0, p2 + d2 - (p2 - d2) ** 2) / n2)
+    return {
+        "responses": n, "promoters": p, "passives": s, "detractors": d,
+        "nps": nps_exact(p - d, n),
+        "moe": round1(1.96 * 100 * math.sqrt(max(0.0, ps + ds - (ps - ds) ** 2) / n)),
+        "ci_low": round1(max(-100.0, 100 * ((p2 - d2) - half))),
+        "ci_high": round1(min(100.0, 100 * ((p2 - d2) + half))),
+        "low_confidence": 1 if n < low_conf_n else 0,
+    }
+
+
+def category(score):
+    return "promoter" if score >= 9 else ("passive" if score >= 7 else "detractor")
+
+
+ROLE_ALIASES = {"end_user": "end_user", "user": "end_user", "admin": "admin",
+                "decision_maker": "decision_maker",
+                "executive": "decision_maker", "buyer": "decision_maker"}
+
+
+def epoch_day(ts):
+    """RFC 3339 string or epoch ms -> UTC epoch day."""
+    if isinstance(ts, int):
+        return ts // 86400000
+    from datetime import datetime
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+               // 86400)
+
+
+def assert_hash_matches(h, expected, prefix=""):
+    """Redis hash h holds exactly expected's fields (as numbers) under
+    prefix; absent expected means no such fields."""
+    if expected is None:
+        stray = [k for k in h if k.startswith(prefix) and
+                 k[len(prefix):] in ("responses", "nps")]
+        assert not stray, "unexpected fields %s" % stray
+        return
+    for k, v in expected.items():
+        got = h.get(prefix + k)
+        assert got is not None, "missing %s%s" % (prefix, k)
+        assert float(got) == float(v), "%s%s: redis %s, expected %s" % (
+            prefix, k, got, v)
+
+
+def main(test):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(REPO, "build"))
+    args = ap.parse_args()
+    t0 = time.time()
+    try:
+        test(args.build)
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        print("FAILED %s (%.1fs)" % (sys.argv[0], time.time() - t0))
+        sys.exit(1)
+    print("PASSED %s (%.1fs)" % (os.path.basename(sys.argv[0]), time.time() - t0))

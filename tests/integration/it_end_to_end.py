@@ -1,0 +1,165 @@
+"""End to end: generated traffic through the real npsd; every account's
+window hashes, summary and cohorts are checked against an independent
+computation from the generator's own record of what it sent."""
+import json
+import os
+from collections import defaultdict
+
+from harness import (ROLE_ALIASES, Stack, assert_hash_matches, category,
+                     epoch_day, main, nps_fields, round1, wait_for)
+
+NOW = "2026-11-20T12:00:00Z"
+TODAY = epoch_day(NOW)
+SLICES = ["relationship", "transactional", "end_user", "admin",
+          "decision_maker", "other"]
+BENCH = {"smb": 42, "mid_market": 35, "enterprise": 32}
+
+
+def expected_from(lines):
+    accounts, responses = {}, []
+    for ln in lines:
+        rec = json.loads(ln)
+        v = json.loads(rec["value"])
+        if rec["topic"] == "accounts":
+            accounts[v["account_id"]] = v
+        elif rec["topic"] == "nps.responses":
+            responses.append(v)
+    return accounts, responses
+
+
+def counts(rs):
+    c = defaultdict(lambda: [0, 0, 0])  # slice -> [p, s, d]
+    for r in rs:
+        cat = category(r["score"])
+        idx = {"promoter": 0, "passive": 1, "detractor": 2}[cat]
+        role = ROLE_ALIASES.get(r.get("role"), "other")
+        for sl in ("all", r.get("survey_type", "relationship"), role):
+            c[sl][idx] += 1
+    return c
+
+
+def in_window(r, n, prev=False):
+    d = epoch_day(r["submitted_at"])
+    if prev:
+        return TODAY - 2 * n < d <= TODAY - n
+    return TODAY - n < d <= TODAY
+
+
+def check_window(h, rs):
+    c = counts(rs)
+    assert_hash_matches(h, nps_fields(*c["all"]) if rs else None)
+    for sl in SLICES:
+        exp = nps_fields(*c[sl]) if sl in c else None
+        assert_hash_matches(h, exp, sl + ".")
+
+
+def test(build):
+    st = Stack(build, name="e2e")
+    try:
+        out = os.path.join(st.dir, "sent.jsonl")
+        st.gen("--accounts", "25", "--count", "3000", "--rate", "0",
+               "--seed", "7", "--days", "200", "--now", NOW, "--out", out)
+        with open(out) as f:
+            accounts, responses = expected_from(f.readlines())
+        assert len(responses) == 3000, len(responses)
+        npsd = st.npsd("roll.interval.s=1", now=NOW)
+
+        outs = wait_for(lambda: _outputs(st, len(responses)), 120,
+                        "one classified message per response")
+        by_id = {}
+        for m in outs:
+            v = json.loads(m.value())
+            assert m.key().decode() == v["account_id"], "keyed by account"
+            by_id[v["event_id"]] = (m.topic(), v)
+        assert len(by_id) == len(responses)
+        for r in responses:
+            topic, msg = by_id[r["event_id"]]
+            cat = category(r["score"])
+            assert topic == "nps.%ss" % cat, (topic, cat)
+            assert msg["category"] == cat and msg["score"] == r["score"]
+            assert msg["account_id"] == r["account_id"]
+            if cat == "detractor":
+                assert set(msg["followup"]) == {"acknowledge_by", "route_by", "close_by"}
+
+        by_acct = defaultdict(list)
+        for r in responses:
+            by_acct[r["account_id"]].append(r)
+        for acct, rs in by_acct.items():
+            w30 = [r for r in rs if in_window(r, 30)]
+            w90 = [r for r in rs if in_window(r, 90)]
+            prev = [r for r in rs if in_window(r, 90, prev=True)]
+            check_window(st.r.hgetall("nps:{%s}:w:30d" % acct), w30)
+            check_window(st.r.hgetall("nps:{%s}:w:90d" % acct), w90)
+            s = st.r.hgetall("nps:{%s}:summary" % acct)
+            c90, cprev = counts(w90), counts(prev)
+            f90 = nps_fields(*c90["all"]) if w90 else None
+            fprev = nps_fields(*cprev["all"]) if prev else None
+            assert int(s["responses_90d"]) == len(w90)
+            if f90:
+                assert float(s["nps_90d"]) == f90["nps"]
+                assert float(s["moe_90d"]) == f90["moe"]
+                bench = BENCH.get(accounts[acct].get("segment"), 38)
+                assert float(s["benchmark"]) == bench
+                assert float(s["benchmark_delta"]) == round1(f90["nps"] - bench)
+            else:
+                assert "nps_90d" not in s and "moe_90d" not in s
+            if f90 and fprev:
+                assert float(s["trend_90d"]) == round1(f90["nps"] - fprev["nps"])
+            else:
+                assert "trend_90d" not in s
+            eu, dm = c90.get("end_user"), c90.get("decision_maker")
+            if eu and dm:
+                gap = round1(nps_fields(*eu)["nps"] - nps_fields(*dm)["nps"])
+                assert float(s["role_gap_90d"]) == gap
+                flag = 1 if abs(gap) > 15 and sum(eu) >= 3 and sum(dm) >= 3 else 0
+                assert int(s["role_gap_flag"]) == flag, (acct, gap, eu, dm)
+            last_ms = max(_ms(r["submitted_at"]) for r in rs)
+            assert int(s["last_score"]) in {r["score"] for r in rs
+                                             if _ms(r["submitted_at"]) == last_ms}
+            rank = st.r.zscore("nps:rank:nps_90d", acct)
+            assert (rank is None) == (f90 is None)
+            if f90:
+                assert rank == f90["nps"]
+
+        # cohorts converge within a few timer ticks
+        allw90 = [r for r in responses if in_window(r, 90)]
+        exp = nps_fields(*counts(allw90)["all"])
+        wait_for(lambda: _cohort_ok(st, "nps:cohort:all:all:w:90d", exp), 30,
+                 "cohort all:all")
+        for seg in ("smb", "mid_market", "enterprise"):
+            rs = [r for r in allw90 if accounts[r["account_id"]].get("segment") == seg]
+            if rs:
+                wait_for(lambda: _cohort_ok(
+                    st, "nps:cohort:segment:%s:w:90d" % seg,
+                    nps_fields(*counts(rs)["all"])), 30, "cohort " + seg)
+        assert st.r.zcard("nps:themes:detractor:w:90d") > 0
+        assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
+    finally:
+        st.close()
+
+
+def _ms(ts):
+    from datetime import datetime
+    if isinstance(ts, int):
+        return ts
+    return int(datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _cohort_ok(st, key, exp):
+    h = st.r.hgetall(key)
+    try:
+        assert_hash_matches(h, exp)
+        return True
+    except AssertionError:
+        return False
+
+
+def _outputs(st, n):
+    topics = ("nps.detractors", "nps.passives", "nps.promoters")
+    if sum(st.count(t) for t in topics) < n:
+        return None
+    return [m for t in topics for m in st.consume_all(t)]
+
+
+if __name__ == "__main__":
+    main(test)
