@@ -35,7 +35,10 @@ esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+say() {
+        if [ -t 2 ]; then printf '\033[1m==> %s\033[0m\n' "$*" >&2
+        else printf '==> %s\n' "$*" >&2; fi
+}
 
 # Python with the Debian confluent_kafka module (install-deps.sh installs
 # python3-confluent-kafka for the system interpreter).
@@ -44,6 +47,7 @@ py=python3
 
 tmp=""
 pids=()          # started in this order; stopped in reverse
+# shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
         local rc=$? i
         trap - EXIT INT TERM
@@ -57,7 +61,7 @@ cleanup() {
                 kill -KILL "${pids[i]}" 2>/dev/null || true
                 wait "${pids[i]}" 2>/dev/null || true
         done
-        [ -t 1 ] && printf '\033[?25h' || true # cursor back, if top hid it
+        if [ -t 1 ]; then printf '\033[?25h'; fi # cursor back, if top hid it
         [ -n "$tmp" ] && rm -rf "$tmp"
         exit "$rc"
 }

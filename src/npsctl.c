@@ -205,11 +205,19 @@ int npsctl_common_opt(npsctl_opts_t *opts, int argc, char **argv, int *i) {
         return npsctl_kconf_opt(opts, argc, argv, i);
 }
 
-rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts, char *errstr,
+rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts,
+                                   const char *const (*defaults)[2],
+                                   size_t default_cnt, char *errstr,
                                    size_t errstr_size) {
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        size_t d;
         int k;
 
+        for (d = 0; d < default_cnt; d++) {
+                if (rd_kafka_conf_set(conf, defaults[d][0], defaults[d][1],
+                                      errstr, errstr_size) != RD_KAFKA_CONF_OK)
+                        goto fail;
+        }
         if (opts->bootstrap &&
             rd_kafka_conf_set(conf, "bootstrap.servers", opts->bootstrap,
                               errstr, errstr_size) != RD_KAFKA_CONF_OK)

@@ -50,8 +50,11 @@ int npsctl_parse_int(const char *opt, const char *s, long long min,
 int npsctl_parse_double(const char *opt, const char *s, double min,
                         double max, double *out);
 
-/* A librdkafka configuration with bootstrap.servers and every -X applied. */
-rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts, char *errstr,
+/* A librdkafka configuration: the command's defaults (name, value pairs),
+ * then bootstrap.servers, then every -X in order, so the user wins. */
+rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts,
+                                   const char *const (*defaults)[2],
+                                   size_t default_cnt, char *errstr,
                                    size_t errstr_size);
 
 /* Connects to Redis, authenticates and selects the database. */

@@ -504,7 +504,7 @@ static void npsctl_gen_accounts(npsctl_gen_t *g) {
                 /* Mood: happy, content, mixed, unhappy; overall NPS lands in
                  * the +20..+35 typical of B2B SaaS. */
                 a->mood = m < 0.40 ? 9.2 : m < 0.70 ? 8.5 : m < 0.88 ? 7.2
-                                                                     : 5.0;
+                                                                     : 5.6;
                 a->mood += npsctl_rng_normal(r) * 0.3;
                 /* A third of the accounts have a clear role split. */
                 if (npsctl_rng_chance(r, 0.33))
@@ -1137,45 +1137,31 @@ static void npsctl_gen_clock(npsctl_gen_t *g) {
         g->today = npsd_time_day(g->now);
 }
 
+/* Idempotent, so that producer retries never duplicate a message; a short
+ * linger batches well at high rates and adds little latency at low ones. */
 static rd_kafka_t *npsctl_gen_producer(const npsctl_opts_t *opts,
                                        char *errstr, size_t errstr_size) {
-        static const char *defaults[][2] = {
+        static const char *const defaults[][2] = {
                 {"enable.idempotence", "true"},
                 {"linger.ms", "5"},
                 {"queue.buffering.max.messages", "500000"},
                 {"client.id", "npsctl-gen"},
         };
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_conf_t *conf;
         rd_kafka_t *rk;
-        size_t i;
-        int k;
 
-        /* Our defaults first, then the user's -X so that they win. */
-        for (i = 0; i < sizeof(defaults) / sizeof(*defaults); i++) {
-                if (rd_kafka_conf_set(conf, defaults[i][0], defaults[i][1],
-                                      errstr, errstr_size) != RD_KAFKA_CONF_OK)
-                        goto fail_conf;
-        }
-        if (rd_kafka_conf_set(conf, "bootstrap.servers", opts->bootstrap,
-                              errstr, errstr_size) != RD_KAFKA_CONF_OK)
-                goto fail_conf;
-        for (k = 0; k < opts->kconf_cnt; k++) {
-                if (rd_kafka_conf_set(conf, opts->kconf[k][0],
-                                      opts->kconf[k][1], errstr,
-                                      errstr_size) != RD_KAFKA_CONF_OK)
-                        goto fail_conf;
-        }
+        conf = npsctl_kafka_conf(opts, defaults,
+                                 sizeof(defaults) / sizeof(*defaults), errstr,
+                                 errstr_size);
+        if (!conf)
+                return NULL;
         rd_kafka_conf_set_dr_msg_cb(conf, npsctl_dr_cb);
         rd_kafka_conf_set_error_cb(conf, npsctl_error_cb);
 
         rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, errstr_size);
         if (!rk)
-                goto fail_conf;
+                rd_kafka_conf_destroy(conf);
         return rk;
-
-fail_conf:
-        rd_kafka_conf_destroy(conf);
-        return NULL;
 }
 
 int npsctl_gen_main(npsctl_opts_t *opts, int argc, char **argv) {

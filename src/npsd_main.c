@@ -181,6 +181,7 @@ int main(int argc, char **argv) {
         rd_kafka_message_t **msgs = NULL, **carry = NULL;
         size_t carry_cnt = 0;
         int64_t pinned_ms = -1, next_roll = 0, next_report = 0;
+        int64_t next_cohorts = 0;
         const char *bootstraps = NULL;
         char errstr[512];
         int check_only, rc = 1;
@@ -276,11 +277,20 @@ int main(int argc, char **argv) {
                                              cnt ? 0 : 100,
                                              conf->batch_wait_ms);
                 if (cnt) {
-                        npsd_pipeline_run(pipeline, msgs, cnt, now_ms,
-                                          &npsd_stop, carry,
-                                          (size_t)conf->batch_max, &carry_cnt);
+                        int brc = npsd_pipeline_run(pipeline, msgs, cnt,
+                                                    now_ms, &npsd_stop, carry,
+                                                    (size_t)conf->batch_max,
+                                                    &carry_cnt);
                         for (size_t i = 0; i < cnt; i++)
                                 rd_kafka_message_destroy(msgs[i]);
+                        if (brc == -1 && !npsd_stop) {
+                                /* A batch that could not complete must not
+                                 * be passed by a later commit: exit, and the
+                                 * uncommitted batch is redelivered. */
+                                npsd_error("msg=\"batch failed, exiting "
+                                           "without committing it\"");
+                                goto done;
+                        }
                 }
                 if (mono >= next_roll) {
                         int rolled = npsd_store_roll(store, now_ms, 500,
@@ -294,6 +304,14 @@ int main(int argc, char **argv) {
                                                     ? 1000
                                                     : conf->roll_interval_s *
                                                               1000LL);
+                }
+                if (mono >= next_cohorts) {
+                        /* Cohort views trail the accounts by about a
+                         * second: one refresh per tick serves every batch
+                         * of that second. */
+                        int left = npsd_store_cohorts(store, now_ms, 256,
+                                                      errstr, sizeof(errstr));
+                        next_cohorts = mono + (left > 0 ? 100 : 1000);
                 }
                 if (mono >= next_report) {
                         const npsd_pipeline_stats_t *st =

@@ -15,7 +15,6 @@
 
 extern const char npsd_lua_apply[]; /* generated from src/lua/apply.lua */
 
-#define NPSD_STORE_COHORTS_PER_BATCH 64
 #define NPSD_STORE_FIELDS 13 /* per response, as apply.lua reads them */
 
 /* Per-response argument text that does not exist in the parsed event. */
@@ -530,7 +529,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                      const npsd_store_response_t *responses, size_t resp_cnt,
                      npsd_store_result_t *results, char *errstr,
                      size_t errstr_size) {
-        char conf_json[1024], now[24], today[16], maxc[16];
+        char conf_json[1024], now[24], today[16];
         size_t expected, g, from;
 
         npsd_store_release_replies(store);
@@ -564,18 +563,6 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         goto oom;
                 from = g;
         }
-        snprintf(maxc, sizeof(maxc), "%d", NPSD_STORE_COHORTS_PER_BATCH);
-        store->argv[10] = maxc;
-        store->argvlen[10] = strlen(maxc);
-        {
-                char dkey[256];
-                snprintf(dkey, sizeof(dkey), "%s:dirty",
-                         store->conf->redis_prefix);
-                if (npsd_store_append(store, dkey, "", now, today, conf_json,
-                                      "cohorts", 11) == -1)
-                        goto oom;
-        }
-
         expected = store->reply_cnt;
         if (npsd_store_read_replies(store, expected, errstr, errstr_size) ==
             -1)
@@ -662,15 +649,6 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                         goto fail;
                 }
         }
-        snprintf(key, sizeof(key), "%s:dirty", store->conf->redis_prefix);
-        snprintf(maxc, sizeof(maxc), "%d", NPSD_STORE_COHORTS_PER_BATCH);
-        store->argv[10] = maxc;
-        store->argvlen[10] = strlen(maxc);
-        if (npsd_store_append(store, key, "", now, today, conf_json,
-                              "cohorts", 11) == -1) {
-                freeReplyObject(due);
-                goto fail;
-        }
         freeReplyObject(due);
         if (npsd_store_read_replies(store, store->reply_cnt, errstr,
                                     errstr_size) == -1)
@@ -682,4 +660,33 @@ fail:
                 snprintf(errstr, errstr_size, "redis: roll failed");
         npsd_store_disconnect(store);
         return -1;
+}
+
+int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
+                       char *errstr, size_t errstr_size) {
+        char conf_json[1024], now[24], today[16], maxc[16], key[512];
+        redisReply *reply;
+
+        npsd_store_release_replies(store);
+        if (npsd_store_connect(store, errstr, errstr_size) == -1 ||
+            npsd_store_argv_reserve(store, 16) == -1)
+                return -1;
+        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
+        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
+        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
+        snprintf(maxc, sizeof(maxc), "%d", max);
+        snprintf(key, sizeof(key), "%s:dirty", store->conf->redis_prefix);
+        store->reply_cnt = 0;
+        store->argv[10] = maxc;
+        store->argvlen[10] = strlen(maxc);
+        if (npsd_store_append(store, key, "", now, today, conf_json,
+                              "cohorts", 11) == -1) {
+                snprintf(errstr, errstr_size, "redis: cannot send");
+                npsd_store_disconnect(store);
+                return -1;
+        }
+        if (npsd_store_read_replies(store, 1, errstr, errstr_size) == -1)
+                return -1;
+        reply = store->replies[0];
+        return reply->type == REDIS_REPLY_INTEGER ? (int)reply->integer : 0;
 }

@@ -50,8 +50,8 @@ int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size);
 
 /* Applies one batch in one pipelined round trip: the account context records
  * (in order; a record older than the stored one is ignored), then each
- * account's responses (in the given order), then a bounded refresh of the
- * cohort and theme views the batch touched. results[i] answers responses[i];
+ * account's responses (in the given order). Cohort and theme views are
+ * derived later by npsd_store_cohorts(). results[i] answers responses[i];
  * its snapshot stays valid until the next call on this store.
  * Returns 0, or -1 with errstr when Redis was unreachable or refused: nothing
  * is half-applied per account, and the whole call may be repeated. */
@@ -62,9 +62,15 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                      size_t errstr_size);
 
 /* Timer work: rolls the windows of up to max accounts whose windows change
- * by now (SPEC §3: quiet accounts too) and refreshes pending cohort views.
- * Returns the number of accounts rolled, or -1 with errstr. */
+ * by now (SPEC §3: quiet accounts too). Returns the number of accounts
+ * rolled, or -1 with errstr. */
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size);
+
+/* Timer work: recomputes up to max cohort and theme views that responses
+ * changed since the last call (and, on a new day, all of them). Returns the
+ * number still waiting, or -1 with errstr. */
+int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
+                       char *errstr, size_t errstr_size);
 
 #endif

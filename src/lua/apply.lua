@@ -104,32 +104,88 @@ local function zero_totals()
   return t
 end
 
--- Window totals from a bucket hash's HGETALL reply: tot[window index] and
--- prev (the period before the long window), each an array of NSLOT counts.
--- Returns the totals and the list of fields too old to matter any more.
+-- Periods: windows 1..W, and W + 1 = the period before the long window.
+local W = #C.windows
+local PREV = W + 1
+local function periods_of(day)
+  local ps = {}
+  if day <= today then
+    for wi, w in ipairs(C.windows) do
+      if day > today - w then ps[#ps + 1] = wi end
+    end
+    if day <= today - L and day > today - 2 * L then ps[#ps + 1] = PREV end
+  end
+  return ps
+end
+
+-- Period totals T[period][slot] from a bucket hash's HGETALL reply, and the
+-- fields too old to matter any more.
 local function totals_from(flat)
-  local tot, prev, stale = {}, zero_totals(), {}
-  for wi = 1, #C.windows do tot[wi] = zero_totals() end
+  local T, stale = {}, {}
+  for pi = 1, PREV do T[pi] = zero_totals() end
   for i = 1, #flat, 2 do
     local f = flat[i]
     local sep = string.find(f, ':', 1, true)
     local day = tonumber(string.sub(f, 1, sep - 1))
-    local slot = tonumber(string.sub(f, sep + 1)) + 1
-    local cnt = tonumber(flat[i + 1])
     if day < oldest then
       stale[#stale + 1] = f
     else
-      for wi, w in ipairs(C.windows) do
-        if day <= today and day > today - w then
-          tot[wi][slot] = tot[wi][slot] + cnt
-        end
-      end
-      if day <= today - L and day > today - 2 * L then
-        prev[slot] = prev[slot] + cnt
+      local slot = tonumber(string.sub(f, sep + 1)) + 1
+      local cnt = tonumber(flat[i + 1])
+      for _, pi in ipairs(periods_of(day)) do
+        T[pi][slot] = T[pi][slot] + cnt
       end
     end
   end
-  return tot, prev, stale
+  return T, stale
+end
+
+-- The totals cache (<key>:t): field "as_of" = SIG, "<period>.<slot>" ->
+-- count. Valid for one day and one window configuration; summing the day
+-- buckets (up to 2 x long window days x 21 fields) happens only when it is
+-- not, so the per-batch cost does not grow with history.
+local SIG = today .. '/' .. table.concat(C.windows, ',') .. '/' .. L
+
+local function totals_store(tk, T)
+  local args = {'as_of', SIG}
+  for pi = 1, PREV do
+    for sl = 1, NSLOT do
+      if T[pi][sl] ~= 0 then
+        args[#args + 1] = pi .. '.' .. (sl - 1)
+        args[#args + 1] = T[pi][sl]
+      end
+    end
+  end
+  redis.call('DEL', tk)
+  redis.call('HSET', tk, unpack(args))
+end
+
+-- Returns the totals of a bucket hash bk, from the cache tk when it is
+-- current (force = false), else recomputed and cached; the second value is
+-- the bucket reply when a recomputation happened (for the roll schedule).
+local function totals_load(bk, tk, force)
+  if not force then
+    local flat = redis.call('HGETALL', tk)
+    local T, ok = {}, false
+    for pi = 1, PREV do T[pi] = zero_totals() end
+    for i = 1, #flat, 2 do
+      local f = flat[i]
+      if f == 'as_of' then
+        ok = (flat[i + 1] == SIG)
+      else
+        local dot = string.find(f, '.', 1, true)
+        local pi = tonumber(string.sub(f, 1, dot - 1))
+        local sl = tonumber(string.sub(f, dot + 1)) + 1
+        if T[pi] then T[pi][sl] = tonumber(flat[i + 1]) end
+      end
+    end
+    if ok then return T, nil end
+  end
+  local flat = redis.call('HGETALL', bk)
+  local T, stale = totals_from(flat)
+  if #stale > 0 then redis.call('HDEL', bk, unpack(stale)) end
+  totals_store(tk, T)
+  return T, flat
 end
 
 local function slice_nps(t, si)
@@ -177,18 +233,18 @@ end
 -- The account's metrics from window totals (SPEC §4), as numbers; nil
 -- members are absent. Derived values use the published one-decimal NPS so
 -- that a reader of the hashes can redo the arithmetic.
-local function metrics_of(tot, prev, acct, summary)
+local function metrics_of(T, acct, summary)
   local m = {}
   for wi, w in ipairs(C.windows) do
-    local r = slice_nps(tot[wi], 1)
+    local r = slice_nps(T[wi], 1)
     if r then m['nps_' .. wname(w)] = r.nps end
   end
-  local lt = tot[long_index()]
+  local lt = T[long_index()]
   local all = slice_nps(lt, 1)
   local Ls = wname(L)
   m['responses_' .. Ls] = all and all.n or 0
   if all then m['moe_' .. Ls] = all.moe end
-  local pr = slice_nps(prev, 1)
+  local pr = slice_nps(T[PREV], 1)
   if pr then m['nps_prev_' .. Ls] = pr.nps end
   if all and pr then m['trend_' .. Ls] = round1(all.nps - pr.nps) end
   local eu, dm = slice_nps(lt, 4), slice_nps(lt, 6)
@@ -235,38 +291,49 @@ local function num_str(v)
   return v
 end
 
--- The earliest instant at which one of the account's windows changes with
--- no new event: a bucket leaving a window or the previous period, or a
--- future-dated bucket entering. Scheduled in <prefix>:roll.
-local function next_roll(flat)
-  local best = nil
+-- The roll schedule: the first day after today on which a response of
+-- day `day` changes one of the account's periods (it enters when dated in
+-- the future, leaves a window, moves into or out of the previous period).
+local function roll_candidate(day, best)
   local function cand(d)
     if d > today and (best == nil or d < best) then best = d end
   end
-  for i = 1, #flat, 2 do
-    local f = flat[i]
-    local day = tonumber(string.sub(f, 1, string.find(f, ':', 1, true) - 1))
-    if day >= oldest then
-      cand(day)
-      for _, w in ipairs(C.windows) do cand(day + w) end
-      cand(day + L)
-      cand(day + 2 * L)
-    end
+  if day >= oldest then
+    cand(day)
+    for _, w in ipairs(C.windows) do cand(day + w) end
+    cand(day + 2 * L)
   end
   return best
 end
 
--- Rewrites the account's derived keys from its buckets and announces it.
-local function rewrite(acct, meta, updated_ms)
-  local flat = redis.call('HGETALL', base .. 'd')
-  local tot, prev, stale = totals_from(flat)
-  if #stale > 0 then redis.call('HDEL', base .. 'd', unpack(stale)) end
+local function roll_from_buckets(flat, best)
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    best = roll_candidate(
+      tonumber(string.sub(f, 1, string.find(f, ':', 1, true) - 1)), best)
+  end
+  return best
+end
+
+-- Schedules the account in <prefix>:roll a minute past midnight UTC of the
+-- day its windows next change, or removes it when nothing will change.
+local function roll_schedule(best)
+  if best then
+    redis.call('ZADD', P .. ':roll', best * 86400000 + 60000, A)
+  else
+    redis.call('ZREM', P .. ':roll', A)
+  end
+end
+
+-- Rewrites the account's derived keys from its period totals and announces
+-- the change on pub/sub.
+local function rewrite(acct, meta, T)
   for wi, w in ipairs(C.windows) do
-    write_window(base .. 'w:' .. wname(w), tot[wi])
+    write_window(base .. 'w:' .. wname(w), T[wi])
   end
   local skey = base .. 'summary'
   local summary = hgetall_map(skey)
-  local m = metrics_of(tot, prev, acct, summary)
+  local m = metrics_of(T, acct, summary)
   local set, del = {}, {}
   for _, f in ipairs(owned_fields()) do
     if m[f] ~= nil then
@@ -293,39 +360,31 @@ local function rewrite(acct, meta, updated_ms)
   else
     redis.call('ZREM', P .. ':rank:nps_' .. wname(L), A)
   end
-  local nr = next_roll(flat)
-  if nr then
-    -- a minute past midnight UTC of the day the windows change
-    redis.call('ZADD', P .. ':roll', nr * 86400000 + 60000, A)
-  else
-    redis.call('ZREM', P .. ':roll', A)
-  end
   local ev = {account_id = A, updated_at = C.now_str}
   ev['nps_' .. wname(L)] = npsL
   ev.health = summary.health and tonumber(summary.health) or nil
   ev.health_band = summary.health_band
   redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
-  return tot, prev, m
 end
 
--- Recomputes a cohort's window hashes, or a category's theme rankings,
--- from their day buckets; both are derived views, so doing it twice is
--- harmless (several instances may).
+-- Recomputes a cohort's window hashes, or a category's theme rankings;
+-- both are derived views, so doing it twice is harmless (several instances
+-- may).
 local function refresh_view(name)
   if string.sub(name, 1, 7) == 'themes:' then
     local cat = string.sub(name, 8)
     local tk = P .. ':themes:' .. cat
     local flat = redis.call('HGETALL', tk .. ':d')
     local counts, stale = {}, {}
-    for wi = 1, #C.windows do counts[wi] = {} end
+    for wi = 1, W do counts[wi] = {} end
     for i = 1, #flat, 2 do
       local f = flat[i]
       local sep = string.find(f, ':', 1, true)
       local day, th = tonumber(string.sub(f, 1, sep - 1)), string.sub(f, sep + 1)
       if day < oldest then stale[#stale + 1] = f end
-      for wi, w in ipairs(C.windows) do
-        if day <= today and day > today - w then
-          counts[wi][th] = (counts[wi][th] or 0) + tonumber(flat[i + 1])
+      for _, pi in ipairs(periods_of(day)) do
+        if pi <= W then
+          counts[pi][th] = (counts[pi][th] or 0) + tonumber(flat[i + 1])
         end
       end
     end
@@ -340,10 +399,10 @@ local function refresh_view(name)
     return
   end
   local ck = P .. ':cohort:' .. name
-  local tot, _, stale = totals_from(redis.call('HGETALL', ck .. ':d'))
+  local T, stale = totals_from(redis.call('HGETALL', ck .. ':d'))
   if #stale > 0 then redis.call('HDEL', ck .. ':d', unpack(stale)) end
   for wi, w in ipairs(C.windows) do
-    write_window(ck .. ':w:' .. wname(w), tot[wi])
+    write_window(ck .. ':w:' .. wname(w), T[wi])
   end
 end
 
@@ -368,9 +427,12 @@ end
 
 local acct = hgetall_map(base .. 'account')
 local meta = hgetall_map(base .. 'meta')
+local dkey, tkey = base .. 'd', base .. 't'
 
 if mode == 'refresh' then
-  rewrite(acct, meta)
+  local T, flat = totals_load(dkey, tkey, true)
+  rewrite(acct, meta, T)
+  roll_schedule(roll_from_buckets(flat, nil))
   return 1
 end
 
@@ -386,36 +448,45 @@ if mode == 'context' then
     redis.call('HSET', base .. 'meta', 'context_updated_ms', upd)
   end
   acct = hgetall_map(base .. 'account')
-  rewrite(acct, meta)
+  local T, flat = totals_load(dkey, tkey, false)
+  if flat then roll_schedule(roll_from_buckets(flat, nil)) end
+  rewrite(acct, meta, T)
   return 1
 end
 
 -- mode == 'responses'
 local n = tonumber(ARGV[7])
 local out = {}
-local dkey = base .. 'd'
-local flat = redis.call('HGETALL', dkey)
-local tot, prev = totals_from(flat)
+local T, flat = totals_load(dkey, tkey, false)
+local roll = flat and roll_from_buckets(flat, nil) or nil
+if not flat then
+  local cur = redis.call('ZSCORE', P .. ':roll', A)
+  if cur then roll = math.floor(tonumber(cur) / 86400000) end
+  if roll and roll <= today then roll = nil end
+end
 local recent_key = base .. 'recent'
 local recent = redis.call('LRANGE', recent_key, 0, C.previous - 1)
-local pushed = {}
+for i, r in ipairs(recent) do recent[i] = cjson.decode(r) end
+local pushed, pushed_json = {}, {}
 local counted = 0
-local Ls = wname(L)
 local summary = hgetall_map(base .. 'summary')
 
 -- Increments are summed here and written once per field at the end, so a
--- batch with many responses of one account costs one HINCRBY per bucket.
+-- batch with many responses of one account costs one HINCRBY per field.
 local incr, dirty = {}, {}
-local function add(key, field)
+local function add(key, field, by)
   local h = incr[key]
   if not h then h = {}; incr[key] = h end
-  h[field] = (h[field] or 0) + 1
+  h[field] = (h[field] or 0) + (by or 1)
 end
+-- Counts one response in a cohort's day buckets; the cohort's window views
+-- are derived from them by the "cohorts" mode, once per timer tick for all
+-- dirty cohorts, rather than once per account here.
 local function cohort_add(dim, val, day, slots)
   if val == nil or val == '' then return end
   local name = dim .. ':' .. val
   local ck = P .. ':cohort:' .. name .. ':d'
-  for _, s in ipairs(slots) do add(ck, day .. ':' .. s) end
+  for _, sl in ipairs(slots) do add(ck, day .. ':' .. sl) end
   dirty[name] = true
 end
 
@@ -437,17 +508,12 @@ for i = 0, n - 1 do
     local cat = (score >= 9) and 2 or ((score >= 7) and 1 or 0)
     local slots = {cat, (1 + survey) * 3 + cat, (3 + role) * 3 + cat}
     if day >= oldest then
-      for _, s in ipairs(slots) do
-        add(dkey, day .. ':' .. s)
-        for wi, w in ipairs(C.windows) do
-          if day <= today and day > today - w then
-            tot[wi][s + 1] = tot[wi][s + 1] + 1
-          end
-        end
-        if day <= today - L and day > today - 2 * L then
-          prev[s + 1] = prev[s + 1] + 1
-        end
+      local periods = periods_of(day)
+      for _, sl in ipairs(slots) do
+        add(dkey, day .. ':' .. sl)
+        for _, pi in ipairs(periods) do T[pi][sl + 1] = T[pi][sl + 1] + 1 end
       end
+      roll = roll_candidate(day, roll)
       cohort_add('all', 'all', day, slots)
       cohort_add('segment', acct.segment, day, slots)
       cohort_add('plan', acct.plan, day, slots)
@@ -468,8 +534,9 @@ for i = 0, n - 1 do
     local ttl = math.floor((ts_ms + C.suppress_ms - now) / 1000)
     if ttl > 0 then
       local skey = P .. ':suppress:' .. uid
-      local cur = redis.call('TTL', skey)
-      if cur < ttl then redis.call('SET', skey, ts_str, 'EX', ttl) end
+      if redis.call('TTL', skey) < ttl then
+        redis.call('SET', skey, ts_str, 'EX', ttl)
+      end
     end
     local last = tonumber(meta.last_response_ms or '-1')
     if ts_ms >= last then
@@ -478,24 +545,22 @@ for i = 0, n - 1 do
       meta.last_score = tostring(score)
     end
     -- the snapshot: this response's account view as of its counting
-    local m = metrics_of(tot, prev, acct, summary)
+    local m = metrics_of(T, acct, summary)
     local previous = {}
     for j = #pushed, 1, -1 do
-      if #previous < C.previous then
-        previous[#previous + 1] = cjson.decode(pushed[j])
-      end
+      if #previous < C.previous then previous[#previous + 1] = pushed[j] end
     end
     for _, r in ipairs(recent) do
-      if #previous < C.previous then
-        previous[#previous + 1] = cjson.decode(r)
-      end
+      if #previous < C.previous then previous[#previous + 1] = r end
     end
-    local snap = cjson.encode({processed_at = now, metrics = m,
-                               account = acct, previous = previous})
+    local snap = cjson.encode({processed_at = now, score = score,
+                               metrics = m, account = acct,
+                               previous = previous})
     redis.call('SET', outkey, snap, 'EX', C.replay_ttl)
     local me = {score = score, role = ROLES[role + 1], submitted_at = ts_str}
     if comment ~= '' then me.comment = comment end
-    pushed[#pushed + 1] = cjson.encode(me)
+    pushed[#pushed + 1] = me
+    pushed_json[#pushed_json + 1] = cjson.encode(me)
     out[#out + 1] = 1
     out[#out + 1] = snap
   end
@@ -505,6 +570,8 @@ if counted > 0 then
   for key, h in pairs(incr) do
     for field, by in pairs(h) do redis.call('HINCRBY', key, field, by) end
   end
+  totals_store(tkey, T)
+  roll_schedule(roll)
   local names = {}
   for name in pairs(dirty) do names[#names + 1] = name end
   if #names > 0 then
@@ -516,7 +583,7 @@ if counted > 0 then
     if #cohorts > 0 then redis.call('SADD', P .. ':cohorts', unpack(cohorts)) end
   end
   if C.previous > 0 then
-    redis.call('LPUSH', recent_key, unpack(pushed))
+    redis.call('LPUSH', recent_key, unpack(pushed_json))
     redis.call('LTRIM', recent_key, 0, C.previous - 1)
   end
   if meta.last_response_ms then
@@ -524,6 +591,6 @@ if counted > 0 then
                meta.last_response_ms, 'last_response_at',
                meta.last_response_at, 'last_score', meta.last_score)
   end
-  rewrite(acct, meta)
+  rewrite(acct, meta, T)
 end
 return out

@@ -269,3 +269,154 @@ def main(test):
         print("FAILED %s (%.1fs)" % (sys.argv[0], time.time() - t0))
         sys.exit(1)
     print("PASSED %s (%.1fs)" % (os.path.basename(sys.argv[0]), time.time() - t0))
+
+
+# ---- helpers shared by it_dedupe_replay / it_mixed_stream / it_windows_roll
+# ---- / it_sigterm (appended)
+
+def _plain_consumer(st):
+    return Consumer({"bootstrap.servers": st.bootstrap,
+                     "group.id": "it-plain-%f" % time.time(),
+                     "enable.auto.commit": False})
+
+
+def end_offsets(st, topic):
+    """{partition: high watermark} of topic (0 for an empty partition)."""
+    c = _plain_consumer(st)
+    try:
+        md = c.list_topics(topic, timeout=10)
+        parts = sorted(md.topics[topic].partitions) if topic in md.topics else []
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p),
+                                           timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def read_topic(st, topic, timeout=30):
+    """Every message of topic up to its current end offsets, read with a
+    manual assignment (no group join, so no rebalance delay and no idle
+    guess): returns the messages in partition/offset order."""
+    ends = end_offsets(st, topic)
+    c = _plain_consumer(st)
+    out = []
+    try:
+        want = {p: e for p, e in ends.items() if e > 0}
+        if not want:
+            return out
+        c.assign([TopicPartition(topic, p, 0) for p in want])
+        seen = {p: 0 for p in want}
+        deadline = time.time() + timeout
+        while any(seen[p] < want[p] for p in want):
+            assert time.time() < deadline, \
+                "read_topic %s: %s of %s" % (topic, seen, want)
+            m = c.poll(0.2)
+            if m is None or m.error():
+                continue
+            out.append(m)
+            seen[m.partition()] = m.offset() + 1
+    finally:
+        c.close()
+    out.sort(key=lambda m: (m.partition(), m.offset()))
+    return out
+
+
+def produce_tracked(st, topic, items):
+    """Like Stack.produce, but returns each item's (partition, offset)."""
+    p = st.producer()
+    where, errors = [None] * len(items), []
+
+    def cb(i):
+        def f(err, msg):
+            if err:
+                errors.append(err)
+            else:
+                where[i] = (msg.partition(), msg.offset())
+        return f
+    for i, (key, value) in enumerate(items):
+        p.produce(topic, value=value, key=key, on_delivery=cb(i))
+        p.poll(0)
+    p.flush(30)
+    assert not errors, errors
+    assert all(w is not None for w in where), "undelivered messages"
+    return where
+
+
+def all_committed(st, group, topics):
+    """True when group's committed offsets reach the end of every
+    partition of topics (everything produced so far was processed)."""
+    for t in topics:
+        ends = end_offsets(st, t)
+        if not ends:
+            continue
+        got = st.committed(group, t, len(ends))
+        for p, e in ends.items():
+            if e > 0 and got.get(p, -1) != e:
+                return False
+    return True
+
+
+def wait_processed(st, group, topics=("nps.responses", "accounts"),
+                   timeout=60):
+    wait_for(lambda: all_committed(st, group, topics), timeout,
+             "group %s to commit the end of %s" % (group, ",".join(topics)),
+             interval=0.3)
+
+
+def load_sent(path):
+    """npsctl gen --out JSONL -> list of (topic, key, value bytes)."""
+    import base64
+    out = []
+    with open(path) as f:
+        for ln in f:
+            rec = json.loads(ln)
+            if "value_base64" in rec:
+                v = base64.b64decode(rec["value_base64"])
+            else:
+                v = rec["value"].encode()
+            out.append((rec["topic"], rec.get("key"), v))
+    return out
+
+
+def classified(st):
+    """Every message on the three category topics: list of (topic, msg)."""
+    out = []
+    for t in ("nps.detractors", "nps.passives", "nps.promoters"):
+        out += [(t, m) for m in read_topic(st, t)]
+    return out
+
+
+def slice_counts(responses):
+    """{slice: [promoters, passives, detractors]} over parsed responses,
+    slices as in the nps:{A}:w:<window> hash ("all" has no prefix)."""
+    from collections import defaultdict
+    c = defaultdict(lambda: [0, 0, 0])
+    for r in responses:
+        idx = {"promoter": 0, "passive": 1, "detractor": 2}[
+            category(int(r["score"]))]
+        role = ROLE_ALIASES.get(r.get("role"), "other")
+        for sl in ("all", r.get("survey_type") or "relationship", role):
+            c[sl][idx] += 1
+    return c
+
+
+WINDOW_SLICES = ["relationship", "transactional", "end_user", "admin",
+                 "decision_maker", "other"]
+
+
+def window_problems(h, responses):
+    """Differences between a window hash and the independent computation
+    over responses (every field of every slice; absent slices absent)."""
+    c = slice_counts(responses)
+    exp = {}
+    for sl, cnt in c.items():
+        f = nps_fields(*cnt)
+        pre = "" if sl == "all" else sl + "."
+        for k, v in f.items():
+            exp[pre + k] = float(v)
+    got = {k: float(v) for k, v in h.items()}
+    probs = []
+    for k in sorted(set(exp) | set(got)):
+        if exp.get(k) != got.get(k):
+            probs.append("%s: redis %s, expected %s" % (k, got.get(k),
+                                                        exp.get(k)))
+    return probs

@@ -1,0 +1,170 @@
+"""Exactly-once state under duplicates and replays (SPEC §3).
+
+(a) generated traffic with byte-for-byte duplicate sends is processed; the
+    whole Redis state is snapshotted and checked against an independent
+    computation over the distinct event_ids;
+(b) exact duplicates of already counted responses are sent again: the state
+    must not change at all;
+(c) npsd is stopped (SIGTERM, exit 0) and started with a new consumer group,
+    so it replays the whole topic from the earliest offset: the state must
+    still equal the snapshot.
+Outputs: every response has at least one classified message, every copy of
+one event_id's message is byte-identical (the snapshot stored at first
+counting is what gets republished) and on its category's topic.
+"""
+import json
+import os
+from collections import Counter, defaultdict
+
+from harness import (Stack, category, classified, epoch_day, load_sent, main,
+                     wait_for, wait_processed, window_problems)
+
+NOW = "2026-11-20T12:00:00Z"
+TODAY = epoch_day(NOW)
+
+
+def snapshot(r):
+    """The whole Redis state, every key by type; only the summaries'
+    updated_at (a wall-clock-ish stamp of the last rewrite) and transient
+    work sets are left out. TTLs are not compared (they tick)."""
+    snap = {}
+    for k in r.scan_iter(count=1000):
+        if k in ("nps:dirty",):
+            continue
+        t = r.type(k)
+        if t == "hash":
+            v = r.hgetall(k)
+            if k.endswith(":summary"):
+                v.pop("updated_at", None)
+        elif t == "zset":
+            v = r.zrange(k, 0, -1, withscores=True)
+        elif t == "set":
+            v = sorted(r.smembers(k))
+        elif t == "list":
+            v = r.lrange(k, 0, -1)
+        elif t == "string":
+            v = r.get(k)
+        else:
+            v = t
+        snap[k] = (t, v)
+    return snap
+
+
+def diff(a, b, limit=15):
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            out.append("%s:\n   before %s\n   after  %s" % (
+                k, str(a.get(k))[:300], str(b.get(k))[:300]))
+    return out[:limit] + (["... %d more" % (len(out) - limit)]
+                          if len(out) > limit else [])
+
+
+def settled(st):
+    """Cohort and theme views recomputed (nothing left dirty)."""
+    return st.r.scard("nps:dirty") == 0 and st.r.exists("nps:rolled_day")
+
+
+def check_outputs(st, sends):
+    """sends: event_id -> how many times its response was sent. Returns the
+    classified messages grouped by event_id."""
+    by_id = defaultdict(list)
+    for topic, m in classified(st):
+        v = json.loads(m.value())
+        by_id[v["event_id"]].append((topic, m.key(), m.value(), v))
+    missing = set(sends) - set(by_id)
+    assert not missing, "no classified message for %d responses, e.g. %s" % (
+        len(missing), sorted(missing)[:5])
+    extra = set(by_id) - set(sends)
+    assert not extra, "outputs for unknown event_ids %s" % sorted(extra)[:5]
+    for eid, copies in by_id.items():
+        topic, key, raw, v = copies[0]
+        assert topic == "nps.%ss" % v["category"], (eid, topic, v["category"])
+        assert key.decode() == v["account_id"]
+        for t2, k2, raw2, _ in copies[1:]:
+            assert (t2, k2, raw2) == (topic, key, raw), \
+                "republished copy of %s differs:\n  %s\n  %s" % (eid, raw, raw2)
+        # one classified message per send: no send lost, and a clean run
+        # (no crash, every batch committed) has nothing to redeliver
+        assert len(copies) == sends[eid], \
+            "%s: %d outputs for %d sends" % (eid, len(copies), sends[eid])
+    return by_id
+
+
+def test(build):
+    st = Stack(build, name="dedupe")
+    try:
+        out = os.path.join(st.dir, "sent.jsonl")
+        st.gen("--accounts", "20", "--count", "800", "--dup-ratio", "0.2",
+               "--rate", "0", "--seed", "11", "--days", "200", "--now", NOW,
+               "--out", out)
+        sent = load_sent(out)
+        resp_msgs = [(k, v) for t, k, v in sent if t == "nps.responses"]
+        first = {}
+        sends = Counter()
+        for k, v in resp_msgs:
+            r = json.loads(v)
+            sends[r["event_id"]] += 1
+            first.setdefault(r["event_id"], r)
+        assert len(first) == 800, len(first)
+        ndup = len(resp_msgs) - 800
+        assert ndup > 80, "generator sent only %d duplicates" % ndup
+
+        # (a) first pass
+        npsd = st.npsd("roll.interval.s=1", now=NOW)
+        wait_processed(st, "npsd", timeout=60)
+        wait_for(lambda: settled(st), 30, "cohort/theme views settled")
+        snap = snapshot(st.r)
+
+        # the state counts each distinct response exactly once
+        by_acct = defaultdict(list)
+        for r in first.values():
+            by_acct[r["account_id"]].append(r)
+        for acct, rs in by_acct.items():
+            for w in (30, 90):
+                inw = [r for r in rs
+                       if TODAY - w < epoch_day(r["submitted_at"]) <= TODAY]
+                probs = window_problems(
+                    st.r.hgetall("nps:{%s}:w:%dd" % (acct, w)), inw)
+                assert not probs, (acct, w, probs[:5])
+        allw90 = [r for r in first.values()
+                  if TODAY - 90 < epoch_day(r["submitted_at"]) <= TODAY]
+        probs = window_problems(st.r.hgetall("nps:cohort:all:all:w:90d"),
+                                allw90)
+        assert not probs, ("cohort all:all 90d", probs[:5])
+        assert any(k.startswith("nps:themes:") and ":w:" in k for k in snap)
+        assert "nps:rank:nps_90d" in snap
+        assert len([k for k in snap if ":ev:" in k]) == 800
+        check_outputs(st, sends)
+
+        # (b) exact duplicates of counted responses: no state change
+        redo = resp_msgs[::4]
+        st.produce("nps.responses", redo)
+        for k, v in redo:
+            sends[json.loads(v)["event_id"]] += 1
+        wait_processed(st, "npsd", timeout=60)
+        wait_for(lambda: settled(st), 30, "views settled after duplicates")
+        d = diff(snap, snapshot(st.r))
+        assert not d, "duplicates changed the state:\n" + "\n".join(d)
+        check_outputs(st, sends)
+
+        # (c) SIGTERM, then a new consumer group replays the whole topic
+        assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
+        npsd = st.npsd("roll.interval.s=1", "kafka.group.id=replay", now=NOW,
+                       log="npsd-replay.log")
+        wait_processed(st, "replay", timeout=60)
+        wait_for(lambda: settled(st), 30, "views settled after replay")
+        d = diff(snap, snapshot(st.r))
+        assert not d, "the replay changed the state:\n" + "\n".join(d)
+        for k, v in resp_msgs + redo:
+            sends[json.loads(v)["event_id"]] += 1
+        check_outputs(st, sends)
+        log = st.log(npsd)
+        assert "level=error" not in log, log[-2000:]
+        assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
+    finally:
+        st.close()
+
+
+if __name__ == "__main__":
+    main(test)
