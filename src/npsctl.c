@@ -15,9 +15,11 @@
 #include "npsd/npsd_time.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -355,11 +357,276 @@ fail_unlink:
         return -1;
 }
 
+/*
+ * broker --control: fault injection for tests, one command per stdin line,
+ * each answered with one "ok" or "error: ..." line on stdout.
+ */
+
+static const struct {
+        const char *name;
+        int16_t key;
+} npsctl_api_keys[] = {
+        {"Produce", 0},          {"Fetch", 1},
+        {"ListOffsets", 2},      {"Metadata", 3},
+        {"OffsetCommit", 8},     {"OffsetFetch", 9},
+        {"FindCoordinator", 10}, {"JoinGroup", 11},
+        {"Heartbeat", 12},       {"LeaveGroup", 13},
+        {"SyncGroup", 14},       {"DescribeGroups", 15},
+        {"ListGroups", 16},      {"ApiVersion", 18},
+        {"InitProducerId", 22},  {"AddPartitionsToTxn", 24},
+        {"AddOffsetsToTxn", 25}, {"EndTxn", 26},
+        {"TxnOffsetCommit", 28},
+};
+#define NPSCTL_API_KEY_CNT (sizeof(npsctl_api_keys) / sizeof(*npsctl_api_keys))
+#define NPSCTL_CTL_TOPICS_MAX 64
+
+typedef struct npsctl_ctl_s {
+        rd_kafka_mock_cluster_t *mcluster;
+        int broker_cnt;
+        char topics[NPSCTL_CTL_TOPICS_MAX][256]; /* with a topic-error set */
+        int topic_cnt;
+        char buf[4096];
+        size_t len;
+        int eof;
+} npsctl_ctl_t;
+
+static int npsctl_api_key(const char *name, int16_t *key) {
+        char *end;
+        long v;
+        size_t i;
+
+        for (i = 0; i < NPSCTL_API_KEY_CNT; i++) {
+                if (!strcasecmp(name, npsctl_api_keys[i].name)) {
+                        *key = npsctl_api_keys[i].key;
+                        return 0;
+                }
+        }
+        v = strtol(name, &end, 10);
+        if (*name && !*end && v >= 0 && v < 1000) {
+                *key = (int16_t)v;
+                return 0;
+        }
+        return -1;
+}
+
+/* "NOT_LEADER_FOR_PARTITION", with or without RD_KAFKA_RESP_ERR_, any
+ * case, or the number. */
+static int npsctl_err_code(const char *name, rd_kafka_resp_err_t *err) {
+        const struct rd_kafka_err_desc *descs;
+        size_t cnt, i;
+        char *end;
+        long v;
+
+        if (!strncasecmp(name, "RD_KAFKA_RESP_ERR_", 18))
+                name += 18;
+        rd_kafka_get_err_descs(&descs, &cnt);
+        for (i = 0; i < cnt; i++) {
+                if (descs[i].name && !strcasecmp(descs[i].name, name)) {
+                        *err = descs[i].code;
+                        return 0;
+                }
+        }
+        v = strtol(name, &end, 10);
+        if (*name && !*end && v >= -200 && v < 1000 &&
+            strcmp(rd_kafka_err2name((rd_kafka_resp_err_t)v), "")) {
+                *err = (rd_kafka_resp_err_t)v;
+                return 0;
+        }
+        return -1;
+}
+
+static int npsctl_ctl_broker_id(const npsctl_ctl_t *ctl, const char *s,
+                                int32_t *id, char *errstr, size_t size) {
+        char *end;
+        long v = s ? strtol(s, &end, 10) : 0;
+
+        if (!s || !*s || *end || v < 1 || v > ctl->broker_cnt) {
+                snprintf(errstr, size, "broker id must be 1-%d, got \"%s\"",
+                         ctl->broker_cnt, s ? s : "");
+                return -1;
+        }
+        *id = (int32_t)v;
+        return 0;
+}
+
+static void npsctl_ctl_clear(npsctl_ctl_t *ctl) {
+        int i;
+
+        for (i = 0; i < 100; i++)
+                rd_kafka_mock_clear_request_errors(ctl->mcluster, (int16_t)i);
+        for (i = 1; i <= ctl->broker_cnt; i++) {
+                rd_kafka_mock_broker_set_rtt(ctl->mcluster, i, 0);
+                rd_kafka_mock_broker_set_up(ctl->mcluster, i);
+        }
+        for (i = 0; i < ctl->topic_cnt; i++)
+                rd_kafka_mock_topic_set_error(ctl->mcluster, ctl->topics[i],
+                                              RD_KAFKA_RESP_ERR_NO_ERROR);
+        ctl->topic_cnt = 0;
+}
+
+/* Runs one command; returns 0 or -1 with errstr. */
+static int npsctl_ctl_exec(npsctl_ctl_t *ctl, char *line, char *errstr,
+                           size_t size) {
+        char *argv[8], *save = NULL, *tok;
+        int argc = 0;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        int32_t id;
+
+        for (tok = strtok_r(line, " \t\r", &save); tok && argc < 8;
+             tok = strtok_r(NULL, " \t\r", &save))
+                argv[argc++] = tok;
+        if (!argc) {
+                snprintf(errstr, size, "empty command");
+                return -1;
+        }
+#define NPSCTL_CTL_ARGS(n, usage)                                              \
+        do {                                                                   \
+                if (argc != (n) + 1) {                                         \
+                        snprintf(errstr, size, "usage: %s", usage);            \
+                        return -1;                                             \
+                }                                                              \
+        } while (0)
+        if (!strcmp(argv[0], "down") || !strcmp(argv[0], "up")) {
+                int down = argv[0][0] == 'd';
+
+                NPSCTL_CTL_ARGS(1, down ? "down <broker_id>"
+                                        : "up <broker_id>");
+                if (npsctl_ctl_broker_id(ctl, argv[1], &id, errstr, size))
+                        return -1;
+                err = down ? rd_kafka_mock_broker_set_down(ctl->mcluster, id)
+                           : rd_kafka_mock_broker_set_up(ctl->mcluster, id);
+        } else if (!strcmp(argv[0], "rtt")) {
+                long long ms;
+                char *end;
+
+                NPSCTL_CTL_ARGS(2, "rtt <broker_id> <ms>");
+                if (npsctl_ctl_broker_id(ctl, argv[1], &id, errstr, size))
+                        return -1;
+                ms = strtoll(argv[2], &end, 10);
+                if (!*argv[2] || *end || ms < 0 || ms > 600000) {
+                        snprintf(errstr, size, "rtt must be 0-600000 ms, got "
+                                 "\"%s\"", argv[2]);
+                        return -1;
+                }
+                err = rd_kafka_mock_broker_set_rtt(ctl->mcluster, id, (int)ms);
+        } else if (!strcmp(argv[0], "errors")) {
+                rd_kafka_resp_err_t *errs, code;
+                long long cnt;
+                char *end;
+                int16_t key;
+
+                NPSCTL_CTL_ARGS(3, "errors <ApiKey> <count> <ERR_NAME>");
+                if (npsctl_api_key(argv[1], &key)) {
+                        snprintf(errstr, size, "unknown ApiKey \"%s\" (e.g. "
+                                 "Produce, Fetch, OffsetCommit, JoinGroup)",
+                                 argv[1]);
+                        return -1;
+                }
+                cnt = strtoll(argv[2], &end, 10);
+                if (!*argv[2] || *end || cnt < 1 || cnt > 100000) {
+                        snprintf(errstr, size, "count must be 1-100000, got "
+                                 "\"%s\"", argv[2]);
+                        return -1;
+                }
+                if (npsctl_err_code(argv[3], &code)) {
+                        snprintf(errstr, size, "unknown error \"%s\" (e.g. "
+                                 "NOT_LEADER_FOR_PARTITION)", argv[3]);
+                        return -1;
+                }
+                if (!(errs = malloc((size_t)cnt * sizeof(*errs)))) {
+                        snprintf(errstr, size, "out of memory");
+                        return -1;
+                }
+                for (long long i = 0; i < cnt; i++)
+                        errs[i] = code;
+                rd_kafka_mock_push_request_errors_array(ctl->mcluster, key,
+                                                        (size_t)cnt, errs);
+                free(errs);
+        } else if (!strcmp(argv[0], "topic-error")) {
+                rd_kafka_resp_err_t code;
+                int i;
+
+                NPSCTL_CTL_ARGS(2, "topic-error <topic> <ERR_NAME>");
+                if (npsctl_err_code(argv[2], &code)) {
+                        snprintf(errstr, size, "unknown error \"%s\"",
+                                 argv[2]);
+                        return -1;
+                }
+                for (i = 0; i < ctl->topic_cnt; i++)
+                        if (!strcmp(ctl->topics[i], argv[1]))
+                                break;
+                if (i == ctl->topic_cnt && code) {
+                        if (ctl->topic_cnt == NPSCTL_CTL_TOPICS_MAX ||
+                            strlen(argv[1]) >= sizeof(ctl->topics[0])) {
+                                snprintf(errstr, size, "too many topic errors");
+                                return -1;
+                        }
+                        strcpy(ctl->topics[ctl->topic_cnt++], argv[1]);
+                }
+                rd_kafka_mock_topic_set_error(ctl->mcluster, argv[1], code);
+        } else if (!strcmp(argv[0], "clear")) {
+                NPSCTL_CTL_ARGS(0, "clear");
+                npsctl_ctl_clear(ctl);
+        } else {
+                snprintf(errstr, size, "unknown command \"%s\" (down, up, "
+                         "rtt, errors, topic-error, clear)", argv[0]);
+                return -1;
+        }
+#undef NPSCTL_CTL_ARGS
+        if (err) {
+                snprintf(errstr, size, "%s", rd_kafka_err2str(err));
+                return -1;
+        }
+        return 0;
+}
+
+/* Reads what stdin has (waiting up to wait_ms) and runs complete lines. */
+static void npsctl_ctl_serve(npsctl_ctl_t *ctl, int wait_ms) {
+        struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
+        char errstr[512], *nl;
+        ssize_t n;
+
+        if (ctl->eof) {
+                npsctl_sleep_ms(wait_ms);
+                return;
+        }
+        if (poll(&pfd, 1, wait_ms) <= 0)
+                return;
+        n = read(STDIN_FILENO, ctl->buf + ctl->len,
+                 sizeof(ctl->buf) - 1 - ctl->len);
+        if (n <= 0) {
+                if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                        /* the controller went away: keep serving Kafka */
+                        npsd_info("msg=\"control channel closed\"");
+                        ctl->eof = 1;
+                }
+                return;
+        }
+        ctl->len += (size_t)n;
+        ctl->buf[ctl->len] = '\0';
+        while ((nl = strchr(ctl->buf, '\n'))) {
+                *nl = '\0';
+                npsd_info("msg=\"control command\" command=\"%s\"", ctl->buf);
+                if (npsctl_ctl_exec(ctl, ctl->buf, errstr, sizeof(errstr)))
+                        printf("error: %s\n", errstr);
+                else
+                        printf("ok\n");
+                fflush(stdout);
+                ctl->len -= (size_t)(nl + 1 - ctl->buf);
+                memmove(ctl->buf, nl + 1, ctl->len + 1);
+        }
+        if (ctl->len == sizeof(ctl->buf) - 1) {
+                printf("error: command line too long\n");
+                fflush(stdout);
+                ctl->len = 0;
+        }
+}
+
 static void npsctl_broker_usage(FILE *fp) {
         fprintf(fp,
                 "usage: npsctl broker [--brokers N] [--partitions N] "
                 "[--bootstrap-file F]\n"
-                "                     [--topic-prefix P] [--topics a,b,...]\n"
+                "                     [--topic-prefix P] [--topics a,b,...] [--control]\n"
                 "\n"
                 "Runs the embedded DEVELOPMENT Kafka broker (librdkafka's mock "
                 "cluster):\n"
@@ -375,6 +642,22 @@ static void npsctl_broker_usage(FILE *fp) {
                 "  --topic-prefix P     prefix of the default topic names\n"
                 "  --topics LIST        extra topics to create (comma "
                 "separated)\n"
+                "  --control            read fault-injection commands from "
+                "stdin, one per line,\n"
+                "                       each answered with \"ok\" or "
+                "\"error: ...\" on stdout:\n"
+                "                         down <id> | up <id>      broker "
+                "<id> (1..N) unreachable / back\n"
+                "                         rtt <id> <ms>            add "
+                "round-trip latency to broker <id>\n"
+                "                         errors <ApiKey> <n> <ERR>  fail the "
+                "next n requests, e.g.\n"
+                "                                                  errors "
+                "Produce 20 NOT_LEADER_FOR_PARTITION\n"
+                "                         topic-error <topic> <ERR>  topic "
+                "metadata error (NO_ERROR clears)\n"
+                "                         clear                    undo all "
+                "of the above\n"
                 "\n"
                 "Prints \"bootstrap.servers=<addr>\" on stdout, then runs "
                 "until SIGINT/SIGTERM.\n");
@@ -385,6 +668,8 @@ static int npsctl_broker_main(npsctl_opts_t *opts, int argc, char **argv) {
         const char *topics[NPSCTL_TOPICS_MAX];
         const char *bootstrap_file = NULL, *topic_prefix = "", *extra = NULL;
         long long brokers = 1, partitions = 4;
+        npsctl_ctl_t *ctl = NULL;
+        int control = 0;
         size_t topic_cnt = 0, t;
         npsd_devbroker_t *db;
         char errstr[512];
@@ -420,6 +705,8 @@ static int npsctl_broker_main(npsctl_opts_t *opts, int argc, char **argv) {
                         if (r < 0)
                                 return 2;
                         extra = v;
+                } else if (!strcmp(argv[i], "--control")) {
+                        control = 1;
                 } else if ((r = npsctl_common_opt(opts, argc, argv, &i))) {
                         if (r < 0)
                                 return 2;
@@ -476,8 +763,22 @@ static int npsctl_broker_main(npsctl_opts_t *opts, int argc, char **argv) {
                   npsd_devbroker_bootstraps(db), brokers, partitions,
                   topic_cnt);
 
-        while (!npsctl_stop)
-                npsctl_sleep_ms(1000);
+        if (control) {
+                if (!(ctl = calloc(1, sizeof(*ctl)))) {
+                        npsd_error("msg=\"out of memory\"");
+                        npsd_devbroker_destroy(db);
+                        return 1;
+                }
+                ctl->mcluster = npsd_devbroker_mock(db);
+                ctl->broker_cnt = (int)brokers;
+        }
+        while (!npsctl_stop) {
+                if (ctl)
+                        npsctl_ctl_serve(ctl, 100);
+                else
+                        npsctl_sleep_ms(1000);
+        }
+        free(ctl);
 
         npsd_info("msg=\"development broker stopping\"");
         /* The address is dead once we exit; do not leave it around for a

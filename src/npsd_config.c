@@ -100,10 +100,6 @@ static const npsd_opt_t npsd_opts[] = {
          -100, 100, NULL, 0, "Median NPS, segment mid_market"},
         {"benchmark.enterprise", NPSD_OPT_DBL, O(benchmark_enterprise), "32",
          -100, 100, NULL, 0, "Median NPS, segment enterprise"},
-        {"benchmark.relationship", NPSD_OPT_DBL, O(benchmark_relationship),
-         "35", -100, 100, NULL, 0, "Median relationship-survey NPS"},
-        {"benchmark.transactional", NPSD_OPT_DBL, O(benchmark_transactional),
-         "50", -100, 100, NULL, 0, "Median transactional-survey NPS"},
 
         /* batching */
         {"batch.max", NPSD_OPT_INT, O(batch_max), "2000", 1, 100000, NULL, 0,
@@ -142,6 +138,41 @@ static const npsd_opt_t npsd_opts[] = {
         {"followup.close_days", NPSD_OPT_INT, O(followup_close_days), "30", 1,
          365, NULL, 0, "Detractor loop must be closed within"},
 
+        /* health model (SPEC §5) */
+        {"health.weight.nps", NPSD_OPT_DBL, O(health_w_nps), "40", 0, 1000,
+         NULL, 0, "Weight of the NPS component"},
+        {"health.weight.adoption", NPSD_OPT_DBL, O(health_w_adoption), "20", 0,
+         1000, NULL, 0, "Weight of the adoption component"},
+        {"health.weight.engagement", NPSD_OPT_DBL, O(health_w_engagement),
+         "15", 0, 1000, NULL, 0, "Weight of the engagement component"},
+        {"health.weight.support", NPSD_OPT_DBL, O(health_w_support), "10", 0,
+         1000, NULL, 0, "Weight of the support component"},
+        {"health.weight.followup", NPSD_OPT_DBL, O(health_w_followup), "15", 0,
+         1000, NULL, 0, "Weight of the follow-up component"},
+        {"health.green", NPSD_OPT_INT, O(health_green), "70", 0, 100, NULL, 0,
+         "Health at or above: green band"},
+        {"health.yellow", NPSD_OPT_INT, O(health_yellow), "40", 0, 100, NULL, 0,
+         "Health at or above: yellow band (below: red)"},
+        {"health.ticket_penalty", NPSD_OPT_DBL, O(health_ticket_penalty), "15",
+         0, 100, NULL, 0, "Support score lost per open ticket"},
+        {"health.error_penalty", NPSD_OPT_DBL, O(health_error_penalty), "2", 0,
+         100, NULL, 0, "Support score lost per error in 7 days"},
+        {"health.overdue_penalty", NPSD_OPT_DBL, O(health_overdue_penalty),
+         "34", 0, 100, NULL, 0, "Follow-up score lost per overdue detractor"},
+
+        /* alert rules (SPEC §6) */
+        {"alert.nps_drop.points", NPSD_OPT_DBL, O(alert_nps_drop_points), "-4",
+         -200, 0, NULL, 0, "nps_drop when the trend is at or below"},
+        {"alert.nps_drop.min_responses", NPSD_OPT_INT,
+         O(alert_nps_drop_min_responses), "10", 1, 1000000, NULL, 0,
+         "nps_drop needs this many responses in each period"},
+        {"alert.usage_drop.min_users", NPSD_OPT_INT,
+         O(alert_usage_drop_min_users), "5", 1, 1000000, NULL, 0,
+         "usage_drop needs this many active users the 7 days before"},
+        {"alert.usage_drop.ratio", NPSD_OPT_DBL, O(alert_usage_drop_ratio),
+         "0.7", 0, 1, NULL, 0,
+         "usage_drop when active users 7d fall below this share"},
+
         /* cohorts & themes */
         {"cohort.attributes", NPSD_OPT_LIST, O(cohort_attributes), "region", 0,
          0, NULL, 0, "Response attribute keys that get their own cohorts"},
@@ -166,7 +197,16 @@ static const char *npsd_kafka_defaults[][2] = {
         {"bootstrap.servers", ""},
         {"group.id", "npsd"},
         {"auto.offset.reset", "earliest"},
+        /* Incremental rebalancing: when an instance joins or leaves, only
+         * the partitions that move stop, the others keep flowing. */
+        {"partition.assignment.strategy", "cooperative-sticky"},
 };
+
+/* Cohort dimensions npsd derives itself: an attribute key of the same name
+ * would write into (and corrupt) the built-in cohort's hashes. */
+static const char *npsd_builtin_dimensions[] = {
+        "all",      "segment", "plan",        "lifecycle_stage", "language",
+        "channel",  "survey_type", "role",    "themes",          NULL};
 
 #define NPSD_CONF_FIELD(conf, opt, type) \
         ((type *)(void *)((char *)(conf) + (opt)->offset))
@@ -345,6 +385,19 @@ static int npsd_list_parse(const char *name, const char *value,
                                 snprintf(errstr, errstr_size,
                                          "%s: '%.*s' is not an attribute key "
                                          "(letters, digits, '_', '-', '.')",
+                                         name, (int)len, s);
+                                goto fail;
+                        }
+                }
+                for (i = 0; npsd_builtin_dimensions[i]; i++) {
+                        if (strlen(npsd_builtin_dimensions[i]) == len &&
+                            !memcmp(npsd_builtin_dimensions[i], s, len)) {
+                                snprintf(errstr, errstr_size,
+                                         "%s: '%.*s' is a built-in cohort "
+                                         "dimension (all, segment, plan, "
+                                         "lifecycle_stage, language, channel, "
+                                         "survey_type, role, themes); name "
+                                         "the attribute differently",
                                          name, (int)len, s);
                                 goto fail;
                         }

@@ -240,8 +240,10 @@ int main(int argc, char **argv) {
         }
         {
                 const char *topics[] = {conf->topic_responses,
-                                        conf->topic_accounts};
-                if (npsd_kafka_subscribe(kafka, topics, 2, errstr,
+                                        conf->topic_accounts,
+                                        conf->topic_usage,
+                                        conf->topic_followups};
+                if (npsd_kafka_subscribe(kafka, topics, 4, errstr,
                                          sizeof(errstr))) {
                         npsd_error("msg=\"kafka\" error=\"%s\"", errstr);
                         goto done;
@@ -260,9 +262,10 @@ int main(int argc, char **argv) {
                           "error=\"%s\"",
                           errstr);
         npsd_info("msg=\"npsd started\" group=%s responses=%s accounts=%s "
-                  "pinned_now=%s",
+                  "usage=%s followups=%s pinned_now=%s",
                   npsd_conf_kafka_get(conf, "group.id"),
                   conf->topic_responses, conf->topic_accounts,
+                  conf->topic_usage, conf->topic_followups,
                   *conf->now ? conf->now : "no");
 
         while (!npsd_stop) {
@@ -296,9 +299,9 @@ int main(int argc, char **argv) {
                         int rolled = npsd_store_roll(store, now_ms, 500,
                                                      errstr, sizeof(errstr));
                         if (rolled > 0)
-                                npsd_debug("msg=\"windows rolled\" "
-                                           "accounts=%d",
-                                           rolled);
+                                npsd_debug("msg=\"timers\" due=%d", rolled);
+                        if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
+                                npsd_pipeline_alerts(pipeline, &npsd_stop);
                         /* more due: come back soon, else at the interval */
                         next_roll = mono + (rolled >= 500
                                                     ? 1000

@@ -42,7 +42,10 @@ struct npsd_pipeline_s {
         uint64_t *response_msg; /* index of each response's message */
         size_t responses_size;
         const npsd_account_t **accounts;
+        const npsd_usage_t **usage;
+        const npsd_followup_t **followups;
         size_t accounts_size;
+        npsd_store_alert_t *alerts;
         npsd_out_t *outs;
         size_t outs_size, out_cnt;
 };
@@ -91,6 +94,9 @@ void npsd_pipeline_destroy(npsd_pipeline_t *pl) {
         free(pl->results);
         free(pl->response_msg);
         free(pl->accounts);
+        free(pl->usage);
+        free(pl->followups);
+        free(pl->alerts);
         free(pl->outs);
         free(pl);
 }
@@ -120,6 +126,8 @@ static int npsd_pipeline_reserve(npsd_pipeline_t *pl, size_t n) {
         NPSD_GROW(results);
         NPSD_GROW(response_msg);
         NPSD_GROW(accounts);
+        NPSD_GROW(usage);
+        NPSD_GROW(followups);
         /* each message yields at most one output */
         NPSD_GROW(outs);
 #undef NPSD_GROW
@@ -149,6 +157,10 @@ static npsd_kind_t npsd_pipeline_kind(const npsd_pipeline_t *pl,
                 return NPSD_KIND_RESPONSE;
         if (!strcmp(topic, pl->conf->topic_accounts))
                 return NPSD_KIND_ACCOUNT;
+        if (!strcmp(topic, pl->conf->topic_usage))
+                return NPSD_KIND_USAGE;
+        if (!strcmp(topic, pl->conf->topic_followups))
+                return NPSD_KIND_FOLLOWUP;
         *known = 0;
         return NPSD_KIND_RESPONSE;
 }
@@ -160,9 +172,16 @@ static void npsd_pipeline_sleep_ms(int ms) {
 
 /* Parses every message; rejected ones become DLQ outputs. */
 static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
-                               size_t cnt, int64_t now_ms, size_t *resp_cnt,
-                               size_t *acct_cnt) {
-        *resp_cnt = *acct_cnt = 0;
+                               size_t cnt, int64_t now_ms,
+                               npsd_store_batch_t *b) {
+        size_t *resp_cnt = &b->resp_cnt, *acct_cnt = &b->account_cnt;
+
+        memset(b, 0, sizeof(*b));
+        b->accounts = pl->accounts;
+        b->responses = pl->responses;
+        b->results = pl->results;
+        b->usage = pl->usage;
+        b->followups = pl->followups;
         for (size_t i = 0; i < cnt; i++) {
                 const rd_kafka_message_t *m = msgs[i];
                 const char *topic = rd_kafka_topic_name(m->rkt);
@@ -189,9 +208,15 @@ static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                                                           r->resp->comment_len)
                                                 : 0;
                                 pl->response_msg[(*resp_cnt)++] = i;
-                        } else {
+                        } else if (kind == NPSD_KIND_ACCOUNT) {
                                 pl->accounts[(*acct_cnt)++] =
                                         &pl->events[i].u.account;
+                        } else if (kind == NPSD_KIND_USAGE) {
+                                pl->usage[b->usage_cnt++] =
+                                        &pl->events[i].u.usage;
+                        } else {
+                                pl->followups[b->followup_cnt++] =
+                                        &pl->events[i].u.followup;
                         }
                         continue;
                 }
@@ -213,8 +238,8 @@ static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
 /* Applies the batch to Redis, retrying with capped backoff while Redis is
  * away: partitions are paused (so the group keeps us as a member and nothing
  * new is fetched), and one line is logged per state change. */
-static int npsd_pipeline_apply(npsd_pipeline_t *pl, size_t resp_cnt,
-                               size_t acct_cnt, int64_t now_ms,
+static int npsd_pipeline_apply(npsd_pipeline_t *pl,
+                               const npsd_store_batch_t *batch, int64_t now_ms,
                                volatile sig_atomic_t *stop,
                                rd_kafka_message_t **carry, size_t carry_max,
                                size_t *carry_cnt) {
@@ -222,9 +247,8 @@ static int npsd_pipeline_apply(npsd_pipeline_t *pl, size_t resp_cnt,
         int backoff = NPSD_BACKOFF_MIN_MS, paused = 0;
 
         for (;;) {
-                if (npsd_store_apply(pl->store, now_ms, pl->accounts, acct_cnt,
-                                     pl->responses, resp_cnt, pl->results,
-                                     errstr, sizeof(errstr)) == 0)
+                if (npsd_store_apply(pl->store, now_ms, batch, errstr,
+                                     sizeof(errstr)) == 0)
                         break;
                 pl->stats.redis_errors++;
                 if (!paused) {
@@ -281,6 +305,15 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                 if (!res->snapshot)
                         continue;
                 snap = json_loadb(res->snapshot, res->snapshot_len, 0, &jerr);
+                if (!res->counted &&
+                    json_integer_value(json_object_get(snap, "score")) !=
+                            r->score) {
+                        /* the event_id was reused for another answer: the
+                         * first one counted and was published; this one is
+                         * only a duplicate */
+                        json_decref(snap);
+                        continue;
+                }
                 payload = npsd_enrich_build(r, snap, pl->themes,
                                             pl->responses[i].theme_bits,
                                             &pl->enrich, now_ms, &len);
@@ -344,11 +377,61 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
         return 0;
 }
 
+#define NPSD_ALERTS_PER_ROUND 500
+
+int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
+        char errstr[512];
+        int n, total = 0;
+
+        if (!pl->alerts &&
+            !(pl->alerts = calloc(NPSD_ALERTS_PER_ROUND, sizeof(*pl->alerts))))
+                return -1;
+        if (npsd_pipeline_reserve(pl, NPSD_ALERTS_PER_ROUND) == -1)
+                return -1;
+        while (!*stop) {
+                n = npsd_store_outbox_fetch(pl->store, NPSD_ALERTS_PER_ROUND,
+                                            pl->alerts, errstr,
+                                            sizeof(errstr));
+                if (n <= 0)
+                        break;
+                pl->out_cnt = 0;
+                for (int i = 0; i < n; i++) {
+                        /* key: the account id, from the stable alert id
+                         * "<type>:<account>:<n>" */
+                        const char *id = pl->alerts[i].id;
+                        const char *k = strchr(id, ':');
+                        const char *e = strrchr(id, ':');
+                        char *payload = malloc(pl->alerts[i].len);
+                        if (!payload)
+                                return -1;
+                        memcpy(payload, pl->alerts[i].payload,
+                               pl->alerts[i].len);
+                        npsd_pipeline_out(pl, pl->conf->topic_alerts,
+                                          k ? k + 1 : id,
+                                          k && e > k ? (size_t)(e - k - 1) : 0,
+                                          payload, pl->alerts[i].len);
+                }
+                if (npsd_pipeline_deliver(pl, stop) == -1) {
+                        npsd_pipeline_clear_outs(pl);
+                        return -1;
+                }
+                npsd_pipeline_clear_outs(pl);
+                if (npsd_store_outbox_ack(pl->store, pl->alerts, (size_t)n,
+                                          errstr, sizeof(errstr)) == -1)
+                        return -1;
+                pl->stats.alerts += (uint64_t)n;
+                total += n;
+                if (n < NPSD_ALERTS_PER_ROUND)
+                        break;
+        }
+        return total;
+}
+
 int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                       size_t cnt, int64_t now_ms,
                       volatile sig_atomic_t *stop, rd_kafka_message_t **carry,
                       size_t carry_max, size_t *carry_cnt) {
-        size_t resp_cnt, acct_cnt;
+        npsd_store_batch_t batch;
         int rc = -1;
 
         if (npsd_pipeline_reserve(pl, cnt) == -1) {
@@ -357,18 +440,22 @@ int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
         }
         pl->stats.consumed += cnt;
         pl->stats.batches++;
-        if (npsd_pipeline_parse(pl, msgs, cnt, now_ms, &resp_cnt, &acct_cnt) ==
-            -1)
+        if (npsd_pipeline_parse(pl, msgs, cnt, now_ms, &batch) == -1)
                 goto done;
-        if ((resp_cnt || acct_cnt) &&
-            npsd_pipeline_apply(pl, resp_cnt, acct_cnt, now_ms, stop, carry,
-                                carry_max, carry_cnt) == -1)
+        if ((batch.resp_cnt || batch.account_cnt || batch.usage_cnt ||
+             batch.followup_cnt) &&
+            npsd_pipeline_apply(pl, &batch, now_ms, stop, carry, carry_max,
+                                carry_cnt) == -1)
                 goto done;
-        if (npsd_pipeline_enrich(pl, resp_cnt, now_ms) == -1 ||
+        if (npsd_pipeline_enrich(pl, batch.resp_cnt, now_ms) == -1 ||
             npsd_pipeline_deliver(pl, stop) == -1)
                 goto done;
         npsd_kafka_commit(pl->kafka, msgs, cnt, 1);
         rc = 0;
+        /* Alerts the batch raised wait in Redis' outbox: publishing them
+         * does not hold the commit back (a crash now loses none of them). */
+        if (npsd_store_outbox_len(pl->store) > 0)
+                npsd_pipeline_alerts(pl, stop);
 
 done:
         for (size_t i = 0; i < cnt; i++)

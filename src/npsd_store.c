@@ -45,6 +45,7 @@ struct npsd_store_s {
         size_t args_size;
         char *text; /* themes and attributes, per account group */
         size_t text_size;
+        size_t outbox_len; /* alerts waiting, as of the last apply */
 };
 
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
@@ -260,14 +261,36 @@ static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
                 "\"benchmark\":{\"all\":%.17g,\"smb\":%.17g,"
                 "\"mid_market\":%.17g,\"enterprise\":%.17g},"
                 "\"dedupe_ttl\":%lld,\"replay_ttl\":%lld,"
-                "\"suppress_ms\":%lld,\"previous\":%d,\"now_str\":\"%s\"}",
+                "\"suppress_ms\":%lld,\"previous\":%d,\"now_str\":\"%s\","
+                "\"usage_dedupe_ttl\":%d,"
+                "\"loop\":{\"ack_ms\":%lld,\"route_ms\":%lld,"
+                "\"close_ms\":%lld,\"window_ms\":%lld},"
+                "\"health\":{\"weights\":{\"nps\":%.17g,\"adoption\":%.17g,"
+                "\"engagement\":%.17g,\"support\":%.17g,\"followup\":%.17g},"
+                "\"green\":%d,\"yellow\":%d,\"ticket_penalty\":%.17g,"
+                "\"error_penalty\":%.17g,\"overdue_penalty\":%.17g,"
+                "\"drop_points\":%.17g,\"drop_min\":%d,\"usage_min\":%d,"
+                "\"usage_ratio\":%.17g}}",
                 windows, c->long_window_days, c->low_confidence_n,
                 c->role_gap_threshold, c->role_gap_min_responses,
                 c->benchmark_all, c->benchmark_smb, c->benchmark_mid_market,
                 c->benchmark_enterprise, (long long)c->dedupe_days * 86400,
                 (long long)c->replay_days * 86400,
                 (long long)c->suppress_days * NPSD_MS_PER_DAY,
-                c->previous_count, now_str);
+                c->previous_count, now_str,
+                /* usage events dedupe for 3 days: sets per occurrence day
+                 * are kept one day longer than that */
+                4 * 86400,
+                (long long)c->followup_ack_hours * 3600000LL,
+                (long long)c->followup_route_days * NPSD_MS_PER_DAY,
+                (long long)c->followup_close_days * NPSD_MS_PER_DAY,
+                (long long)c->long_window_days * NPSD_MS_PER_DAY,
+                c->health_w_nps, c->health_w_adoption, c->health_w_engagement,
+                c->health_w_support, c->health_w_followup, c->health_green,
+                c->health_yellow, c->health_ticket_penalty,
+                c->health_error_penalty, c->health_overdue_penalty,
+                c->alert_nps_drop_points, c->alert_nps_drop_min_responses,
+                c->alert_usage_drop_min_users, c->alert_usage_drop_ratio);
 }
 
 /* Appends one EVALSHA to the pipeline: argv[0..5] are filled here, the
@@ -524,35 +547,162 @@ static int npsd_store_read_replies(npsd_store_t *store, size_t expected,
         return rc;
 }
 
+/* Orders pointers to events by their account id (the first member of every
+ * event struct is not the account, so the caller passes an accessor). */
+typedef const char *(*npsd_store_acct_fn)(const void *ev);
+
+static const char *npsd_store_usage_acct(const void *ev) {
+        return ((const npsd_usage_t *)ev)->account_id;
+}
+
+static const char *npsd_store_followup_acct(const void *ev) {
+        return ((const npsd_followup_t *)ev)->account_id;
+}
+
+typedef struct npsd_store_sort_s {
+        const void *const *evs;
+        npsd_store_acct_fn acct;
+} npsd_store_sort_t;
+
+static int npsd_store_cmp_ptr(const void *a, const void *b, void *opaque) {
+        const npsd_store_sort_t *ss = opaque;
+        size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+        int c = strcmp(ss->acct(ss->evs[ia]), ss->acct(ss->evs[ib]));
+        if (c)
+                return c;
+        return ia < ib ? -1 : ia > ib;
+}
+
+/* Appends one "usage" or "followups" call per account of evs, ordered by
+ * account (order[] is scratch of cnt entries). Per-event arguments come from
+ * fill(), which writes `per` values into argv and may use the scratch args. */
+typedef int (*npsd_store_fill_fn)(npsd_store_t *store, const void *ev,
+                                  npsd_store_args_t *a, const char **v,
+                                  size_t *vl);
+
+static int npsd_store_fill_usage(npsd_store_t *store, const void *ev,
+                                 npsd_store_args_t *a, const char **v,
+                                 size_t *vl) {
+        const npsd_usage_t *u = ev;
+        (void)store;
+        snprintf(a->day, sizeof(a->day), "%d",
+                 (int)npsd_time_day(u->occurred_at_ms));
+        snprintf(a->role, sizeof(a->role), "%d", (int)u->type);
+        snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld",
+                 (long long)u->occurred_at_ms);
+        npsd_time_format(u->occurred_at_ms, a->ts_str);
+        v[0] = u->event_id;
+        v[1] = u->user_id;
+        v[2] = a->day;
+        v[3] = a->role;
+        v[4] = u->feature ? u->feature : "";
+        v[5] = a->ts_ms;
+        v[6] = a->ts_str;
+        for (int f = 0; f < 7; f++)
+                vl[f] = strlen(v[f]);
+        return 7;
+}
+
+static int npsd_store_fill_followup(npsd_store_t *store, const void *ev,
+                                    npsd_store_args_t *a, const char **v,
+                                    size_t *vl) {
+        static const char *actions[] = {"acknowledged", "routed", "closed"};
+        const npsd_followup_t *f = ev;
+        (void)store;
+        snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld", (long long)f->at_ms);
+        npsd_time_format(f->at_ms, a->ts_str);
+        v[0] = f->event_id;
+        v[1] = f->response_event_id;
+        v[2] = actions[f->action];
+        v[3] = a->ts_ms;
+        v[4] = a->ts_str;
+        for (int i = 0; i < 5; i++)
+                vl[i] = strlen(v[i]);
+        return 5;
+}
+
+static int npsd_store_append_by_account(npsd_store_t *store,
+                                        const void *const *evs, size_t cnt,
+                                        npsd_store_acct_fn acct,
+                                        npsd_store_fill_fn fill, int per,
+                                        const char *mode, const char *now,
+                                        const char *today,
+                                        const char *conf_json,
+                                        size_t *groups) {
+        npsd_store_sort_t ss = {evs, acct};
+        size_t from, g;
+
+        *groups = 0;
+        if (!cnt)
+                return 0;
+        if (npsd_store_grow((void **)&store->order, &store->order_size, cnt,
+                            sizeof(*store->order)) == -1)
+                return -1;
+        for (size_t i = 0; i < cnt; i++)
+                store->order[i] = i;
+        qsort_r(store->order, cnt, sizeof(*store->order), npsd_store_cmp_ptr,
+                &ss);
+        for (from = 0, g = 1; g <= cnt; g++) {
+                const char *account = acct(evs[store->order[from]]);
+                char key[512], count[24];
+                size_t n = g - from;
+                int argc = 11;
+                if (g < cnt && !strcmp(acct(evs[store->order[g]]), account))
+                        continue;
+                if (npsd_store_argv_reserve(store, 11 + n * (size_t)per) ==
+                            -1 ||
+                    npsd_store_grow((void **)&store->args, &store->args_size,
+                                    n, sizeof(*store->args)) == -1)
+                        return -1;
+                snprintf(key, sizeof(key), "%s:{%s}:summary",
+                         store->conf->redis_prefix, account);
+                snprintf(count, sizeof(count), "%zu", n);
+                store->argv[10] = count;
+                store->argvlen[10] = strlen(count);
+                for (size_t i = 0; i < n; i++)
+                        argc += fill(store, evs[store->order[from + i]],
+                                     &store->args[i], store->argv + argc,
+                                     store->argvlen + argc);
+                if (npsd_store_append(store, key, account, now, today,
+                                      conf_json, mode, argc) == -1)
+                        return -1;
+                (*groups)++;
+                from = g;
+        }
+        return 0;
+}
+
 int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
-                     const npsd_account_t *const *accounts, size_t account_cnt,
-                     const npsd_store_response_t *responses, size_t resp_cnt,
-                     npsd_store_result_t *results, char *errstr,
+                     const npsd_store_batch_t *batch, char *errstr,
                      size_t errstr_size) {
-        char conf_json[1024], now[24], today[16];
-        size_t expected, g, from;
+        char conf_json[2048], now[24], today[16], okey[256];
+        size_t expected, g, from, usage_groups, followup_groups;
+        const npsd_store_response_t *responses = batch->responses;
+        size_t resp_cnt = batch->resp_cnt;
 
         npsd_store_release_replies(store);
+        store->outbox_len = 0;
         if (npsd_store_connect(store, errstr, errstr_size) == -1)
                 return -1;
         npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
         snprintf(now, sizeof(now), "%lld", (long long)now_ms);
         snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
 
+        if (npsd_store_argv_reserve(store, 64) == -1)
+                goto oom;
+        store->reply_cnt = 0;
+        /* context first, so that this batch's responses see it */
+        for (size_t i = 0; i < batch->account_cnt; i++)
+                if (npsd_store_append_context(store, batch->accounts[i], now,
+                                              today, conf_json) == -1)
+                        goto oom;
         if (npsd_store_grow((void **)&store->order, &store->order_size,
-                            resp_cnt + 1, sizeof(*store->order)) == -1 ||
-            npsd_store_argv_reserve(store, 64) == -1)
+                            resp_cnt + 1, sizeof(*store->order)) == -1)
                 goto oom;
         for (size_t i = 0; i < resp_cnt; i++)
                 store->order[i] = i;
         qsort_r(store->order, resp_cnt, sizeof(*store->order),
                 npsd_store_cmp_order, (void *)responses);
-
-        store->reply_cnt = 0;
-        for (size_t i = 0; i < account_cnt; i++)
-                if (npsd_store_append_context(store, accounts[i], now, today,
-                                              conf_json) == -1)
-                        goto oom;
         for (from = 0, g = 1; g <= resp_cnt; g++) {
                 if (g < resp_cnt &&
                     !strcmp(responses[store->order[g]].resp->account_id,
@@ -563,31 +713,56 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         goto oom;
                 from = g;
         }
+        /* The response groups' replies are mapped back below using order[],
+         * which the next two calls reuse: map them first. */
         expected = store->reply_cnt;
-        if (npsd_store_read_replies(store, expected, errstr, errstr_size) ==
-            -1)
-                return -1;
-
-        /* Map the replies of each account group back to its responses. */
         {
-                size_t r = account_cnt;
+                size_t r = batch->account_cnt;
+                if (npsd_store_append_by_account(
+                            store, (const void *const *)batch->usage,
+                            batch->usage_cnt, npsd_store_usage_acct,
+                            npsd_store_fill_usage, 7, "usage", now, today,
+                            conf_json, &usage_groups) == -1 ||
+                    npsd_store_append_by_account(
+                            store, (const void *const *)batch->followups,
+                            batch->followup_cnt, npsd_store_followup_acct,
+                            npsd_store_fill_followup, 5, "followups", now,
+                            today, conf_json, &followup_groups) == -1)
+                        goto oom;
+                snprintf(okey, sizeof(okey), "%s:outbox",
+                         store->conf->redis_prefix);
+                if (redisAppendCommand(store->redis, "HLEN %s", okey) !=
+                    REDIS_OK)
+                        goto oom;
+                store->reply_cnt++;
+                if (npsd_store_read_replies(store, store->reply_cnt, errstr,
+                                            errstr_size) == -1)
+                        return -1;
+                store->outbox_len =
+                        (size_t)store->replies[store->reply_cnt - 1]->integer;
+
+                /* order[] was re-sorted for usage and follow-ups: sort the
+                 * responses again to map their replies (cheap next to the
+                 * round trip, and it keeps one scratch array). */
+                for (size_t i = 0; i < resp_cnt; i++)
+                        store->order[i] = i;
+                qsort_r(store->order, resp_cnt, sizeof(*store->order),
+                        npsd_store_cmp_order, (void *)responses);
                 for (from = 0, g = 1; g <= resp_cnt; g++) {
                         redisReply *rep;
                         if (g < resp_cnt &&
                             !strcmp(responses[store->order[g]].resp->account_id,
                                     responses[store->order[from]].resp->account_id))
                                 continue;
+                        if (r >= expected)
+                                goto bad_reply;
                         rep = store->replies[r++];
                         if (rep->type != REDIS_REPLY_ARRAY ||
-                            rep->elements != (g - from) * 2) {
-                                snprintf(errstr, errstr_size,
-                                         "redis script: unexpected reply");
-                                npsd_store_disconnect(store);
-                                return -1;
-                        }
+                            rep->elements != (g - from) * 2)
+                                goto bad_reply;
                         for (size_t i = 0; i < g - from; i++) {
                                 npsd_store_result_t *res =
-                                        &results[store->order[from + i]];
+                                        &batch->results[store->order[from + i]];
                                 redisReply *st = rep->element[i * 2];
                                 redisReply *sn = rep->element[i * 2 + 1];
                                 res->counted = st->type == REDIS_REPLY_INTEGER &&
@@ -601,7 +776,14 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         from = g;
                 }
         }
+        (void)usage_groups;
+        (void)followup_groups;
         return 0;
+
+bad_reply:
+        snprintf(errstr, errstr_size, "redis script: unexpected reply");
+        npsd_store_disconnect(store);
+        return -1;
 
 oom:
         snprintf(errstr, errstr_size, "redis: cannot build the pipeline: %s",
@@ -611,11 +793,23 @@ oom:
         return -1;
 }
 
+size_t npsd_store_outbox_len(const npsd_store_t *store) {
+        return store->outbox_len;
+}
+
+/* Orders "account\trid\tstage" members by account. */
+static int npsd_store_cmp_member(const void *a, const void *b) {
+        const redisReply *ra = *(redisReply *const *)a;
+        const redisReply *rb = *(redisReply *const *)b;
+        return strcmp(ra->str, rb->str);
+}
+
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size) {
-        char conf_json[1024], now[24], today[16], maxc[16], key[512];
-        redisReply *due;
-        size_t cnt;
+        char conf_json[2048], now[24], today[16], maxc[16], key[512];
+        redisReply *due = NULL, *loops = NULL;
+        size_t cnt, lcnt, from, g;
+        int rc = -1;
 
         npsd_store_release_replies(store);
         if (npsd_store_connect(store, errstr, errstr_size) == -1)
@@ -633,38 +827,167 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         store->argvlen[10] = strlen(maxc);
         if (npsd_store_append(store, key, "", now, today, conf_json, "due",
                               11) == -1 ||
-            npsd_store_read_replies(store, 1, errstr, errstr_size) == -1)
+            npsd_store_append(store, key, "", now, today, conf_json,
+                              "loops_due", 11) == -1 ||
+            npsd_store_read_replies(store, 2, errstr, errstr_size) == -1)
                 goto fail;
         due = store->replies[0];
-        store->replies[0] = NULL;
+        loops = store->replies[1];
+        store->replies[0] = store->replies[1] = NULL;
         store->reply_cnt = 0;
         cnt = due->type == REDIS_REPLY_ARRAY ? due->elements : 0;
+        lcnt = loops->type == REDIS_REPLY_ARRAY ? loops->elements : 0;
+        if (!cnt && !lcnt) {
+                rc = 0;
+                goto done;
+        }
 
         for (size_t i = 0; i < cnt; i++) {
                 snprintf(key, sizeof(key), "%s:{%s}:summary",
                          store->conf->redis_prefix, due->element[i]->str);
                 if (npsd_store_append(store, key, due->element[i]->str, now,
-                                      today, conf_json, "refresh", 10) == -1) {
-                        freeReplyObject(due);
+                                      today, conf_json, "refresh", 10) == -1)
                         goto fail;
-                }
         }
-        freeReplyObject(due);
+        /* Due loop stages, one "tick" call per account: the script removes
+         * each member from the timer before acting, so two instances that
+         * both saw it cannot both raise its alert. */
+        qsort(loops->element, lcnt, sizeof(*loops->element),
+              npsd_store_cmp_member);
+        for (from = 0; from < lcnt; from = g) {
+                char account[256];
+                const char *m = loops->element[from]->str;
+                const char *tab = strchr(m, '\t');
+                size_t alen = tab ? (size_t)(tab - m) : 0;
+                int argc = 10;
+                if (!tab || alen >= sizeof(account)) {
+                        g = from + 1;
+                        continue;
+                }
+                memcpy(account, m, alen);
+                account[alen] = '\0';
+                for (g = from; g < lcnt; g++) {
+                        const char *mg = loops->element[g]->str;
+                        const char *t1 = strchr(mg, '\t'), *t2;
+                        if (!t1 || (size_t)(t1 - mg) != alen ||
+                            strncmp(mg, account, alen))
+                                break;
+                        if (!(t2 = strchr(t1 + 1, '\t')))
+                                continue;
+                        if (npsd_store_argv_reserve(store,
+                                                    (size_t)argc + 2) == -1)
+                                goto fail;
+                        store->argv[argc] = t1 + 1;
+                        store->argvlen[argc++] = (size_t)(t2 - t1 - 1);
+                        store->argv[argc] = t2 + 1;
+                        store->argvlen[argc++] = strlen(t2 + 1);
+                }
+                snprintf(key, sizeof(key), "%s:{%s}:summary",
+                         store->conf->redis_prefix, account);
+                if (npsd_store_append(store, key, account, now, today,
+                                      conf_json, "tick", argc) == -1)
+                        goto fail;
+        }
+        {
+                char okey[256];
+                snprintf(okey, sizeof(okey), "%s:outbox",
+                         store->conf->redis_prefix);
+                if (redisAppendCommand(store->redis, "HLEN %s", okey) !=
+                    REDIS_OK)
+                        goto fail;
+                store->reply_cnt++;
+        }
         if (npsd_store_read_replies(store, store->reply_cnt, errstr,
                                     errstr_size) == -1)
-                return -1;
-        return (int)cnt;
+                goto done;
+        store->outbox_len =
+                (size_t)store->replies[store->reply_cnt - 1]->integer;
+        rc = (int)(cnt + lcnt);
+        goto done;
 
 fail:
         if (!*errstr)
                 snprintf(errstr, errstr_size, "redis: roll failed");
         npsd_store_disconnect(store);
-        return -1;
+done:
+        if (due)
+                freeReplyObject(due);
+        if (loops)
+                freeReplyObject(loops);
+        return rc;
+}
+
+int npsd_store_outbox_fetch(npsd_store_t *store, int max,
+                            npsd_store_alert_t *alerts, char *errstr,
+                            size_t errstr_size) {
+        redisReply *reply;
+        size_t n = 0;
+
+        npsd_store_release_replies(store);
+        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+                return -1;
+        reply = redisCommand(store->redis, "HSCAN %s:outbox 0 COUNT %d",
+                             store->conf->redis_prefix, max);
+        if (!reply) {
+                snprintf(errstr, errstr_size, "redis HSCAN: %s",
+                         store->redis->errstr);
+                npsd_store_disconnect(store);
+                return -1;
+        }
+        if (npsd_store_grow((void **)&store->replies, &store->replies_size, 1,
+                            sizeof(*store->replies)) == -1) {
+                freeReplyObject(reply);
+                return -1;
+        }
+        store->replies[store->reply_cnt++] = reply; /* owns the strings */
+        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+            reply->element[1]->type == REDIS_REPLY_ARRAY) {
+                redisReply *kv = reply->element[1];
+                for (size_t i = 0; i + 1 < kv->elements && (int)n < max;
+                     i += 2, n++) {
+                        alerts[n].id = kv->element[i]->str;
+                        alerts[n].payload = kv->element[i + 1]->str;
+                        alerts[n].len = kv->element[i + 1]->len;
+                }
+        }
+        return (int)n;
+}
+
+int npsd_store_outbox_ack(npsd_store_t *store,
+                          const npsd_store_alert_t *alerts, size_t cnt,
+                          char *errstr, size_t errstr_size) {
+        char key[256];
+        redisReply *reply;
+
+        if (!cnt)
+                return 0;
+        if (npsd_store_connect(store, errstr, errstr_size) == -1 ||
+            npsd_store_argv_reserve(store, cnt + 2) == -1)
+                return -1;
+        snprintf(key, sizeof(key), "%s:outbox", store->conf->redis_prefix);
+        store->argv[0] = "HDEL";
+        store->argvlen[0] = 4;
+        store->argv[1] = key;
+        store->argvlen[1] = strlen(key);
+        for (size_t i = 0; i < cnt; i++) {
+                store->argv[2 + i] = alerts[i].id;
+                store->argvlen[2 + i] = strlen(alerts[i].id);
+        }
+        reply = redisCommandArgv(store->redis, (int)cnt + 2, store->argv,
+                                 store->argvlen);
+        if (!reply) {
+                snprintf(errstr, errstr_size, "redis HDEL: %s",
+                         store->redis->errstr);
+                npsd_store_disconnect(store);
+                return -1;
+        }
+        freeReplyObject(reply);
+        return 0;
 }
 
 int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                        char *errstr, size_t errstr_size) {
-        char conf_json[1024], now[24], today[16], maxc[16], key[512];
+        char conf_json[2048], now[24], today[16], maxc[16], key[512];
         redisReply *reply;
 
         npsd_store_release_replies(store);

@@ -53,8 +53,7 @@ typedef struct npsd_conf_s {
         double role_gap_threshold;
         int role_gap_min_responses;
         double benchmark_all, benchmark_smb, benchmark_mid_market,
-                benchmark_enterprise, benchmark_relationship,
-                benchmark_transactional;
+                benchmark_enterprise;
         int priority_renewal_days;
         double priority_arr;
         int followup_ack_hours, followup_route_days, followup_close_days;
@@ -68,6 +67,17 @@ typedef struct npsd_conf_s {
         int suppress_days;
         int previous_count;
         int roll_interval_s;  /* how often quiet accounts' windows are rolled */
+        /* health model (SPEC §5): component weights, bands, penalties */
+        double health_w_nps, health_w_adoption, health_w_engagement,
+                health_w_support, health_w_followup;
+        int health_green, health_yellow;
+        double health_ticket_penalty, health_error_penalty,
+                health_overdue_penalty;
+        /* alert rules (SPEC §6) */
+        double alert_nps_drop_points;   /* trend at or below: -4 */
+        int alert_nps_drop_min_responses; /* in each period: 10 */
+        int alert_usage_drop_min_users; /* active users the 7 days before: 5 */
+        double alert_usage_drop_ratio;  /* below this share of them: 0.7 */
         char *log_level;      /* error, warn, info, debug */
         char *http_listen;    /* host:port of /metrics and /healthz, "" = off */
         char *now;            /* pinned clock (RFC 3339), "" = wall clock */

@@ -25,6 +25,7 @@ typedef struct npsd_pipeline_stats_s {
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries;
+        uint64_t alerts; /* alerts published */
 } npsd_pipeline_stats_t;
 
 /* Creates a pipeline over the given adapters (not owned; they must outlive
@@ -44,6 +45,13 @@ int npsd_pipeline_run(npsd_pipeline_t *pipeline, rd_kafka_message_t **msgs,
                       size_t cnt, int64_t now_ms,
                       volatile sig_atomic_t *stop, rd_kafka_message_t **carry,
                       size_t carry_max, size_t *carry_cnt);
+
+/* Publishes the alerts waiting in Redis' outbox to the alerts topic and
+ * removes each once acknowledged (at-least-once; alert ids are stable).
+ * Returns the number published, or -1 on a Redis or delivery problem (they
+ * stay in the outbox for the next call). */
+int npsd_pipeline_alerts(npsd_pipeline_t *pipeline,
+                         volatile sig_atomic_t *stop);
 
 const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pipeline);
 

@@ -48,22 +48,57 @@ int npsd_store_up(const npsd_store_t *store);
 /* Connects if needed and PINGs. Returns 0, or -1 with errstr. */
 int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size);
 
-/* Applies one batch in one pipelined round trip: the account context records
- * (in order; a record older than the stored one is ignored), then each
- * account's responses (in the given order). Cohort and theme views are
- * derived later by npsd_store_cohorts(). results[i] answers responses[i];
- * its snapshot stays valid until the next call on this store.
- * Returns 0, or -1 with errstr when Redis was unreachable or refused: nothing
- * is half-applied per account, and the whole call may be repeated. */
+/* One poll batch's valid events, grouped by kind. results[i] answers
+ * responses[i]. */
+typedef struct npsd_store_batch_s {
+        const npsd_account_t *const *accounts;
+        size_t account_cnt;
+        const npsd_store_response_t *responses;
+        size_t resp_cnt;
+        npsd_store_result_t *results;
+        const npsd_usage_t *const *usage;
+        size_t usage_cnt;
+        const npsd_followup_t *const *followups;
+        size_t followup_cnt;
+} npsd_store_batch_t;
+
+/* Applies one batch in one pipelined round trip, one script call per
+ * account and kind: account context records first (in order; a record
+ * older than the stored one is ignored), then responses, usage and
+ * follow-ups. Cohort and theme views are derived later by
+ * npsd_store_cohorts(). Snapshots stay valid until the next call on this
+ * store. Returns 0, or -1 with errstr when Redis was unreachable or
+ * refused: nothing is half-applied per account, and the whole call may be
+ * repeated (every event is deduplicated). */
 int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
-                     const npsd_account_t *const *accounts, size_t account_cnt,
-                     const npsd_store_response_t *responses, size_t resp_cnt,
-                     npsd_store_result_t *results, char *errstr,
+                     const npsd_store_batch_t *batch, char *errstr,
                      size_t errstr_size);
 
+/* Alerts waiting in the outbox, as of the last apply or roll. */
+size_t npsd_store_outbox_len(const npsd_store_t *store);
+
+/* An alert waiting in the outbox (strings valid until the next call). */
+typedef struct npsd_store_alert_s {
+        const char *id;
+        const char *payload;
+        size_t len;
+} npsd_store_alert_t;
+
+/* Reads up to max alerts of the outbox into alerts[]. Returns the count or
+ * -1 with errstr. */
+int npsd_store_outbox_fetch(npsd_store_t *store, int max,
+                            npsd_store_alert_t *alerts, char *errstr,
+                            size_t errstr_size);
+
+/* Removes alerts the broker acknowledged. Returns 0 or -1. */
+int npsd_store_outbox_ack(npsd_store_t *store,
+                          const npsd_store_alert_t *alerts, size_t cnt,
+                          char *errstr, size_t errstr_size);
+
 /* Timer work: rolls the windows of up to max accounts whose windows change
- * by now (SPEC §3: quiet accounts too). Returns the number of accounts
- * rolled, or -1 with errstr. */
+ * by now (SPEC §3: quiet accounts too), and acts on up to max follow-up
+ * deadlines that passed (SPEC §5), raising their alerts. Returns the number
+ * of due items handled, or -1 with errstr. */
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size);
 

@@ -64,6 +64,30 @@ local function fmt(x)
   return s
 end
 
+-- RFC 3339 UTC of epoch ms, as npsd_time_format() writes it (civil date
+-- from days: H. Hinnant's algorithm; Redis' Lua has no os.date).
+local function iso(ms)
+  local secs = math.floor(ms / 1000)
+  local frac = ms - secs * 1000
+  local z = math.floor(secs / 86400)
+  local sod = secs - z * 86400
+  z = z + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524)
+                          - math.floor(doe / 146096)) / 365)
+  local y = yoe + era * 400
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = (mp < 10) and (mp + 3) or (mp - 9)
+  if m <= 2 then y = y + 1 end
+  local t = string.format('%04d-%02d-%02dT%02d:%02d:%02d', y, m, d,
+                          math.floor(sod / 3600), math.floor(sod % 3600 / 60), sod % 60)
+  if frac ~= 0 then t = t .. string.format('.%03d', frac) end
+  return t .. 'Z'
+end
+
 -- 100 * (p - d) / n to one decimal, half away from zero, in integers so
 -- that a value exactly on .x5 rounds as npsd_nps_compute() does in C.
 local function nps_exact(diff, n)
@@ -233,6 +257,108 @@ end
 -- The account's metrics from window totals (SPEC §4), as numbers; nil
 -- members are absent. Derived values use the published one-decimal NPS so
 -- that a reader of the hashes can redo the arithmetic.
+-- Health (SPEC §5): the weighted mean of the components that have data,
+-- each 0..100; weights of absent components rescale away. Returns the
+-- integer health (nil when no component has data), its band and the
+-- components.
+local H = C.health
+local function health_of(T, S, acct)
+  local lt = T[long_index()]
+  local comps = {}
+  local src = slice_nps(lt, 2) or slice_nps(lt, 1)
+  if src then comps.nps = (src.nps + 100) / 2 end
+  local au30 = tonumber(S.active_users_30d or '0') or 0
+  local used = au30 > 0
+  local seats = tonumber(acct.seats or '')
+  if used and seats and seats > 0 then
+    comps.adoption = math.min(100, 100 * au30 / seats)
+  end
+  local prev7 = tonumber(S.active_users_prev_7d or '0') or 0
+  if prev7 >= 1 then
+    comps.engagement = math.min(100, 100 * (tonumber(S.active_users_7d or '0') or 0) / prev7)
+  end
+  if used then
+    comps.support = math.max(0, 100 - H.ticket_penalty * (tonumber(S.open_tickets or '0') or 0)
+                                    - H.error_penalty * (tonumber(S.errors_7d or '0') or 0))
+  end
+  if lt[1] > 0 then
+    comps.followup = math.max(0, 100 - H.overdue_penalty *
+                                       (tonumber(S.overdue_followups or '0') or 0))
+  end
+  local sum, wsum = 0, 0
+  for name, v in pairs(comps) do
+    local w = H.weights[name] or 0
+    sum, wsum = sum + w * v, wsum + w
+  end
+  if wsum == 0 then return nil, nil, comps end
+  local h = math.floor(sum / wsum + 0.5)
+  local band = (h >= H.green) and 'green' or ((h >= H.yellow) and 'yellow' or 'red')
+  return h, band, comps
+end
+
+-- Alerts go to an outbox hash (alert_id -> message) in the same atomic
+-- step as the state change that raised them; npsd publishes the outbox to
+-- the alerts topic and deletes each entry once the broker acknowledged it.
+-- The id counts occurrences per account and type, so a redelivered event,
+-- which changes no state, cannot raise a second copy.
+local function fire(acct, atype, severity, details, cause)
+  local n = redis.call('HINCRBY', base .. 'alerts', atype .. ':n', 1)
+  local id = atype .. ':' .. A .. ':' .. n
+  local a = {}
+  for k, v in pairs(acct) do a[k] = v end
+  a.arr, a.seats = tonumber(acct.arr or ''), tonumber(acct.seats or '')
+  local msg = cjson.encode({alert_id = id, type = atype, severity = severity,
+                            account_id = A, fired_at = C.now_str,
+                            details = details, account = a,
+                            event_id = cause or cjson.null})
+  redis.call('HSET', P .. ':outbox', id, msg)
+  redis.call('LPUSH', base .. 'alert_log', msg)
+  redis.call('LTRIM', base .. 'alert_log', 0, 9)
+end
+
+-- Edge-triggered account alerts: raised when a condition turns on (or the
+-- band changes), never again while it holds.
+local function alerts_check(acct, m, S, T, band, cause)
+  local st = hgetall_map(base .. 'alerts')
+  local set = {}
+  local Ls = wname(L)
+  local lt = T[long_index()]
+  local on = (m.role_gap_flag == 1) and '1' or '0'
+  if on == '1' and st.role_gap ~= '1' then
+    fire(acct, 'role_gap', 'medium', {role_gap = m['role_gap_' .. Ls],
+         end_user_nps = (slice_nps(lt, 4) or {}).nps,
+         decision_maker_nps = (slice_nps(lt, 6) or {}).nps, window = Ls}, cause)
+  end
+  set[#set + 1] = 'role_gap'; set[#set + 1] = on
+  local all, pr = slice_nps(lt, 1), slice_nps(T[PREV], 1)
+  local trend = m['trend_' .. Ls]
+  on = (trend and trend <= H.drop_points and all and pr and all.n >= H.drop_min and
+        pr.n >= H.drop_min) and '1' or '0'
+  if on == '1' and st.nps_drop ~= '1' then
+    fire(acct, 'nps_drop', trend <= 2 * H.drop_points and 'high' or 'medium',
+         {trend = trend, nps = all.nps, nps_prev = pr.nps, responses = all.n,
+          responses_prev = pr.n, window = Ls}, cause)
+  end
+  set[#set + 1] = 'nps_drop'; set[#set + 1] = on
+  if band then
+    if st.health_band and st.health_band ~= band then
+      fire(acct, 'health_band', band == 'red' and 'high' or
+           (band == 'yellow' and 'medium' or 'low'),
+           {from = st.health_band, to = band, health = m.health}, cause)
+    end
+    set[#set + 1] = 'health_band'; set[#set + 1] = band
+  end
+  local au7 = tonumber(S.active_users_7d or '0') or 0
+  local prev7 = tonumber(S.active_users_prev_7d or '0') or 0
+  on = (prev7 >= H.usage_min and au7 < H.usage_ratio * prev7) and '1' or '0'
+  if on == '1' and st.usage_drop ~= '1' then
+    fire(acct, 'usage_drop', 'medium', {active_users_7d = au7,
+         active_users_prev_7d = prev7}, cause)
+  end
+  set[#set + 1] = 'usage_drop'; set[#set + 1] = on
+  redis.call('HSET', base .. 'alerts', unpack(set))
+end
+
 local function metrics_of(T, acct, summary)
   local m = {}
   for wi, w in ipairs(C.windows) do
@@ -260,8 +386,8 @@ local function metrics_of(T, acct, summary)
   local bench = C.benchmark[acct.segment or ''] or C.benchmark.all
   m.benchmark = bench
   if all then m.benchmark_delta = round1(all.nps - bench) end
-  if summary.health then m.health = tonumber(summary.health) end
-  if summary.health_band then m.health_band = summary.health_band end
+  local h, band = health_of(T, summary, acct)
+  m.health, m.health_band = h, band
   return m
 end
 
@@ -278,6 +404,11 @@ local function owned_fields()
   f[#f + 1] = 'role_gap_flag'
   f[#f + 1] = 'benchmark'
   f[#f + 1] = 'benchmark_delta'
+  f[#f + 1] = 'health'
+  f[#f + 1] = 'health_band'
+  for _, c in ipairs({'nps', 'adoption', 'engagement', 'support', 'followup'}) do
+    f[#f + 1] = 'health.' .. c
+  end
   return f
 end
 
@@ -327,13 +458,15 @@ end
 
 -- Rewrites the account's derived keys from its period totals and announces
 -- the change on pub/sub.
-local function rewrite(acct, meta, T)
+local function rewrite(acct, meta, T, cause)
   for wi, w in ipairs(C.windows) do
     write_window(base .. 'w:' .. wname(w), T[wi])
   end
   local skey = base .. 'summary'
   local summary = hgetall_map(skey)
   local m = metrics_of(T, acct, summary)
+  local _, _, comps = health_of(T, summary, acct)
+  for c, v in pairs(comps) do m['health.' .. c] = round1(v) end
   local set, del = {}, {}
   for _, f in ipairs(owned_fields()) do
     if m[f] ~= nil then
@@ -360,10 +493,16 @@ local function rewrite(acct, meta, T)
   else
     redis.call('ZREM', P .. ':rank:nps_' .. wname(L), A)
   end
+  if m.health then
+    redis.call('ZADD', P .. ':rank:health', m.health, A)
+  else
+    redis.call('ZREM', P .. ':rank:health', A)
+  end
+  alerts_check(acct, m, summary, T, m.health_band, cause)
   local ev = {account_id = A, updated_at = C.now_str}
   ev['nps_' .. wname(L)] = npsL
-  ev.health = summary.health and tonumber(summary.health) or nil
-  ev.health_band = summary.health_band
+  ev.health = m.health
+  ev.health_band = m.health_band
   redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
 end
 
@@ -406,6 +545,147 @@ local function refresh_view(name)
   end
 end
 
+-- Usage summary (SPEC §5 inputs) from the per-day HyperLogLogs of active
+-- users and features, the per-day error counts and the ticket counters.
+local function days_keys(prefix, from, to)
+  local ks = {}
+  for d = from, to do ks[#ks + 1] = prefix .. d end
+  return ks
+end
+
+local function usage_summary()
+  local ukey = base .. 'usage'
+  local u = hgetall_map(ukey)
+  if not u.last_activity_ms then return end
+  local au = base .. 'au:'
+  local au7 = redis.call('PFCOUNT', unpack(days_keys(au, today - 6, today)))
+  local au30 = redis.call('PFCOUNT', unpack(days_keys(au, today - 29, today)))
+  local prev7 = redis.call('PFCOUNT', unpack(days_keys(au, today - 13, today - 7)))
+  local ft30 = redis.call('PFCOUNT', unpack(days_keys(base .. 'ft:', today - 29, today)))
+  local err7, stale = 0, {}
+  for f, v in pairs(u) do
+    if string.sub(f, 1, 4) == 'err:' then
+      local d = tonumber(string.sub(f, 5))
+      if d > today - 7 and d <= today then err7 = err7 + tonumber(v) end
+      if d <= today - 31 then stale[#stale + 1] = f end
+    end
+  end
+  if #stale > 0 then redis.call('HDEL', ukey, unpack(stale)) end
+  local open = (tonumber(u.tickets_opened or '0') or 0) - (tonumber(u.tickets_closed or '0') or 0)
+  if open < 0 then open = 0 end
+  redis.call('HSET', base .. 'summary', 'active_users_7d', au7,
+             'active_users_30d', au30, 'active_users_prev_7d', prev7,
+             'errors_7d', err7, 'open_tickets', open, 'features_30d', ft30,
+             'last_activity_at', u.last_activity_at)
+end
+
+-- Usage keeps the windows of active users moving daily while it lasts.
+local function usage_roll(roll)
+  local last = tonumber(redis.call('HGET', base .. 'usage', 'last_activity_ms') or '')
+  if last and math.floor(last / 86400000) > today - 31 then
+    if roll == nil or roll > today + 1 then roll = today + 1 end
+  end
+  return roll
+end
+
+-- Closed loop (SPEC §5). A detractor opens a loop with three deadlines;
+-- each stage is met by the first follow-up of that stage or a later one.
+-- A deadline passing unmet (timer) or met late (follow-up) raises one
+-- followup_overdue alert. Counters live in the account summary and the
+-- owner's nps:csm:<owner> hash, using the owner recorded at the loop's start.
+local STAGES = {'acknowledge', 'route', 'close'}
+local ACTIONS = {acknowledged = 1, routed = 2, closed = 3}
+
+local function csm_incr(owner, field, by)
+  if owner and owner ~= '' then
+    redis.call('HINCRBY', P .. ':csm:' .. owner, field, by)
+  end
+end
+
+local function counter(field, by, owner)
+  redis.call('HINCRBY', base .. 'summary', field, by)
+  csm_incr(owner, field, by)
+end
+
+local function loop_overdue(lk, lp, acct, stage, cause, late_at)
+  if lp[stage .. '_missed'] == '1' then return end
+  lp[stage .. '_missed'] = '1'
+  redis.call('HSET', lk, stage .. '_missed', '1')
+  local due = tonumber(lp[stage .. '_due'])
+  local d = {response_event_id = lp.rid, stage = stage,
+             due_at = cjson.null, submitted_at = lp.submitted_at}
+  d.due_at = lp[stage .. '_due_at']
+  if late_at then d.met_at = late_at end
+  fire(acct, 'followup_overdue', stage == 'close' and 'high' or 'medium', d, cause)
+  if lp.overdue ~= '1' and lp.closed ~= '1' then
+    lp.overdue = '1'
+    redis.call('HSET', lk, 'overdue', '1')
+    counter('overdue_followups', 1, lp.owner)
+  end
+  return due
+end
+
+local function loop_key(rid) return base .. 'loop:' .. rid end
+local function loop_member(rid, stage) return A .. '\t' .. rid .. '\t' .. stage end
+
+-- Applies one follow-up to an open loop; returns true when it changed it.
+local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
+  local changed = false
+  for si = 1, level do
+    local stage = STAGES[si]
+    if not lp[stage .. '_at'] then
+      lp[stage .. '_at'] = at_str
+      redis.call('HSET', lk, stage .. '_at', at_str)
+      redis.call('ZREM', P .. ':loops', loop_member(lp.rid, stage))
+      if at_ms > tonumber(lp[stage .. '_due']) then
+        loop_overdue(lk, lp, acct, stage, cause, at_str)
+      end
+      changed = true
+    end
+  end
+  if level == 3 and lp.closed ~= '1' then
+    lp.closed = '1'
+    redis.call('HSET', lk, 'closed', '1')
+    counter('open_detractors', -1, lp.owner)
+    if lp.overdue == '1' then counter('overdue_followups', -1, lp.owner) end
+    counter('loops_closed', 1, lp.owner)
+    if at_ms <= tonumber(lp.close_due) then counter('loops_closed_on_time', 1, lp.owner) end
+    redis.call('SREM', base .. 'loops', lp.rid)
+    changed = true
+  end
+  return changed
+end
+
+local function loop_open(acct, rid, ts_ms, ts_str)
+  if ts_ms < now - C.loop.window_ms then return end
+  local lk = loop_key(rid)
+  local owner = acct.csm_owner or ''
+  local due = {ts_ms + C.loop.ack_ms, ts_ms + C.loop.route_ms, ts_ms + C.loop.close_ms}
+  local lp = {rid = rid, owner = owner, submitted_at = ts_str, submitted_ms = tostring(ts_ms)}
+  local args = {'rid', rid, 'owner', owner, 'submitted_ms', ts_ms, 'submitted_at', ts_str}
+  for si, stage in ipairs(STAGES) do
+    lp[stage .. '_due'] = tostring(due[si])
+    lp[stage .. '_due_at'] = iso(due[si])
+    args[#args + 1] = stage .. '_due'; args[#args + 1] = due[si]
+    args[#args + 1] = stage .. '_due_at'; args[#args + 1] = lp[stage .. '_due_at']
+    redis.call('ZADD', P .. ':loops', due[si], loop_member(rid, stage))
+  end
+  redis.call('HSET', lk, unpack(args))
+  local end_ms = ts_ms + C.loop.window_ms
+  redis.call('ZADD', P .. ':loops', end_ms, loop_member(rid, 'end'))
+  redis.call('PEXPIRE', lk, end_ms - now + 86400000)
+  redis.call('SADD', base .. 'loops', rid)
+  counter('open_detractors', 1, owner)
+  -- follow-ups that arrived before their response
+  local pk = base .. 'fpend:' .. rid
+  local pend = redis.call('LRANGE', pk, 0, -1)
+  for i = #pend, 1, -1 do
+    local f = cjson.decode(pend[i])
+    loop_apply(lk, lp, acct, f.level, f.at_ms, f.at, f.event_id)
+  end
+  if #pend > 0 then redis.call('DEL', pk) end
+end
+
 if mode == 'cohorts' then
   -- a new day: every cohort and theme view rolls
   local rolled = tonumber(redis.call('GET', P .. ':rolled_day') or '-1')
@@ -425,21 +705,187 @@ if mode == 'due' then
                     tonumber(ARGV[7]))
 end
 
+if mode == 'loops_due' then
+  return redis.call('ZRANGEBYSCORE', P .. ':loops', '-inf', now, 'LIMIT', 0,
+                    tonumber(ARGV[7]))
+end
+
 local acct = hgetall_map(base .. 'account')
 local meta = hgetall_map(base .. 'meta')
 local dkey, tkey = base .. 'd', base .. 't'
 
 if mode == 'refresh' then
   local T, flat = totals_load(dkey, tkey, true)
+  usage_summary()
   rewrite(acct, meta, T)
-  roll_schedule(roll_from_buckets(flat, nil))
+  roll_schedule(usage_roll(roll_from_buckets(flat, nil)))
   return 1
+end
+
+if mode == 'usage' then
+  -- per event: event_id user_id day type feature ts_ms ts_str
+  local n = tonumber(ARGV[7])
+  local byday = {}
+  for i = 0, n - 1 do
+    local o = 8 + i * 7
+    local day = ARGV[o + 2]
+    local g = byday[day]
+    if not g then g = {}; byday[day] = g end
+    g[#g + 1] = o
+  end
+  local users, feats, errs = {}, {}, {}
+  local opened, closed, counted = 0, 0, 0
+  local ukey = base .. 'usage'
+  local last = tonumber(redis.call('HGET', ukey, 'last_activity_ms') or '-1')
+  local last_str, cause
+  -- dedupe: one set of event ids per occurrence day, kept 4 days
+  for day, g in pairs(byday) do
+    local ids = {}
+    for _, o in ipairs(g) do ids[#ids + 1] = ARGV[o] end
+    local sk = base .. 'useen:' .. day
+    local seen = redis.call('SMISMEMBER', sk, unpack(ids))
+    local fresh, dupe = {}, {}
+    for k, o in ipairs(g) do
+      if seen[k] == 0 and not dupe[ARGV[o]] then
+        dupe[ARGV[o]] = true
+        fresh[#fresh + 1] = ARGV[o]
+        counted = counted + 1
+        local d, t = tonumber(day), tonumber(ARGV[o + 3])
+        if d > today - 31 and d <= today + 1 then
+          users[day] = users[day] or {}
+          table.insert(users[day], ARGV[o + 1])
+          if t == 1 and ARGV[o + 4] ~= '' then
+            feats[day] = feats[day] or {}
+            table.insert(feats[day], ARGV[o + 4])
+          end
+          if t == 2 then errs[day] = (errs[day] or 0) + 1 end
+        end
+        if t == 3 then opened = opened + 1 end
+        if t == 4 then closed = closed + 1 end
+        local ts = tonumber(ARGV[o + 5])
+        if ts > last then last, last_str = ts, ARGV[o + 6] end
+        cause = ARGV[o]
+      end
+    end
+    if #fresh > 0 then
+      redis.call('SADD', sk, unpack(fresh))
+      redis.call('EXPIRE', sk, C.usage_dedupe_ttl)
+    end
+  end
+  if counted == 0 then return 0 end
+  for day, us in pairs(users) do
+    redis.call('PFADD', base .. 'au:' .. day, unpack(us))
+    redis.call('EXPIRE', base .. 'au:' .. day, 32 * 86400)
+  end
+  for day, fs in pairs(feats) do
+    redis.call('PFADD', base .. 'ft:' .. day, unpack(fs))
+    redis.call('EXPIRE', base .. 'ft:' .. day, 32 * 86400)
+  end
+  for day, c in pairs(errs) do redis.call('HINCRBY', ukey, 'err:' .. day, c) end
+  if opened > 0 then redis.call('HINCRBY', ukey, 'tickets_opened', opened) end
+  if closed > 0 then redis.call('HINCRBY', ukey, 'tickets_closed', closed) end
+  if last_str then
+    redis.call('HSET', ukey, 'last_activity_ms', last, 'last_activity_at', last_str)
+  end
+  usage_summary()
+  local T = totals_load(dkey, tkey, false)
+  rewrite(acct, meta, T, cause)
+  local cur = redis.call('ZSCORE', P .. ':roll', A)
+  local roll = cur and math.floor(tonumber(cur) / 86400000) or nil
+  if roll and roll <= today then roll = nil end
+  roll_schedule(usage_roll(roll))
+  return counted
+end
+
+if mode == 'followups' then
+  -- per follow-up: event_id response_event_id action at_ms at_str
+  local n = tonumber(ARGV[7])
+  local out, changed, cause = {}, false, nil
+  for i = 0, n - 1 do
+    local o = 8 + i * 5
+    local fid, rid, action = ARGV[o], ARGV[o + 1], ARGV[o + 2]
+    local at_ms, at_str = tonumber(ARGV[o + 3]), ARGV[o + 4]
+    local status = 'applied'
+    if not redis.call('SET', base .. 'fev:' .. fid, '1', 'NX', 'EX', C.dedupe_ttl) then
+      status = 'duplicate'
+    else
+      local lk = loop_key(rid)
+      local flat = redis.call('HGETALL', lk)
+      if #flat > 0 then
+        local lp = {}
+        for j = 1, #flat, 2 do lp[flat[j]] = flat[j + 1] end
+        if loop_apply(lk, lp, acct, ACTIONS[action], at_ms, at_str, fid) then
+          changed, cause = true, fid
+        end
+      elseif redis.call('EXISTS', base .. 'ev:' .. rid) == 1 then
+        status = 'no_open_loop' -- not a detractor, or its loop ended
+      else
+        -- the response has not arrived (yet): kept and matched on arrival
+        local pk = base .. 'fpend:' .. rid
+        redis.call('LPUSH', pk, cjson.encode({event_id = fid, level = ACTIONS[action],
+                                              at_ms = at_ms, at = at_str}))
+        redis.call('EXPIRE', pk, C.dedupe_ttl)
+        status = 'pending'
+      end
+    end
+    out[#out + 1] = status
+  end
+  if changed then
+    rewrite(acct, meta, totals_load(dkey, tkey, false), cause)
+  end
+  return out
+end
+
+if mode == 'tick' then
+  -- due loop stages of this account: rid stage pairs
+  local changed = false
+  for i = 7, #ARGV, 2 do
+    local rid, stage = ARGV[i], ARGV[i + 1]
+    if redis.call('ZREM', P .. ':loops', loop_member(rid, stage)) == 1 then
+      local lk = loop_key(rid)
+      local flat = redis.call('HGETALL', lk)
+      if #flat > 0 then
+        local lp = {}
+        for j = 1, #flat, 2 do lp[flat[j]] = flat[j + 1] end
+        if stage == 'end' then
+          if lp.closed ~= '1' then
+            counter('open_detractors', -1, lp.owner)
+            if lp.overdue == '1' then counter('overdue_followups', -1, lp.owner) end
+          end
+          redis.call('DEL', lk)
+          redis.call('SREM', base .. 'loops', rid)
+        elseif not lp[stage .. '_at'] then
+          loop_overdue(lk, lp, acct, stage, nil, nil)
+        end
+        changed = true
+      end
+    end
+  end
+  if changed then rewrite(acct, meta, totals_load(dkey, tkey, false), nil) end
+  return changed and 1 or 0
 end
 
 if mode == 'context' then
   local upd = tonumber(ARGV[7])
   local stored = tonumber(meta.context_updated_ms or '-1')
   if upd >= 0 and stored >= 0 and upd < stored then return 0 end
+  -- the owner's account count (nps:csm:<owner> accounts)
+  local old_owner, new_owner = acct.csm_owner or '', ''
+  for i = 8, #ARGV - 1, 2 do
+    if ARGV[i] == 'csm_owner' then new_owner = ARGV[i + 1] end
+  end
+  if old_owner ~= new_owner then
+    if old_owner ~= '' then
+      local ok = P .. ':csm:' .. old_owner
+      redis.call('SREM', ok .. ':accounts', A)
+      redis.call('HSET', ok, 'accounts', redis.call('SCARD', ok .. ':accounts'))
+    end
+    if new_owner ~= '' then
+      local nk = P .. ':csm:' .. new_owner
+      redis.call('SADD', nk .. ':accounts', A)
+      redis.call('HSET', nk, 'accounts', redis.call('SCARD', nk .. ':accounts'))
+    end
+  end
   redis.call('DEL', base .. 'account')
   local kv = {}
   for i = 8, #ARGV do kv[#kv + 1] = ARGV[i] end
@@ -468,6 +914,7 @@ local recent_key = base .. 'recent'
 local recent = redis.call('LRANGE', recent_key, 0, C.previous - 1)
 for i, r in ipairs(recent) do recent[i] = cjson.decode(r) end
 local pushed, pushed_json = {}, {}
+local cause
 local counted = 0
 local summary = hgetall_map(base .. 'summary')
 
@@ -561,6 +1008,8 @@ for i = 0, n - 1 do
     if comment ~= '' then me.comment = comment end
     pushed[#pushed + 1] = me
     pushed_json[#pushed_json + 1] = cjson.encode(me)
+    if cat == 0 then loop_open(acct, eid, ts_ms, ts_str) end
+    cause = eid
     out[#out + 1] = 1
     out[#out + 1] = snap
   end
@@ -571,7 +1020,7 @@ if counted > 0 then
     for field, by in pairs(h) do redis.call('HINCRBY', key, field, by) end
   end
   totals_store(tkey, T)
-  roll_schedule(roll)
+  roll_schedule(usage_roll(roll))
   local names = {}
   for name in pairs(dirty) do names[#names + 1] = name end
   if #names > 0 then
@@ -591,6 +1040,6 @@ if counted > 0 then
                meta.last_response_ms, 'last_response_at',
                meta.last_response_at, 'last_score', meta.last_score)
   end
-  rewrite(acct, meta, T)
+  rewrite(acct, meta, T, cause)
 end
 return out

@@ -420,3 +420,160 @@ def window_problems(h, responses):
             probs.append("%s: redis %s, expected %s" % (k, got.get(k),
                                                         exp.get(k)))
     return probs
+
+
+# ---- fault injection (it_redis_outage / it_kill9 / it_scale_out /
+# ---- it_broker_faults; appended)
+
+class FaultStack(Stack):
+    """Stack with fault-injection options:
+
+    control=True   the broker runs with --control; broker_cmd("down 1")
+                   sends one command and returns its reply ("ok" or
+                   "error: ...").
+    persist=True   redis-server with appendonly yes / appendfsync always, so
+                   its state survives stop_redis() + start_redis().
+    brokers=N      brokers in the development cluster (ids 1..N).
+    """
+
+    def __init__(self, build, partitions=4, name="it", control=False,
+                 persist=False, brokers=1):
+        self.control = control
+        self.persist = persist
+        self.brokers = brokers
+        super().__init__(build, partitions=partitions, name=name)
+
+    def _spawn(self, argv, logname, env=None):
+        if logname != "broker.log" or len(argv) < 2 or argv[1] != "broker":
+            return Stack._spawn(self, argv, logname, env)
+        argv = list(argv) + ["--brokers", str(self.brokers)]
+        if not self.control:
+            return Stack._spawn(self, argv, logname, env)
+        argv.append("--control")
+        log = open(os.path.join(self.dir, logname), "ab")
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=log, cwd=REPO,
+                             env=env, text=True, bufsize=1)
+        p.logname = os.path.join(self.dir, logname)
+        self.procs.append(p)
+        return p
+
+    def start_redis(self):
+        if not self.persist:
+            return Stack.start_redis(self)
+        self.redis_proc = self._spawn(
+            ["redis-server", "--port", str(self.redis_port), "--save", "",
+             "--appendonly", "yes", "--appendfsync", "always",
+             "--dir", self.dir, "--bind", "127.0.0.1"], "redis.log")
+        r = redis.Redis(port=self.redis_port)
+        wait_for(lambda: _ping(r), 10, "redis-server")
+
+    def stop_redis(self, sig=signal.SIGTERM):
+        self.redis_proc.send_signal(sig)
+        self.redis_proc.wait(10)
+
+    def broker_cmd(self, line, timeout=15):
+        """One control command; returns the reply line without newline."""
+        import select
+        assert self.control, "FaultStack(control=True) needed"
+        self.broker.stdin.write(line.strip() + "\n")
+        self.broker.stdin.flush()
+        deadline = time.time() + timeout
+        while True:
+            left = deadline - time.time()
+            if left <= 0:
+                raise AssertionError("no reply to %r" % line)
+            ready, _, _ = select.select([self.broker.stdout], [], [], left)
+            if not ready:
+                continue
+            reply = self.broker.stdout.readline()
+            if not reply:
+                raise AssertionError("broker exited (command %r)" % line)
+            reply = reply.rstrip("\n")
+            if reply.startswith("bootstrap.servers="):
+                continue
+            return reply
+
+    def broker_ok(self, line):
+        reply = self.broker_cmd(line)
+        assert reply == "ok", "%s: %s" % (line, reply)
+
+
+def gen_stream(st, out, count, rate, seed, now, accounts=40, extra=()):
+    """npsctl gen in the background (subprocess.Popen), recording what it
+    sent to out (JSONL)."""
+    return subprocess.Popen(
+        [os.path.join(st.build, "npsctl"), "gen", "--bootstrap",
+         st.bootstrap, "--accounts", str(accounts), "--count", str(count),
+         "--rate", str(rate), "--seed", str(seed), "--days", "200",
+         "--now", now, "--out", out] + list(extra),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def committed_sum(st, group, topic):
+    """Sum of the group's committed offsets on topic (unset counts 0)."""
+    parts = len(end_offsets(st, topic)) or 1
+    return sum(max(o, 0) for o in st.committed(group, topic, parts).values())
+
+
+def check_exact(st, sent_path, now, require_dup_sends=False):
+    """Redis equals the independent computation over everything sent and
+    every distinct response has at least one classified message (copies
+    identical, on its category's topic). Returns the list of problems
+    (empty when all is well)."""
+    from collections import Counter, defaultdict
+    today = epoch_day(now)
+    sent = load_sent(sent_path)
+    resp = [json.loads(v) for t, k, v in sent if t == "nps.responses"]
+    first = {}
+    for r in resp:
+        first.setdefault(r["event_id"], r)
+    probs = []
+    evs = sum(1 for _ in st.r.scan_iter("nps:*:ev:*", count=5000))
+    if evs != len(first):
+        probs.append("%d dedupe markers for %d responses" % (evs, len(first)))
+    by_acct = defaultdict(list)
+    for r in first.values():
+        by_acct[r["account_id"]].append(r)
+    for acct, rs in sorted(by_acct.items()):
+        for w in (30, 90):
+            inw = [r for r in rs
+                   if today - w < epoch_day(r["submitted_at"]) <= today]
+            p = window_problems(st.r.hgetall("nps:{%s}:w:%dd" % (acct, w)),
+                                inw)
+            if p:
+                probs.append("%s %dd: %s" % (acct, w, p[:3]))
+    by_id = defaultdict(list)
+    for topic, m in classified(st):
+        v = json.loads(m.value())
+        by_id[v["event_id"]].append((topic, m.value()))
+    missing = set(first) - set(by_id)
+    if missing:
+        probs.append("%d responses never published, e.g. %s" % (
+            len(missing), sorted(missing)[:5]))
+    extra = set(by_id) - set(first)
+    if extra:
+        probs.append("%d published responses never sent" % len(extra))
+    for eid, copies in by_id.items():
+        if len(set(c[1] for c in copies)) != 1:
+            probs.append("copies of %s differ" % eid)
+            break
+        want = "nps.%ss" % json.loads(copies[0][1])["category"]
+        if copies[0][0] != want:
+            probs.append("%s on %s, expected %s" % (eid, copies[0][0], want))
+            break
+    all90 = [r for r in first.values()
+             if today - 90 < epoch_day(r["submitted_at"]) <= today]
+    if not probs:
+        try:
+            wait_for(lambda: not window_problems(
+                st.r.hgetall("nps:cohort:all:all:w:90d"), all90), 30,
+                "cohort all:all 90d")
+        except AssertionError as e:
+            probs.append(str(e))
+    return probs
+
+
+def npsd_events(text, what):
+    """Number of log lines of an npsd log containing what."""
+    return sum(1 for ln in text.splitlines() if what in ln)

@@ -86,6 +86,9 @@ static void test_defaults(void **state) {
         assert_string_equal(npsd_conf_kafka_get(c, "auto.offset.reset"),
                             "earliest");
         assert_string_equal(npsd_conf_kafka_get(c, "bootstrap.servers"), "");
+        assert_string_equal(
+                npsd_conf_kafka_get(c, "partition.assignment.strategy"),
+                "cooperative-sticky");
         assert_null(npsd_conf_kafka_get(c, "sasl.username"));
         assert_string_equal(c->topic_responses, "nps.responses");
         assert_string_equal(c->topic_usage, "product.usage");
@@ -119,8 +122,6 @@ static void test_defaults(void **state) {
         assert_true(c->benchmark_smb == 42.0);
         assert_true(c->benchmark_mid_market == 35.0);
         assert_true(c->benchmark_enterprise == 32.0);
-        assert_true(c->benchmark_relationship == 35.0);
-        assert_true(c->benchmark_transactional == 50.0);
         assert_int_equal(c->priority_renewal_days, 90);
         assert_true(c->priority_arr == 100000.0);
         assert_int_equal(c->followup_ack_hours, 48);
@@ -166,7 +167,7 @@ static void test_set_and_errors(void **state) {
         assert_int_equal(c->cohort_attr_cnt, 0);
         set_ok(c, "kafka.group.id", "other");
         assert_string_equal(npsd_conf_kafka_get(c, "group.id"), "other");
-        assert_int_equal(c->kafka_cnt, 3); /* replaced, not appended */
+        assert_int_equal(c->kafka_cnt, 4); /* replaced, not appended */
 
         set_err(c, "foo.bar", "1", "unknown key 'foo.bar'");
         set_err(c, "kafka.", "1", "kafka.");
@@ -189,6 +190,18 @@ static void test_set_and_errors(void **state) {
         set_err(c, "cohort.attributes", "a,b,c,d,e,f,g,h,i", "more than 8");
         set_err(c, "cohort.attributes", "region,region", "twice");
         set_err(c, "cohort.attributes", "a b", "not an attribute key");
+        set_err(c, "cohort.attributes", "region,segment",
+                "cohort.attributes: 'segment' is a built-in cohort dimension");
+        set_err(c, "cohort.attributes", "plan", "built-in cohort dimension");
+        set_err(c, "cohort.attributes", " role ", "'role' is a built-in");
+        set_err(c, "cohort.attributes", "all", "built-in");
+        set_err(c, "cohort.attributes", "themes", "built-in");
+        set_err(c, "cohort.attributes", "lifecycle_stage", "built-in");
+        set_err(c, "cohort.attributes", "language,channel", "'language'");
+        set_err(c, "cohort.attributes", "survey_type", "built-in");
+        set_err(c, "benchmark.relationship", "35",
+                "unknown key 'benchmark.relationship'");
+        set_err(c, "benchmark.transactional", "50", "unknown key");
         assert_int_equal(c->cohort_attr_cnt, 0); /* errors change nothing */
         assert_int_equal(c->redis_port, 6380);
         npsd_conf_destroy(c);
