@@ -46,6 +46,11 @@ struct npsd_store_s {
         char *text; /* themes and attributes, per account group */
         size_t text_size;
         size_t outbox_len; /* alerts waiting, as of the last apply */
+
+        /* the script arguments shared by every call of one round trip */
+        char conf_json[2048];
+        char now[24];
+        char today[16];
 };
 
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
@@ -296,9 +301,8 @@ static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
 /* Appends one EVALSHA to the pipeline: argv[0..5] are filled here, the
  * caller has put its mode arguments at argv[10..argc). */
 static int npsd_store_append(npsd_store_t *store, const char *key,
-                             const char *account, const char *now,
-                             const char *today, const char *conf_json,
-                             const char *mode, int argc) {
+                             const char *account, const char *mode,
+                             int argc) {
         const char **argv = store->argv;
         size_t *argvlen = store->argvlen;
 
@@ -308,9 +312,9 @@ static int npsd_store_append(npsd_store_t *store, const char *key,
         argv[3] = key;
         argv[4] = store->conf->redis_prefix;
         argv[5] = account;
-        argv[6] = now;
-        argv[7] = today;
-        argv[8] = conf_json;
+        argv[6] = store->now;
+        argv[7] = store->today;
+        argv[8] = store->conf_json;
         argv[9] = mode;
         for (int i = 0; i < 10; i++)
                 argvlen[i] = strlen(argv[i]);
@@ -318,6 +322,26 @@ static int npsd_store_append(npsd_store_t *store, const char *key,
             REDIS_OK)
                 return -1;
         store->reply_cnt++; /* one reply expected */
+        return 0;
+}
+
+/* Starts one round trip: connects if needed, frees the previous replies
+ * and fills the arguments every script call of it shares. */
+static int npsd_store_begin(npsd_store_t *store, int64_t now_ms, char *errstr,
+                            size_t errstr_size) {
+        npsd_store_release_replies(store);
+        store->reply_cnt = 0;
+        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+                return -1;
+        if (npsd_store_argv_reserve(store, 64) == -1) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        npsd_store_conf_json(store, now_ms, store->conf_json,
+                             sizeof(store->conf_json));
+        snprintf(store->now, sizeof(store->now), "%lld", (long long)now_ms);
+        snprintf(store->today, sizeof(store->today), "%d",
+                 (int)npsd_time_day(now_ms));
         return 0;
 }
 
@@ -396,8 +420,7 @@ static long npsd_store_attrs_text(npsd_store_t *store, size_t *used,
 /* Appends the "responses" call of one account group [from, to) of order. */
 static int npsd_store_append_group(npsd_store_t *store,
                                    const npsd_store_response_t *responses,
-                                   size_t from, size_t to, const char *now,
-                                   const char *today, const char *conf_json) {
+                                   size_t from, size_t to) {
         size_t n = to - from, used = 0;
         int argc = 11 + (int)(n * NPSD_STORE_FIELDS);
         const char *account = responses[store->order[from]].resp->account_id;
@@ -461,15 +484,12 @@ static int npsd_store_append_group(npsd_store_t *store,
                         vl[12] = r->comment_len;
         }
         /* argc counts EVALSHA..mode (10), the count, and the fields */
-        return npsd_store_append(store, key, account, now, today, conf_json,
-                                 "responses", 11 + (int)(n * NPSD_STORE_FIELDS));
+        return npsd_store_append(store, key, account, "responses", 11 + (int)(n * NPSD_STORE_FIELDS));
 }
 
 /* Appends the "context" call of one account record. */
 static int npsd_store_append_context(npsd_store_t *store,
-                                     const npsd_account_t *acc,
-                                     const char *now, const char *today,
-                                     const char *conf_json) {
+                                     const npsd_account_t *acc) {
         char key[512], upd[24], arr[64], seats[24], renewal[16];
         int argc = 11;
         const char *fields[][2] = {
@@ -507,8 +527,7 @@ static int npsd_store_append_context(npsd_store_t *store,
                 store->argv[argc] = fields[i][1];
                 store->argvlen[argc++] = strlen(fields[i][1]);
         }
-        return npsd_store_append(store, key, acc->account_id, now, today,
-                                 conf_json, "context", argc);
+        return npsd_store_append(store, key, acc->account_id, "context", argc);
 }
 
 /* Reads every reply the pipeline owes. Returns 0 when all arrived without
@@ -625,10 +644,7 @@ static int npsd_store_append_by_account(npsd_store_t *store,
                                         const void *const *evs, size_t cnt,
                                         npsd_store_acct_fn acct,
                                         npsd_store_fill_fn fill, int per,
-                                        const char *mode, const char *now,
-                                        const char *today,
-                                        const char *conf_json,
-                                        size_t *groups) {
+                                        const char *mode, size_t *groups) {
         npsd_store_sort_t ss = {evs, acct};
         size_t from, g;
 
@@ -663,8 +679,7 @@ static int npsd_store_append_by_account(npsd_store_t *store,
                         argc += fill(store, evs[store->order[from + i]],
                                      &store->args[i], store->argv + argc,
                                      store->argvlen + argc);
-                if (npsd_store_append(store, key, account, now, today,
-                                      conf_json, mode, argc) == -1)
+                if (npsd_store_append(store, key, account, mode, argc) == -1)
                         return -1;
                 (*groups)++;
                 from = g;
@@ -675,26 +690,17 @@ static int npsd_store_append_by_account(npsd_store_t *store,
 int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                      const npsd_store_batch_t *batch, char *errstr,
                      size_t errstr_size) {
-        char conf_json[2048], now[24], today[16], okey[256];
+        char okey[256];
         size_t expected, g, from, usage_groups, followup_groups;
         const npsd_store_response_t *responses = batch->responses;
         size_t resp_cnt = batch->resp_cnt;
 
-        npsd_store_release_replies(store);
         store->outbox_len = 0;
-        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
                 return -1;
-        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
-        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
-
-        if (npsd_store_argv_reserve(store, 64) == -1)
-                goto oom;
-        store->reply_cnt = 0;
         /* context first, so that this batch's responses see it */
         for (size_t i = 0; i < batch->account_cnt; i++)
-                if (npsd_store_append_context(store, batch->accounts[i], now,
-                                              today, conf_json) == -1)
+                if (npsd_store_append_context(store, batch->accounts[i]) == -1)
                         goto oom;
         if (npsd_store_grow((void **)&store->order, &store->order_size,
                             resp_cnt + 1, sizeof(*store->order)) == -1)
@@ -708,8 +714,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                     !strcmp(responses[store->order[g]].resp->account_id,
                             responses[store->order[from]].resp->account_id))
                         continue;
-                if (npsd_store_append_group(store, responses, from, g, now,
-                                            today, conf_json) == -1)
+                if (npsd_store_append_group(store, responses, from, g) == -1)
                         goto oom;
                 from = g;
         }
@@ -721,13 +726,13 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                 if (npsd_store_append_by_account(
                             store, (const void *const *)batch->usage,
                             batch->usage_cnt, npsd_store_usage_acct,
-                            npsd_store_fill_usage, 7, "usage", now, today,
-                            conf_json, &usage_groups) == -1 ||
+                            npsd_store_fill_usage, 7, "usage",
+                            &usage_groups) == -1 ||
                     npsd_store_append_by_account(
                             store, (const void *const *)batch->followups,
                             batch->followup_cnt, npsd_store_followup_acct,
-                            npsd_store_fill_followup, 5, "followups", now,
-                            today, conf_json, &followup_groups) == -1)
+                            npsd_store_fill_followup, 5, "followups",
+                            &followup_groups) == -1)
                         goto oom;
                 snprintf(okey, sizeof(okey), "%s:outbox",
                          store->conf->redis_prefix);
@@ -806,29 +811,21 @@ static int npsd_store_cmp_member(const void *a, const void *b) {
 
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size) {
-        char conf_json[2048], now[24], today[16], maxc[16], key[512];
+        char maxc[16], key[512];
         redisReply *due = NULL, *loops = NULL;
         size_t cnt, lcnt, from, g;
         int rc = -1;
 
-        npsd_store_release_replies(store);
-        if (npsd_store_connect(store, errstr, errstr_size) == -1)
+        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
                 return -1;
-        if (npsd_store_argv_reserve(store, 16) == -1)
-                return -1;
-        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
-        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
         snprintf(maxc, sizeof(maxc), "%d", max);
         snprintf(key, sizeof(key), "%s:roll", store->conf->redis_prefix);
 
-        store->reply_cnt = 0;
         store->argv[10] = maxc;
         store->argvlen[10] = strlen(maxc);
-        if (npsd_store_append(store, key, "", now, today, conf_json, "due",
+        if (npsd_store_append(store, key, "", "due",
                               11) == -1 ||
-            npsd_store_append(store, key, "", now, today, conf_json,
-                              "loops_due", 11) == -1 ||
+            npsd_store_append(store, key, "", "loops_due", 11) == -1 ||
             npsd_store_read_replies(store, 2, errstr, errstr_size) == -1)
                 goto fail;
         due = store->replies[0];
@@ -845,8 +842,7 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         for (size_t i = 0; i < cnt; i++) {
                 snprintf(key, sizeof(key), "%s:{%s}:summary",
                          store->conf->redis_prefix, due->element[i]->str);
-                if (npsd_store_append(store, key, due->element[i]->str, now,
-                                      today, conf_json, "refresh", 10) == -1)
+                if (npsd_store_append(store, key, due->element[i]->str, "refresh", 10) == -1)
                         goto fail;
         }
         /* Due loop stages, one "tick" call per account: the script removes
@@ -884,8 +880,7 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                 }
                 snprintf(key, sizeof(key), "%s:{%s}:summary",
                          store->conf->redis_prefix, account);
-                if (npsd_store_append(store, key, account, now, today,
-                                      conf_json, "tick", argc) == -1)
+                if (npsd_store_append(store, key, account, "tick", argc) == -1)
                         goto fail;
         }
         {
@@ -987,23 +982,16 @@ int npsd_store_outbox_ack(npsd_store_t *store,
 
 int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                        char *errstr, size_t errstr_size) {
-        char conf_json[2048], now[24], today[16], maxc[16], key[512];
+        char maxc[16], key[512];
         redisReply *reply;
 
-        npsd_store_release_replies(store);
-        if (npsd_store_connect(store, errstr, errstr_size) == -1 ||
-            npsd_store_argv_reserve(store, 16) == -1)
+        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
                 return -1;
-        npsd_store_conf_json(store, now_ms, conf_json, sizeof(conf_json));
-        snprintf(now, sizeof(now), "%lld", (long long)now_ms);
-        snprintf(today, sizeof(today), "%d", (int)npsd_time_day(now_ms));
         snprintf(maxc, sizeof(maxc), "%d", max);
         snprintf(key, sizeof(key), "%s:dirty", store->conf->redis_prefix);
-        store->reply_cnt = 0;
         store->argv[10] = maxc;
         store->argvlen[10] = strlen(maxc);
-        if (npsd_store_append(store, key, "", now, today, conf_json,
-                              "cohorts", 11) == -1) {
+        if (npsd_store_append(store, key, "", "cohorts", 11) == -1) {
                 snprintf(errstr, errstr_size, "redis: cannot send");
                 npsd_store_disconnect(store);
                 return -1;

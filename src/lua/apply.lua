@@ -613,8 +613,7 @@ local function loop_overdue(lk, lp, acct, stage, cause, late_at)
   redis.call('HSET', lk, stage .. '_missed', '1')
   local due = tonumber(lp[stage .. '_due'])
   local d = {response_event_id = lp.rid, stage = stage,
-             due_at = cjson.null, submitted_at = lp.submitted_at}
-  d.due_at = lp[stage .. '_due_at']
+             due_at = iso(due), submitted_at = lp.submitted_at}
   if late_at then d.met_at = late_at end
   fire(acct, 'followup_overdue', stage == 'close' and 'high' or 'medium', d, cause)
   if lp.overdue ~= '1' and lp.closed ~= '1' then
@@ -663,16 +662,15 @@ local function loop_open(acct, rid, ts_ms, ts_str)
   local due = {ts_ms + C.loop.ack_ms, ts_ms + C.loop.route_ms, ts_ms + C.loop.close_ms}
   local lp = {rid = rid, owner = owner, submitted_at = ts_str, submitted_ms = tostring(ts_ms)}
   local args = {'rid', rid, 'owner', owner, 'submitted_ms', ts_ms, 'submitted_at', ts_str}
+  local end_ms = ts_ms + C.loop.window_ms
+  local timers = {end_ms, loop_member(rid, 'end')}
   for si, stage in ipairs(STAGES) do
     lp[stage .. '_due'] = tostring(due[si])
-    lp[stage .. '_due_at'] = iso(due[si])
     args[#args + 1] = stage .. '_due'; args[#args + 1] = due[si]
-    args[#args + 1] = stage .. '_due_at'; args[#args + 1] = lp[stage .. '_due_at']
-    redis.call('ZADD', P .. ':loops', due[si], loop_member(rid, stage))
+    timers[#timers + 1] = due[si]; timers[#timers + 1] = loop_member(rid, stage)
   end
   redis.call('HSET', lk, unpack(args))
-  local end_ms = ts_ms + C.loop.window_ms
-  redis.call('ZADD', P .. ':loops', end_ms, loop_member(rid, 'end'))
+  redis.call('ZADD', P .. ':loops', unpack(timers))
   redis.call('PEXPIRE', lk, end_ms - now + 86400000)
   redis.call('SADD', base .. 'loops', rid)
   counter('open_detractors', 1, owner)
