@@ -254,6 +254,25 @@ local function hgetall_map(key)
   return m
 end
 
+-- Sums increments in a table so that each distinct field costs one HINCRBY
+-- however many events touched it; flush() writes them.
+local function incr_add(incr, key, field, by)
+  local h = incr[key]
+  if not h then h = {}; incr[key] = h end
+  h[field] = (h[field] or 0) + (by or 1)
+end
+-- cmd key v1 v2 ... in chunks: unpack() is bounded by Lua's C stack.
+local function call_chunked(cmd, key, list)
+  for i = 1, #list, 1000 do
+    redis.call(cmd, key, unpack(list, i, math.min(i + 999, #list)))
+  end
+end
+local function incr_flush(incr)
+  for key, h in pairs(incr) do
+    for field, by in pairs(h) do redis.call('HINCRBY', key, field, by) end
+  end
+end
+
 -- The account's metrics from window totals (SPEC §4), as numbers; nil
 -- members are absent. Derived values use the published one-decimal NPS so
 -- that a reader of the hashes can redo the arithmetic.
@@ -685,6 +704,37 @@ local function loop_open(acct, rid, ts_ms, ts_str)
 end
 
 if mode == 'cohorts' then
+  -- Cohort and theme contributions that responses queued per account
+  -- (<prefix>:{A}:cq, accounts listed in <prefix>:cq) are summed across
+  -- accounts here, so that a response costs one queued record rather than
+  -- some thirty bucket writes. Draining and counting are one atomic step.
+  local max = tonumber(ARGV[7])
+  local incr, dirty, fresh = {}, {}, {}
+  for _, a in ipairs(redis.call('SPOP', P .. ':cq', max)) do
+    local qk = P .. ':{' .. a .. '}:cq'
+    for _, r in ipairs(redis.call('LRANGE', qk, 0, -1)) do
+      local x = cjson.decode(r)
+      local day, slots, names, ths, cat = x[1], x[2], x[3], x[4], x[5]
+      if day >= oldest then
+        for _, name in ipairs(names) do
+          local ck = P .. ':cohort:' .. name .. ':d'
+          for _, sl in ipairs(slots) do incr_add(incr, ck, day .. ':' .. sl) end
+          dirty[name], fresh[name] = true, true
+        end
+        for _, th in ipairs(ths) do
+          incr_add(incr, P .. ':themes:' .. CATS[cat + 1] .. ':d', day .. ':' .. th)
+          dirty['themes:' .. CATS[cat + 1]] = true
+        end
+      end
+    end
+    redis.call('DEL', qk)
+  end
+  incr_flush(incr)
+  local dn, fn = {}, {}
+  for name in pairs(dirty) do dn[#dn + 1] = name end
+  for name in pairs(fresh) do fn[#fn + 1] = name end
+  if #dn > 0 then call_chunked('SADD', P .. ':dirty', dn) end
+  if #fn > 0 then call_chunked('SADD', P .. ':cohorts', fn) end
   -- a new day: every cohort and theme view rolls
   local rolled = tonumber(redis.call('GET', P .. ':rolled_day') or '-1')
   if rolled < today then
@@ -693,9 +743,9 @@ if mode == 'cohorts' then
                'themes:promoter')
     redis.call('SET', P .. ':rolled_day', today)
   end
-  local names = redis.call('SPOP', P .. ':dirty', tonumber(ARGV[7]))
+  local names = redis.call('SPOP', P .. ':dirty', max)
   for _, name in ipairs(names) do refresh_view(name) end
-  return redis.call('SCARD', P .. ':dirty')
+  return redis.call('SCARD', P .. ':dirty') + redis.call('SCARD', P .. ':cq')
 end
 
 if mode == 'due' then
@@ -741,7 +791,11 @@ if mode == 'usage' then
     local ids = {}
     for _, o in ipairs(g) do ids[#ids + 1] = ARGV[o] end
     local sk = base .. 'useen:' .. day
-    local seen = redis.call('SMISMEMBER', sk, unpack(ids))
+    local seen = {}
+    for i = 1, #ids, 1000 do
+      local part = redis.call('SMISMEMBER', sk, unpack(ids, i, math.min(i + 999, #ids)))
+      for _, v in ipairs(part) do seen[#seen + 1] = v end
+    end
     local fresh, dupe = {}, {}
     for k, o in ipairs(g) do
       if seen[k] == 0 and not dupe[ARGV[o]] then
@@ -766,17 +820,17 @@ if mode == 'usage' then
       end
     end
     if #fresh > 0 then
-      redis.call('SADD', sk, unpack(fresh))
+      call_chunked('SADD', sk, fresh)
       redis.call('EXPIRE', sk, C.usage_dedupe_ttl)
     end
   end
   if counted == 0 then return 0 end
   for day, us in pairs(users) do
-    redis.call('PFADD', base .. 'au:' .. day, unpack(us))
+    call_chunked('PFADD', base .. 'au:' .. day, us)
     redis.call('EXPIRE', base .. 'au:' .. day, 32 * 86400)
   end
   for day, fs in pairs(feats) do
-    redis.call('PFADD', base .. 'ft:' .. day, unpack(fs))
+    call_chunked('PFADD', base .. 'ft:' .. day, fs)
     redis.call('EXPIRE', base .. 'ft:' .. day, 32 * 86400)
   end
   for day, c in pairs(errs) do redis.call('HINCRBY', ukey, 'err:' .. day, c) end
@@ -916,24 +970,7 @@ local cause
 local counted = 0
 local summary = hgetall_map(base .. 'summary')
 
--- Increments are summed here and written once per field at the end, so a
--- batch with many responses of one account costs one HINCRBY per field.
-local incr, dirty = {}, {}
-local function add(key, field, by)
-  local h = incr[key]
-  if not h then h = {}; incr[key] = h end
-  h[field] = (h[field] or 0) + (by or 1)
-end
--- Counts one response in a cohort's day buckets; the cohort's window views
--- are derived from them by the "cohorts" mode, once per timer tick for all
--- dirty cohorts, rather than once per account here.
-local function cohort_add(dim, val, day, slots)
-  if val == nil or val == '' then return end
-  local name = dim .. ':' .. val
-  local ck = P .. ':cohort:' .. name .. ':d'
-  for _, sl in ipairs(slots) do add(ck, day .. ':' .. sl) end
-  dirty[name] = true
-end
+local incr, queue = {}, {}
 
 for i = 0, n - 1 do
   local o = 8 + i * FIELDS_PER_RESPONSE
@@ -955,25 +992,29 @@ for i = 0, n - 1 do
     if day >= oldest then
       local periods = periods_of(day)
       for _, sl in ipairs(slots) do
-        add(dkey, day .. ':' .. sl)
+        incr_add(incr, dkey, day .. ':' .. sl)
         for _, pi in ipairs(periods) do T[pi][sl + 1] = T[pi][sl + 1] + 1 end
       end
       roll = roll_candidate(day, roll)
-      cohort_add('all', 'all', day, slots)
-      cohort_add('segment', acct.segment, day, slots)
-      cohort_add('plan', acct.plan, day, slots)
-      cohort_add('lifecycle_stage', acct.lifecycle_stage, day, slots)
-      cohort_add('language', lang, day, slots)
-      cohort_add('channel', chan, day, slots)
-      cohort_add('survey_type', SURVEYS[survey + 1], day, slots)
-      cohort_add('role', ROLES[role + 1], day, slots)
+      -- the cohorts this response counts in, as of now (responses already
+      -- counted keep theirs when the account's context changes later)
+      local names = {'all:all'}
+      local function cohort(dim, val)
+        if val and val ~= '' then names[#names + 1] = dim .. ':' .. val end
+      end
+      cohort('segment', acct.segment)
+      cohort('plan', acct.plan)
+      cohort('lifecycle_stage', acct.lifecycle_stage)
+      cohort('language', lang)
+      cohort('channel', chan)
+      cohort('survey_type', SURVEYS[survey + 1])
+      cohort('role', ROLES[role + 1])
       for k, v in string.gmatch(attrs, '([^\t\n]+)\t([^\n]*)\n') do
-        cohort_add(k, v, day, slots)
+        cohort(k, v)
       end
-      for th in string.gmatch(themes, '[^,]+') do
-        add(P .. ':themes:' .. CATS[cat + 1] .. ':d', day .. ':' .. th)
-        dirty['themes:' .. CATS[cat + 1]] = true
-      end
+      local ths = {}
+      for th in string.gmatch(themes, '[^,]+') do ths[#ths + 1] = th end
+      queue[#queue + 1] = cjson.encode({day, slots, names, ths, cat})
     end
     -- survey senders skip users surveyed within the suppression period
     local ttl = math.floor((ts_ms + C.suppress_ms - now) / 1000)
@@ -1014,23 +1055,19 @@ for i = 0, n - 1 do
 end
 
 if counted > 0 then
-  for key, h in pairs(incr) do
-    for field, by in pairs(h) do redis.call('HINCRBY', key, field, by) end
-  end
+  incr_flush(incr)
   totals_store(tkey, T)
   roll_schedule(usage_roll(roll))
-  local names = {}
-  for name in pairs(dirty) do names[#names + 1] = name end
-  if #names > 0 then
-    redis.call('SADD', P .. ':dirty', unpack(names))
-    local cohorts = {}
-    for _, nm in ipairs(names) do
-      if string.sub(nm, 1, 7) ~= 'themes:' then cohorts[#cohorts + 1] = nm end
-    end
-    if #cohorts > 0 then redis.call('SADD', P .. ':cohorts', unpack(cohorts)) end
+  if #queue > 0 then
+    call_chunked('LPUSH', base .. 'cq', queue)
+    redis.call('SADD', P .. ':cq', A)
   end
   if C.previous > 0 then
-    redis.call('LPUSH', recent_key, unpack(pushed_json))
+    local keep = {}
+    for i = math.max(1, #pushed_json - C.previous + 1), #pushed_json do
+      keep[#keep + 1] = pushed_json[i]
+    end
+    redis.call('LPUSH', recent_key, unpack(keep))
     redis.call('LTRIM', recent_key, 0, C.previous - 1)
   end
   if meta.last_response_ms then
