@@ -107,11 +107,20 @@ done
 bootstrap="$(cat "$tmp/bootstrap")"
 echo "    bootstrap.servers=$bootstrap" >&2
 
+# A free port for /metrics and /healthz (9464 may be another npsd's).
+http_port=9464
+while (exec 3<>"/dev/tcp/127.0.0.1/$http_port") 2>/dev/null; do
+        http_port=$((http_port + 1))
+        [ "$http_port" -lt 9564 ] || { echo "demo.sh: no free port 9464-9563" >&2; exit 1; }
+done
+
 say "starting npsd (log: npsd.log in the demo's temporary directory)"
+echo "    metrics: http://127.0.0.1:$http_port/metrics  health: http://127.0.0.1:$http_port/healthz" >&2
 build/npsd --config config/npsd.conf \
         --set "kafka.bootstrap.servers=$bootstrap" \
         --set kafka.auto.offset.reset=earliest \
         --set redis.host=127.0.0.1 --set "redis.port=$port" \
+        --set "http.listen=127.0.0.1:$http_port" \
         >"$tmp/npsd.log" 2>&1 &
 npsd_pid=$!
 pids+=("$npsd_pid")
@@ -184,4 +193,13 @@ echo "dlq       : $dlq messages in nps.dlq (the generator sent $(sed -n 's/.* in
 echo "npsd log  : $(wc -l <"$tmp/npsd.log") lines, $(grep -c 'level=error' "$tmp/npsd.log" || true) errors, $(grep -c 'level=warn' "$tmp/npsd.log" || true) warnings; last lines:"
 tail -n 5 "$tmp/npsd.log" | sed 's/^/    /'
 echo "redis     : $(redis-cli -p "$port" dbsize) keys"
+# /healthz and a few /metrics counters, read with bash's /dev/tcp (no curl).
+http_get() {
+        (exec 3<>"/dev/tcp/127.0.0.1/$http_port" &&
+                printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&3 &&
+                cat <&3) 2>/dev/null | tr -d '\r'
+}
+echo "healthz   : $(http_get /healthz | sed -n '1s/^HTTP\/[0-9.]* //p')"
+echo "metrics   :"
+http_get /metrics | grep -E '^npsd_(messages_(consumed|produced)_total|responses_accepted_total|processing_latency_seconds_count|consumer_lag)' | sed 's/^/    /'
 exit "$gen_rc"

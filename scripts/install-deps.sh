@@ -5,7 +5,8 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config clang
       librdkafka-dev libjansson-dev libhiredis-dev libcmocka-dev libmicrohttpd-dev
-      redis-server redis-tools python3 python3-redis python3-confluent-kafka)
+      redis-server redis-tools python3 python3-redis python3-confluent-kafka
+      python3-yaml)
 
 missing=()
 for p in "${pkgs[@]}"; do

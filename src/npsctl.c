@@ -5,6 +5,8 @@
  *   npsctl gen      produce realistic synthetic traffic to Kafka
  *   npsctl account  print one account's card from Redis
  *   npsctl top      live view of cohorts, accounts at risk and themes
+ *   npsctl reset    delete npsd's Redis state (npsctl_reset.c)
+ *   npsctl replay   reset + rewind the consumer group (npsctl_reset.c)
  *
  * This file holds main(), the options every subcommand shares and the
  * broker subcommand.
@@ -805,6 +807,11 @@ static void npsctl_usage(FILE *fp) {
                 "  broker [--brokers N] [--partitions N] [--bootstrap-file F]\n"
                 "                      run the embedded development broker "
                 "(development only)\n"
+                "  reset --yes         delete every Redis key under the "
+                "prefix (npsctl reset --help)\n"
+                "  replay --yes --bootstrap B [--group G]\n"
+                "                      reset, and rewind the consumer group "
+                "to the earliest offsets\n"
                 "  help                this text\n"
                 "\n"
                 "shared options:\n"
@@ -846,6 +853,10 @@ int main(int argc, char **argv) {
                 return npsctl_account_main(&opts, argc - 2, argv + 2);
         if (!strcmp(cmd, "top"))
                 return npsctl_top_main(&opts, argc - 2, argv + 2);
+        if (!strcmp(cmd, "reset"))
+                return npsctl_reset_main(&opts, argc - 2, argv + 2);
+        if (!strcmp(cmd, "replay"))
+                return npsctl_replay_main(&opts, argc - 2, argv + 2);
         fprintf(stderr, "npsctl: unknown command \"%s\"\n\n", cmd);
         npsctl_usage(stderr);
         return 2;

@@ -73,5 +73,7 @@ void npsctl_sleep_ms(int64_t ms);
 int npsctl_gen_main(npsctl_opts_t *opts, int argc, char **argv);
 int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv);
 int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv);
+int npsctl_reset_main(npsctl_opts_t *opts, int argc, char **argv);
+int npsctl_replay_main(npsctl_opts_t *opts, int argc, char **argv);
 
 #endif

@@ -309,8 +309,12 @@ static void npsctl_account_usage(FILE *fp) {
                 "\n"
                 "Prints an account's card from Redis: context, NPS per window "
                 "and slice,\n"
-                "role gap, trend, benchmark, health. --json prints the raw "
-                "hashes instead.\n"
+                "role gap, trend, benchmark, health and its components, "
+                "usage, the open\n"
+                "follow-ups with their deadlines and the recent alerts. "
+                "--json prints the\n"
+                "raw hashes instead (plus \"followups\" and \"alerts\" "
+                "arrays).\n"
                 "Exits 1 when Redis holds no data for the account.\n");
 }
 
@@ -417,13 +421,19 @@ static void npsctl_print_card(FILE *fp, const char *id,
                                 npsctl_or_dash(sum->r->element[i + 1]->str));
         }
         fputc('\n', fp);
-        fprintf(fp, "  %-16s active users 7d %s · 30d %s · open tickets %s · "
-                "errors 7d %s · features 30d %s\n", "usage",
+        fprintf(fp, "  %-16s active users 7d %s (7d before %s) · 30d %s · "
+                "features 30d %s\n", "usage",
                 npsctl_or_dash(npsctl_hget(sum, "active_users_7d")),
+                npsctl_or_dash(npsctl_hget(sum, "active_users_prev_7d")),
                 npsctl_or_dash(npsctl_hget(sum, "active_users_30d")),
+                npsctl_or_dash(npsctl_hget(sum, "features_30d")));
+        v = npsctl_hget(sum, "last_activity_at");
+        fprintf(fp, "  %-16s open tickets %s · errors 7d %s · last activity "
+                "%s %s%s%s\n", "",
                 npsctl_or_dash(npsctl_hget(sum, "open_tickets")),
                 npsctl_or_dash(npsctl_hget(sum, "errors_7d")),
-                npsctl_or_dash(npsctl_hget(sum, "features_30d")));
+                npsctl_or_dash(v), C_DIM, npsctl_fmt_age(v, b3, sizeof(b3)),
+                C_RESET);
         fprintf(fp, "  %-16s open detractors %s · overdue %s · closed %s "
                 "(on time %s)\n", "closed loop",
                 npsctl_or_dash(npsctl_hget(sum, "open_detractors")),
@@ -434,6 +444,354 @@ static void npsctl_print_card(FILE *fp, const char *id,
                 npsctl_or_dash(npsctl_hget(sum, "updated_at")));
 }
 
+/* What the card shows beyond the hashes: the open closed-loop follow-ups
+ * (set <prefix>:{A}:loops of response ids; hash <prefix>:{A}:loop:<rid>
+ * each, as apply.lua's loop_open writes it) and the recent alerts (list
+ * <prefix>:{A}:alert_log, newest first, the alert messages as published).
+ * Every reply is owned here and freed by npsctl_extra_free(). */
+typedef struct npsctl_extra_s {
+        redisReply *rids;     /* SMEMBERS reply: response ids */
+        redisReply *alerts;   /* LRANGE reply: alert JSON, newest first */
+        npsctl_hash_t *loops; /* HGETALL per rid, by submitted_at */
+        const char **loop_rid;
+        size_t loop_cnt;
+} npsctl_extra_t;
+
+#define NPSCTL_ALERTS_SHOWN 10 /* apply.lua keeps the last 10 */
+
+static void npsctl_extra_free(npsctl_extra_t *x) {
+        for (size_t i = 0; i < x->loop_cnt; i++)
+                if (x->loops[i].r)
+                        freeReplyObject(x->loops[i].r);
+        free(x->loops);
+        free(x->loop_rid);
+        if (x->rids)
+                freeReplyObject(x->rids);
+        if (x->alerts)
+                freeReplyObject(x->alerts);
+        memset(x, 0, sizeof(*x));
+}
+
+static int64_t npsctl_hget_ll(const npsctl_hash_t *h, const char *field) {
+        const char *v = npsctl_hget(h, field);
+
+        return v ? strtoll(v, NULL, 10) : 0;
+}
+
+/* Oldest loop first (the one closest to its deadlines), then by id, so
+ * that the card and --json list them in the same stable order. */
+static int npsctl_loop_cmp(const void *a, const void *b, void *opaque) {
+        const npsctl_extra_t *x = opaque;
+        size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+        int64_t sa = npsctl_hget_ll(&x->loops[ia], "submitted_ms");
+        int64_t sb = npsctl_hget_ll(&x->loops[ib], "submitted_ms");
+
+        if (sa != sb)
+                return sa < sb ? -1 : 1;
+        return strcmp(x->loop_rid[ia], x->loop_rid[ib]);
+}
+
+/* Two round trips: the loop ids and the alert log, then every loop hash.
+ * A loop whose hash has gone (it ended between the two) is left out.
+ * Returns 0, or -1 with errstr. */
+static int npsctl_extra_fetch(redisContext *rc, const npsctl_opts_t *opts,
+                              const char *id, npsctl_extra_t *x,
+                              char *errstr, size_t errstr_size) {
+        npsctl_hash_t *loops;
+        const char **rids;
+        size_t *order = NULL, n = 0, i;
+        void *r;
+
+        memset(x, 0, sizeof(*x));
+        redisAppendCommand(rc, "SMEMBERS %s:{%s}:loops", opts->prefix, id);
+        redisAppendCommand(rc, "LRANGE %s:{%s}:alert_log 0 %d", opts->prefix,
+                           id, NPSCTL_ALERTS_SHOWN - 1);
+        if (redisGetReply(rc, &r) != REDIS_OK)
+                goto redis_fail;
+        x->rids = r;
+        if (redisGetReply(rc, &r) != REDIS_OK)
+                goto redis_fail;
+        x->alerts = r;
+        if (x->rids->type == REDIS_REPLY_ERROR ||
+            x->alerts->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "redis: %s",
+                         x->rids->type == REDIS_REPLY_ERROR ? x->rids->str
+                                                            : x->alerts->str);
+                return -1;
+        }
+        if (x->rids->type == REDIS_REPLY_ARRAY)
+                n = x->rids->elements;
+        if (!n)
+                return 0;
+        loops = calloc(n, sizeof(*loops));
+        rids = calloc(n, sizeof(*rids));
+        order = calloc(n, sizeof(*order));
+        if (!loops || !rids || !order) {
+                free(loops);
+                free(rids);
+                free(order);
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        for (i = 0; i < n; i++)
+                redisAppendCommand(rc, "HGETALL %s:{%s}:loop:%s", opts->prefix,
+                                   id, x->rids->element[i]->str);
+        x->loops = loops;
+        x->loop_rid = rids;
+        for (i = 0; i < n; i++) {
+                if (redisGetReply(rc, &r) != REDIS_OK) {
+                        free(order);
+                        goto redis_fail;
+                }
+                loops[x->loop_cnt].r = r;
+                rids[x->loop_cnt] = x->rids->element[i]->str;
+                if (npsctl_hash_len(&loops[x->loop_cnt]) > 0)
+                        x->loop_cnt++;
+                else {
+                        freeReplyObject(r);
+                        loops[x->loop_cnt].r = NULL;
+                }
+        }
+        /* sort through an index: the hashes and ids move together */
+        for (i = 0; i < x->loop_cnt; i++)
+                order[i] = i;
+        qsort_r(order, x->loop_cnt, sizeof(*order), npsctl_loop_cmp, x);
+        {
+                npsctl_hash_t *sl = calloc(x->loop_cnt + 1, sizeof(*sl));
+                const char **sr = calloc(x->loop_cnt + 1, sizeof(*sr));
+                if (!sl || !sr) {
+                        free(sl);
+                        free(sr);
+                        free(order);
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return -1;
+                }
+                for (i = 0; i < x->loop_cnt; i++) {
+                        sl[i] = loops[order[i]];
+                        sr[i] = rids[order[i]];
+                }
+                free(loops);
+                free(rids);
+                x->loops = sl;
+                x->loop_rid = sr;
+        }
+        free(order);
+        return 0;
+
+redis_fail:
+        snprintf(errstr, errstr_size, "redis: %s",
+                 rc->errstr[0] ? rc->errstr : "no reply");
+        return -1;
+}
+
+/* One stage of a loop: met (on time or late), missed, or still open with
+ * the time left. */
+static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
+                               const char *stage) {
+        char f[64], b[64];
+        const char *due, *at, *missed;
+        int64_t due_ms, left;
+
+        snprintf(f, sizeof(f), "%s_due_at", stage);
+        due = npsctl_hget(lp, f);
+        snprintf(f, sizeof(f), "%s_at", stage);
+        at = npsctl_hget(lp, f);
+        snprintf(f, sizeof(f), "%s_missed", stage);
+        missed = npsctl_hget(lp, f);
+        snprintf(f, sizeof(f), "%s_due", stage);
+        due_ms = npsctl_hget_ll(lp, f);
+
+        fprintf(fp, "      %-12s ", stage);
+        if (at && missed && !strcmp(missed, "1")) {
+                snprintf(b, sizeof(b), "met late %s", at);
+                fprintf(fp, "%s", C_YELLOW);
+        } else if (at) {
+                snprintf(b, sizeof(b), "met %s", at);
+                fprintf(fp, "%s", C_GREEN);
+        } else if (missed && !strcmp(missed, "1")) {
+                snprintf(b, sizeof(b), "MISSED");
+                fprintf(fp, "%s", C_RED);
+        } else if (due_ms && (left = due_ms - npsctl_now_ms()) < 0) {
+                snprintf(b, sizeof(b), "past due"); /* timer not run yet */
+                fprintf(fp, "%s", C_RED);
+        } else if (due_ms) {
+                left /= 1000;
+                if (left < 48 * 3600)
+                        snprintf(b, sizeof(b), "open, %lldh left",
+                                 (long long)(left / 3600));
+                else
+                        snprintf(b, sizeof(b), "open, %lldd left",
+                                 (long long)(left / 86400));
+        } else {
+                snprintf(b, sizeof(b), "open");
+        }
+        npsctl_fpad(fp, b, -34);
+        fprintf(fp, "%s %sdue %s%s\n", C_RESET, C_DIM, npsctl_or_dash(due),
+                C_RESET);
+}
+
+static void npsctl_print_followups(FILE *fp, const npsctl_extra_t *x) {
+        static const char *stages[] = {"acknowledge", "route", "close"};
+
+        fprintf(fp, "  %-16s %zu open", "follow-ups", x->loop_cnt);
+        if (!x->loop_cnt) {
+                fputc('\n', fp);
+                return;
+        }
+        fputs(" (acknowledge 48h · route 7d · close 30d after submitted_at "
+              "by default)\n", fp);
+        for (size_t i = 0; i < x->loop_cnt; i++) {
+                const npsctl_hash_t *lp = &x->loops[i];
+                const char *ov = npsctl_hget(lp, "overdue");
+                const char *owner = npsctl_hget(lp, "owner");
+
+                fprintf(fp, "    %s%s%s · submitted %s", C_BOLD,
+                        x->loop_rid[i], C_RESET,
+                        npsctl_or_dash(npsctl_hget(lp, "submitted_at")));
+                if (owner && *owner)
+                        fprintf(fp, " · owner %s", owner);
+                if (ov && !strcmp(ov, "1"))
+                        fprintf(fp, " · %soverdue%s", C_RED, C_RESET);
+                fputc('\n', fp);
+                for (size_t s = 0; s < 3; s++)
+                        npsctl_print_stage(fp, lp, stages[s]);
+        }
+}
+
+/* A JSON number as short text ("-12.5", "30"), a string as itself, "—"
+ * for anything else. Returns buf or a constant. */
+static const char *npsctl_json_num(const json_t *v, char *buf, size_t size) {
+        if (json_is_integer(v)) {
+                snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+                return buf;
+        }
+        if (json_is_real(v)) {
+                snprintf(buf, size, "%.1f", json_real_value(v));
+                return buf;
+        }
+        if (json_is_string(v))
+                return json_string_value(v);
+        return NPSCTL_DASH;
+}
+
+/* A one-line human summary of an alert's details, by type; other types
+ * show their details as compact JSON. Returns buf. */
+static const char *npsctl_alert_summary(const char *type, json_t *d,
+                                        char *buf, size_t size) {
+        char n1[32], n2[32], n3[32];
+#define NUM(k, b) npsctl_json_num(json_object_get(d, k), b, sizeof(b))
+        if (!type || !json_is_object(d)) {
+                snprintf(buf, size, "%s", "");
+        } else if (!strcmp(type, "role_gap")) {
+                snprintf(buf, size, "gap %s: end users %s vs decision makers "
+                         "%s (%s)", NUM("role_gap", n1), NUM("end_user_nps", n2),
+                         NUM("decision_maker_nps", n3),
+                         npsctl_or_dash(json_string_value(
+                                 json_object_get(d, "window"))));
+        } else if (!strcmp(type, "nps_drop")) {
+                char a[32], b[32];
+                snprintf(buf, size, "trend %s: NPS %s vs %s before (n=%s / "
+                         "%s)", NUM("trend", n1), NUM("nps", n2),
+                         NUM("nps_prev", n3), NUM("responses", a),
+                         NUM("responses_prev", b));
+        } else if (!strcmp(type, "health_band")) {
+                snprintf(buf, size, "%s → %s (health %s)",
+                         npsctl_or_dash(json_string_value(
+                                 json_object_get(d, "from"))),
+                         npsctl_or_dash(json_string_value(
+                                 json_object_get(d, "to"))),
+                         NUM("health", n1));
+        } else if (!strcmp(type, "usage_drop")) {
+                snprintf(buf, size, "active users 7d %s vs %s the 7 days "
+                         "before", NUM("active_users_7d", n1),
+                         NUM("active_users_prev_7d", n2));
+        } else if (!strcmp(type, "followup_overdue")) {
+                const char *met = json_string_value(
+                        json_object_get(d, "met_at"));
+                int o = snprintf(buf, size, "response %s: %s due %s",
+                                 npsctl_or_dash(json_string_value(
+                                         json_object_get(d,
+                                                         "response_event_id"))),
+                                 npsctl_or_dash(json_string_value(
+                                         json_object_get(d, "stage"))),
+                                 npsctl_or_dash(json_string_value(
+                                         json_object_get(d, "due_at"))));
+                if (met && o > 0 && (size_t)o < size)
+                        snprintf(buf + o, size - (size_t)o, ", met %s", met);
+        } else {
+                char *js = json_dumps(d, JSON_COMPACT | JSON_SORT_KEYS);
+                snprintf(buf, size, "%s", js ? js : "");
+                free(js);
+        }
+#undef NUM
+        return buf;
+}
+
+static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
+        size_t n = x->alerts && x->alerts->type == REDIS_REPLY_ARRAY
+                           ? x->alerts->elements
+                           : 0;
+
+        fprintf(fp, "  %-16s %s\n", "recent alerts", n ? "" : NPSCTL_DASH);
+        for (size_t i = 0; i < n; i++) {
+                const redisReply *e = x->alerts->element[i];
+                json_t *a = e->type == REDIS_REPLY_STRING
+                                    ? json_loadb(e->str, e->len, 0, NULL)
+                                    : NULL;
+                const char *type = json_string_value(json_object_get(a, "type"));
+                const char *sev =
+                        json_string_value(json_object_get(a, "severity"));
+                char sum[512];
+
+                fputs("    ", fp);
+                npsctl_fpad(fp, npsctl_or_dash(json_string_value(
+                                    json_object_get(a, "fired_at"))),
+                            -24);
+                fputs(sev && !strcmp(sev, "high")
+                              ? C_RED
+                              : (sev && !strcmp(sev, "medium") ? C_YELLOW
+                                                                : ""),
+                      fp);
+                npsctl_fpad(fp, npsctl_or_dash(sev), -7);
+                fprintf(fp, "%s ", C_RESET);
+                npsctl_fpad(fp, npsctl_or_dash(type), -17);
+                fprintf(fp, " %s\n",
+                        a ? npsctl_alert_summary(type,
+                                                 json_object_get(a, "details"),
+                                                 sum, sizeof(sum))
+                          : "(unreadable)");
+                json_decref(a);
+        }
+}
+
+/* The "followups" and "alerts" members of --json: loop hashes as strings
+ * (like every other hash there) with their response id, alerts as the
+ * objects they were published as, newest first. */
+static void npsctl_extra_json(json_t *o, const npsctl_extra_t *x) {
+        json_t *fl = json_array(), *al = json_array();
+        size_t n = x->alerts && x->alerts->type == REDIS_REPLY_ARRAY
+                           ? x->alerts->elements
+                           : 0;
+
+        for (size_t i = 0; i < x->loop_cnt; i++) {
+                json_t *lo = npsctl_hash_json(&x->loops[i]);
+                json_object_set_new(lo, "response_event_id",
+                                    json_string(x->loop_rid[i]));
+                json_array_append_new(fl, lo);
+        }
+        for (size_t i = 0; i < n; i++) {
+                const redisReply *e = x->alerts->element[i];
+                json_t *a = e->type == REDIS_REPLY_STRING
+                                    ? json_loadb(e->str, e->len, 0, NULL)
+                                    : NULL;
+                json_array_append_new(al, a ? a
+                                            : json_stringn(e->str ? e->str : "",
+                                                           e->str ? e->len : 0));
+        }
+        json_object_set_new(o, "followups", fl);
+        json_object_set_new(o, "alerts", al);
+}
+
 int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         char *keys[2 + NPSCTL_WINDOWS_MAX] = {0};
         npsctl_hash_t h[2 + NPSCTL_WINDOWS_MAX];
@@ -441,9 +799,11 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         const char *id = NULL, *windows = "30d,90d", *v;
         int i, r, json = 0, wcnt = 0, rc = 1, nkeys, any = 0;
         redisContext *rc_redis = NULL;
+        npsctl_extra_t extra;
         char errstr[512];
 
         memset(h, 0, sizeof(h));
+        memset(&extra, 0, sizeof(extra));
         for (i = 0; i < argc; i++) {
                 if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
                         npsctl_account_usage(stdout);
@@ -502,6 +862,11 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                 fprintf(stderr, "npsctl account: %s\n", errstr);
                 goto done_replies;
         }
+        if (npsctl_extra_fetch(rc_redis, opts, id, &extra, errstr,
+                               sizeof(errstr))) {
+                fprintf(stderr, "npsctl account: %s\n", errstr);
+                goto done_replies;
+        }
         for (i = 0; i < nkeys; i++)
                 any |= npsctl_hash_len(&h[i]) > 0;
         if (!any) {
@@ -520,16 +885,21 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                         json_object_set_new(wo, wnames[i],
                                             npsctl_hash_json(&h[2 + i]));
                 json_object_set_new(o, "windows", wo);
+                npsctl_extra_json(o, &extra);
                 json_dumpf(o, stdout, JSON_INDENT(2) | JSON_SORT_KEYS);
                 fputc('\n', stdout);
                 json_decref(o);
         } else {
                 npsctl_print_card(stdout, id, &h[0], &h[1], &h[2], wnames,
                                   wcnt);
+                fputc('\n', stdout);
+                npsctl_print_followups(stdout, &extra);
+                npsctl_print_alerts(stdout, &extra);
         }
         rc = fflush(stdout) ? 1 : 0;
 
 done_replies:
+        npsctl_extra_free(&extra);
         for (i = 0; i < nkeys; i++)
                 if (h[i].r)
                         freeReplyObject(h[i].r);

@@ -3,12 +3,14 @@
  */
 #include "npsd/npsd_kafka.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "npsd/npsd_log.h"
+#include "npsd/npsd_metrics.h"
 
 struct npsd_kafka_s {
         const npsd_conf_t *conf;
@@ -16,6 +18,11 @@ struct npsd_kafka_s {
         rd_kafka_t *producer;
         volatile int brokers_down; /* set by error_cb, cleared on traffic */
         int paused;
+
+        /* consumer lag per partition, from the last statistics report */
+        pthread_mutex_t lag_lock;
+        npsd_metrics_lag_t *lags;
+        size_t lag_cnt;
 };
 
 /* Properties that only a consumer understands: not passed to the producer,
@@ -86,6 +93,32 @@ static void npsd_kafka_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
                 *status = NPSD_DELIVERY_OK;
 }
 
+/* Consumer statistics (every statistics.interval.ms): keeps the consumer
+ * lag of each partition for /metrics, and takes a broker seen UP as proof
+ * that Kafka is reachable again (an idle consumer sees no other traffic). */
+static int npsd_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t json_len,
+                               void *opaque) {
+        npsd_kafka_t *kafka = opaque;
+        npsd_metrics_lag_t *lags, *old;
+        size_t cnt;
+        int up;
+
+        if (npsd_metrics_parse_stats(json, json_len, &lags, &cnt, &up) ==
+            -1) {
+                npsd_debug("msg=\"unreadable librdkafka statistics\"");
+                return 0;
+        }
+        pthread_mutex_lock(&kafka->lag_lock);
+        old = kafka->lags;
+        kafka->lags = lags;
+        kafka->lag_cnt = cnt;
+        pthread_mutex_unlock(&kafka->lag_lock);
+        free(old);
+        if (up > 0)
+                kafka->brokers_down = 0;
+        return 0; /* librdkafka frees json */
+}
+
 /* Assignments follow the group's protocol: incremental for
  * cooperative-sticky, whole for the eager strategies. Nothing needs
  * committing on revoke: every batch commits when it completes, and a batch
@@ -150,6 +183,7 @@ npsd_kafka_t *npsd_kafka_new(const npsd_conf_t *conf, const char *bootstraps,
                 return NULL;
         }
         kafka->conf = conf;
+        pthread_mutex_init(&kafka->lag_lock, NULL);
 
         cconf = rd_kafka_conf_new();
         /* Our defaults first; kafka.* settings override them. Offsets are
@@ -161,10 +195,13 @@ npsd_kafka_t *npsd_kafka_new(const npsd_conf_t *conf, const char *bootstraps,
                               errstr, errstr_size) ||
             rd_kafka_conf_set(cconf, "client.id", "npsd", errstr,
                               errstr_size) ||
+            rd_kafka_conf_set(cconf, "statistics.interval.ms", "5000", errstr,
+                              errstr_size) ||
             npsd_kafka_conf_apply(conf, cconf, 0, bootstraps, errstr,
                                   errstr_size))
                 goto fail;
         rd_kafka_conf_set_opaque(cconf, kafka);
+        rd_kafka_conf_set_stats_cb(cconf, npsd_kafka_stats_cb);
         rd_kafka_conf_set_log_cb(cconf, npsd_kafka_log_cb);
         rd_kafka_conf_set_error_cb(cconf, npsd_kafka_error_cb);
         rd_kafka_conf_set_rebalance_cb(cconf, npsd_kafka_rebalance_cb);
@@ -200,6 +237,8 @@ fail:
                 rd_kafka_conf_destroy(cconf);
         if (kafka->consumer)
                 rd_kafka_destroy(kafka->consumer);
+        pthread_mutex_destroy(&kafka->lag_lock);
+        free(kafka->lags);
         free(kafka);
         return NULL;
 }
@@ -363,6 +402,20 @@ int npsd_kafka_up(const npsd_kafka_t *kafka) {
         return !kafka->brokers_down;
 }
 
+npsd_metrics_lag_t *npsd_kafka_lag(npsd_kafka_t *kafka, size_t *cntp) {
+        npsd_metrics_lag_t *copy = NULL;
+
+        *cntp = 0;
+        pthread_mutex_lock(&kafka->lag_lock);
+        if (kafka->lag_cnt &&
+            (copy = malloc(kafka->lag_cnt * sizeof(*copy)))) {
+                memcpy(copy, kafka->lags, kafka->lag_cnt * sizeof(*copy));
+                *cntp = kafka->lag_cnt;
+        }
+        pthread_mutex_unlock(&kafka->lag_lock);
+        return copy;
+}
+
 void npsd_kafka_close(npsd_kafka_t *kafka, int flush_ms) {
         rd_kafka_consumer_close(kafka->consumer);
         rd_kafka_flush(kafka->producer, flush_ms);
@@ -375,5 +428,7 @@ void npsd_kafka_destroy(npsd_kafka_t *kafka) {
                 rd_kafka_destroy(kafka->consumer);
         if (kafka->producer)
                 rd_kafka_destroy(kafka->producer);
+        pthread_mutex_destroy(&kafka->lag_lock);
+        free(kafka->lags);
         free(kafka);
 }

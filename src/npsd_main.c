@@ -15,6 +15,7 @@
 #include "npsd/npsd_devbroker.h"
 #include "npsd/npsd_kafka.h"
 #include "npsd/npsd_log.h"
+#include "npsd/npsd_metrics.h"
 #include "npsd/npsd_pipeline.h"
 #include "npsd/npsd_store.h"
 #include "npsd/npsd_themes.h"
@@ -171,6 +172,74 @@ fail:
         exit(2);
 }
 
+/* The loop's side of /metrics and /healthz: the adapters it reads, and the
+ * last Redis error seen (the reason /healthz gives while Redis is away). */
+typedef struct npsd_observe_s {
+        npsd_metrics_t *metrics;   /* NULL when http.listen is "" */
+        npsd_pipeline_t *pipeline; /* NULL until created: nothing published */
+        npsd_kafka_t *kafka;
+        npsd_store_t *store;
+        uint64_t redis_errors_seen;
+        char redis_reason[NPSD_METRICS_REASON_MAX];
+        int64_t next_ms; /* monotonic time of the next periodic publish */
+} npsd_observe_t;
+
+static void npsd_observe_redis_error(npsd_observe_t *ob, const char *err) {
+        const char *pre = strncmp(err, "redis", 5) ? "redis: " : "";
+        size_t plen = strlen(pre);
+        size_t n = strnlen(err, sizeof(ob->redis_reason) - 1 - plen);
+
+        /* "redis..." first, cut to fit */
+        memcpy(ob->redis_reason, pre, plen);
+        memcpy(ob->redis_reason + plen, err, n);
+        ob->redis_reason[plen + n] = '\0';
+}
+
+/* Publishes a copy of the counters, Kafka and Redis reachability and the
+ * consumer lag to the metrics server. Cheap: after every batch, and about
+ * every second otherwise (npsd_observe_tick()). */
+static void npsd_observe_publish(npsd_observe_t *ob) {
+        const npsd_pipeline_stats_t *st;
+        npsd_metrics_lag_t *lags;
+        char reason[NPSD_METRICS_REASON_MAX];
+        size_t lag_cnt, off;
+        int64_t mono = npsd_mono_ms();
+        int kafka_up, redis_up;
+
+        ob->next_ms = mono + 1000;
+        if (!ob->metrics || !ob->pipeline)
+                return;
+        st = npsd_pipeline_stats(ob->pipeline);
+        if (st->redis_errors != ob->redis_errors_seen) {
+                ob->redis_errors_seen = st->redis_errors;
+                npsd_observe_redis_error(ob, st->redis_error);
+        }
+        kafka_up = npsd_kafka_up(ob->kafka);
+        redis_up = npsd_store_up(ob->store);
+        reason[0] = '\0';
+        if (!redis_up)
+                snprintf(reason, sizeof(reason), "%s",
+                         *ob->redis_reason ? ob->redis_reason
+                                           : "redis: not connected");
+        off = strlen(reason);
+        if (!kafka_up)
+                snprintf(reason + off, sizeof(reason) - off,
+                         "%skafka: all brokers down", off ? "; " : "");
+        npsd_metrics_publish(ob->metrics, st, kafka_up, redis_up, reason,
+                             mono);
+        lags = npsd_kafka_lag(ob->kafka, &lag_cnt);
+        npsd_metrics_publish_lag(ob->metrics, lags, lag_cnt);
+}
+
+/* Pipeline tick (a batch waiting on Redis or the broker): keeps /healthz
+ * current while the loop itself cannot run. */
+static void npsd_observe_tick(void *opaque) {
+        npsd_observe_t *ob = opaque;
+
+        if (npsd_mono_ms() >= ob->next_ms)
+                npsd_observe_publish(ob);
+}
+
 int main(int argc, char **argv) {
         npsd_conf_t *conf;
         npsd_themes_t *themes = NULL;
@@ -186,6 +255,9 @@ int main(int argc, char **argv) {
         char errstr[512];
         int check_only, rc = 1;
         struct sigaction sa;
+        npsd_observe_t obs;
+
+        memset(&obs, 0, sizeof(obs));
 
         conf = npsd_configure(argc, argv, &check_only);
         if (check_only) {
@@ -204,6 +276,19 @@ int main(int argc, char **argv) {
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
 
+        if (*conf->http_listen) {
+                if (!(obs.metrics = npsd_metrics_new(conf->http_listen,
+                                                     errstr,
+                                                     sizeof(errstr)))) {
+                        npsd_error("msg=\"cannot serve /metrics and "
+                                   "/healthz\" error=\"%s\"",
+                                   errstr);
+                        goto done;
+                }
+                npsd_info("msg=\"serving /metrics and /healthz\" "
+                          "listen=%s",
+                          conf->http_listen);
+        }
         if (!(themes = npsd_load_themes(conf, errstr, sizeof(errstr)))) {
                 npsd_error("msg=\"themes\" error=\"%s\"", errstr);
                 goto done;
@@ -257,10 +342,17 @@ int main(int argc, char **argv) {
                 npsd_error("msg=\"out of memory\"");
                 goto done;
         }
-        if (npsd_store_ping(store, errstr, sizeof(errstr)))
+        if (npsd_store_ping(store, errstr, sizeof(errstr))) {
                 npsd_warn("msg=\"redis not reachable yet, will retry\" "
                           "error=\"%s\"",
                           errstr);
+                npsd_observe_redis_error(&obs, errstr);
+        }
+        obs.pipeline = pipeline;
+        obs.kafka = kafka;
+        obs.store = store;
+        npsd_pipeline_set_tick(pipeline, npsd_observe_tick, &obs);
+        npsd_observe_publish(&obs);
         npsd_info("msg=\"npsd started\" group=%s responses=%s accounts=%s "
                   "usage=%s followups=%s pinned_now=%s",
                   npsd_conf_kafka_get(conf, "group.id"),
@@ -286,6 +378,7 @@ int main(int argc, char **argv) {
                                                     &carry_cnt);
                         for (size_t i = 0; i < cnt; i++)
                                 rd_kafka_message_destroy(msgs[i]);
+                        npsd_observe_publish(&obs);
                         if (brc == -1 && !npsd_stop) {
                                 /* A batch that could not complete must not
                                  * be passed by a later commit: exit, and the
@@ -300,6 +393,8 @@ int main(int argc, char **argv) {
                                                      errstr, sizeof(errstr));
                         if (rolled > 0)
                                 npsd_debug("msg=\"timers\" due=%d", rolled);
+                        else if (rolled < 0)
+                                npsd_observe_redis_error(&obs, errstr);
                         if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
                                 npsd_pipeline_alerts(pipeline, &npsd_stop);
                         /* more due: come back soon, else at the interval */
@@ -314,6 +409,8 @@ int main(int argc, char **argv) {
                          * of that second. */
                         int left = npsd_store_cohorts(store, now_ms, 256,
                                                       errstr, sizeof(errstr));
+                        if (left < 0)
+                                npsd_observe_redis_error(&obs, errstr);
                         next_cohorts = mono + (left > 0 ? 100 : 1000);
                 }
                 if (mono >= next_report) {
@@ -336,6 +433,8 @@ int main(int argc, char **argv) {
                                           (unsigned long long)st->redis_errors);
                         next_report = mono + 10000;
                 }
+                if (npsd_mono_ms() >= obs.next_ms)
+                        npsd_observe_publish(&obs);
         }
         npsd_info("msg=\"stopping: leaving the group\"");
         for (size_t i = 0; i < carry_cnt; i++)
@@ -344,6 +443,7 @@ int main(int argc, char **argv) {
         rc = 0;
 
 done:
+        npsd_metrics_destroy(obs.metrics);
         npsd_pipeline_destroy(pipeline);
         npsd_store_destroy(store);
         npsd_kafka_destroy(kafka);

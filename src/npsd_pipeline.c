@@ -32,6 +32,8 @@ struct npsd_pipeline_s {
         npsd_parse_limits_t limits;
         npsd_enrich_conf_t enrich;
         npsd_pipeline_stats_t stats;
+        void (*tick)(void *opaque); /* see npsd_pipeline_set_tick() */
+        void *tick_opaque;
 
         /* grow-only, reused across batches */
         npsd_event_t *events;
@@ -103,6 +105,45 @@ void npsd_pipeline_destroy(npsd_pipeline_t *pl) {
 
 const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pl) {
         return &pl->stats;
+}
+
+void npsd_pipeline_set_tick(npsd_pipeline_t *pl, void (*tick)(void *opaque),
+                            void *opaque) {
+        pl->tick = tick;
+        pl->tick_opaque = opaque;
+}
+
+static void npsd_pipeline_tick(npsd_pipeline_t *pl) {
+        if (pl->tick)
+                pl->tick(pl->tick_opaque);
+}
+
+static double npsd_pipeline_mono_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Observes the end-to-end latency of every message of a batch whose outputs
+ * were just acknowledged: wall clock now minus the message's Kafka
+ * timestamp (messages without one are skipped; clock skew counts as 0). */
+static void npsd_pipeline_observe_e2e(npsd_pipeline_t *pl,
+                                      rd_kafka_message_t *const *msgs,
+                                      size_t cnt) {
+        struct timespec ts;
+        int64_t now_ms;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+        for (size_t i = 0; i < cnt; i++) {
+                int64_t t = rd_kafka_message_timestamp(msgs[i], NULL);
+                if (t < 0)
+                        continue;
+                npsd_hist_observe(&pl->stats.e2e_latency,
+                                  NPSD_HIST_E2E_LATENCY,
+                                  t < now_ms ? (double)(now_ms - t) / 1000.0
+                                             : 0.0);
+        }
 }
 
 /* Grows every per-message array to hold n entries. */
@@ -247,10 +288,23 @@ static int npsd_pipeline_apply(npsd_pipeline_t *pl,
         int backoff = NPSD_BACKOFF_MIN_MS, paused = 0;
 
         for (;;) {
-                if (npsd_store_apply(pl->store, now_ms, batch, errstr,
-                                     sizeof(errstr)) == 0)
+                double t0 = npsd_pipeline_mono_s();
+                int arc = npsd_store_apply(pl->store, now_ms, batch, errstr,
+                                           sizeof(errstr));
+
+                npsd_hist_observe(&pl->stats.redis_apply,
+                                  NPSD_HIST_REDIS_APPLY,
+                                  npsd_pipeline_mono_s() - t0);
+                if (arc == 0)
                         break;
                 pl->stats.redis_errors++;
+                {
+                        /* kept for /healthz, cut to fit */
+                        size_t n = strnlen(errstr,
+                                           sizeof(pl->stats.redis_error) - 1);
+                        memcpy(pl->stats.redis_error, errstr, n);
+                        pl->stats.redis_error[n] = '\0';
+                }
                 if (!paused) {
                         npsd_warn("msg=\"redis unavailable, consumption "
                                   "paused\" error=\"%s\"",
@@ -266,6 +320,7 @@ static int npsd_pipeline_apply(npsd_pipeline_t *pl,
                         if (*carry_cnt < carry_max &&
                             (m = npsd_kafka_serve(pl->kafka)))
                                 carry[(*carry_cnt)++] = m;
+                        npsd_pipeline_tick(pl);
                         npsd_pipeline_sleep_ms(50);
                 }
                 backoff = backoff * 2 > NPSD_BACKOFF_MAX_MS
@@ -355,6 +410,7 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
                 while (npsd_kafka_flush(pl->kafka, 100) > 0) {
                         if (*stop && round > 0)
                                 return -1;
+                        npsd_pipeline_tick(pl);
                 }
                 for (size_t i = 0; i < pl->out_cnt; i++)
                         if (pl->outs[i].status != NPSD_DELIVERY_OK)
@@ -367,7 +423,12 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
                 npsd_warn("msg=\"outputs not acknowledged, producing again\" "
                           "count=%zu",
                           failed);
-                npsd_pipeline_sleep_ms(backoff);
+                for (int waited = 0; waited < backoff; waited += 100) {
+                        npsd_pipeline_tick(pl);
+                        npsd_pipeline_sleep_ms(backoff - waited < 100
+                                                       ? backoff - waited
+                                                       : 100);
+                }
                 backoff = backoff * 2 > NPSD_BACKOFF_MAX_MS
                                   ? NPSD_BACKOFF_MAX_MS
                                   : backoff * 2;
@@ -440,6 +501,8 @@ int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
         }
         pl->stats.consumed += cnt;
         pl->stats.batches++;
+        npsd_hist_observe(&pl->stats.batch_size, NPSD_HIST_BATCH_SIZE,
+                          (double)cnt);
         if (npsd_pipeline_parse(pl, msgs, cnt, now_ms, &batch) == -1)
                 goto done;
         if ((batch.resp_cnt || batch.account_cnt || batch.usage_cnt ||
@@ -450,6 +513,7 @@ int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
         if (npsd_pipeline_enrich(pl, batch.resp_cnt, now_ms) == -1 ||
             npsd_pipeline_deliver(pl, stop) == -1)
                 goto done;
+        npsd_pipeline_observe_e2e(pl, msgs, cnt);
         npsd_kafka_commit(pl->kafka, msgs, cnt, 1);
         rc = 0;
         /* Alerts the batch raised wait in Redis' outbox: publishing them

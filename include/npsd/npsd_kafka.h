@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "npsd/npsd_config.h"
+#include "npsd/npsd_metrics.h"
 
 typedef struct npsd_kafka_s npsd_kafka_t;
 
@@ -69,6 +70,12 @@ int npsd_kafka_commit(npsd_kafka_t *kafka, rd_kafka_message_t *const *msgs,
 /* 1 while the consumer has an assignment or has heard from a broker
  * recently (for /healthz). */
 int npsd_kafka_up(const npsd_kafka_t *kafka);
+
+/* The consumer lag of each partition, from the last librdkafka statistics
+ * report (statistics.interval.ms, 5000 unless set): a malloc'd copy the
+ * caller owns (free() it, or hand it to npsd_metrics_publish_lag()), NULL
+ * with *cntp 0 when none is known yet. Thread-safe. */
+npsd_metrics_lag_t *npsd_kafka_lag(npsd_kafka_t *kafka, size_t *cntp);
 
 /* Leaves the group (committing nothing beyond what was processed) and
  * flushes the producer for up to flush_ms. */

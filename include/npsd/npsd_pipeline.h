@@ -15,6 +15,7 @@
 #include "npsd/npsd_config.h"
 #include "npsd/npsd_enrich.h"
 #include "npsd/npsd_kafka.h"
+#include "npsd/npsd_metrics.h"
 #include "npsd/npsd_store.h"
 #include "npsd/npsd_themes.h"
 
@@ -26,6 +27,13 @@ typedef struct npsd_pipeline_stats_s {
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries;
         uint64_t alerts; /* alerts published */
+        npsd_hist_t redis_apply;  /* seconds per npsd_store_apply() call */
+        npsd_hist_t batch_size;   /* messages per batch */
+        npsd_hist_t e2e_latency;  /* seconds from each input message's Kafka
+                                   * timestamp to its batch's outputs
+                                   * acknowledged */
+        char redis_error[NPSD_METRICS_REASON_MAX]; /* last failed apply's
+                                                    * error, "" before any */
 } npsd_pipeline_stats_t;
 
 /* Creates a pipeline over the given adapters (not owned; they must outlive
@@ -54,5 +62,11 @@ int npsd_pipeline_alerts(npsd_pipeline_t *pipeline,
                          volatile sig_atomic_t *stop);
 
 const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pipeline);
+
+/* Registers tick (NULL to remove), called on the pipeline's thread about
+ * every 100 ms while a batch waits for Redis to come back or for delivery
+ * reports, so that the owner keeps publishing metrics and health. */
+void npsd_pipeline_set_tick(npsd_pipeline_t *pipeline,
+                            void (*tick)(void *opaque), void *opaque);
 
 #endif

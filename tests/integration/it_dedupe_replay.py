@@ -16,7 +16,7 @@ import json
 import os
 from collections import Counter, defaultdict
 
-from harness import (Stack, category, classified, epoch_day, load_sent, main,
+from harness import (NO_HTTP, Stack, category, classified, epoch_day, load_sent, main,
                      wait_for, wait_processed, window_problems)
 
 NOW = "2026-11-20T12:00:00Z"
@@ -111,7 +111,7 @@ def test(build):
         assert ndup > 80, "generator sent only %d duplicates" % ndup
 
         # (a) first pass
-        npsd = st.npsd("roll.interval.s=1", now=NOW)
+        npsd = st.npsd("roll.interval.s=1", NO_HTTP, now=NOW)
         wait_processed(st, "npsd", timeout=60)
         wait_for(lambda: settled(st), 30, "cohort/theme views settled")
         snap = snapshot(st.r)
@@ -150,7 +150,7 @@ def test(build):
 
         # (c) SIGTERM, then a new consumer group replays the whole topic
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
-        npsd = st.npsd("roll.interval.s=1", "kafka.group.id=replay", now=NOW,
+        npsd = st.npsd("roll.interval.s=1", NO_HTTP, "kafka.group.id=replay", now=NOW,
                        log="npsd-replay.log")
         wait_processed(st, "replay", timeout=60)
         wait_for(lambda: settled(st), 30, "views settled after replay")

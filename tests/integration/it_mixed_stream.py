@@ -10,7 +10,7 @@ import base64
 import json
 from collections import Counter, defaultdict
 
-from harness import (Stack, category, classified, epoch_day, main,
+from harness import (NO_HTTP, Stack, category, classified, epoch_day, main,
                      produce_tracked, read_topic, wait_for, wait_processed,
                      window_problems)
 
@@ -180,7 +180,7 @@ def test(build):
             kinds.append(("good", r))
         assert len(json.dumps(at_limit).encode()) == 65536
 
-        npsd = st.npsd("roll.interval.s=1", now=NOW)
+        npsd = st.npsd("roll.interval.s=1", NO_HTTP, now=NOW)
         where = produce_tracked(st, "nps.responses",
                                 [(k, v) for t, k, v in items])
         acct_bad = [c for c in cases if c[1] == "accounts"]

@@ -1,0 +1,198 @@
+"""Observability: /metrics (Prometheus text 0.0.4) and /healthz of the real
+npsd, against a real redis-server and the embedded broker.
+
+Checks the counters after a few good and bad messages, the histograms and
+the consumer lag gauge, then stops Redis: /healthz turns 503 naming Redis
+within seconds (also while a batch waits for Redis), and returns to 200 once
+Redis is back, with the waiting batch processed. A second npsd on the same
+http.listen exits 1 with a clear message.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Stack, free_port, main, wait_for  # noqa: E402
+
+SAMPLE = re.compile(
+    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{([a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*"'
+    r'(,[a-zA-Z_][a-zA-Z0-9_]*="(\\.|[^"\\])*")*)?\})? (\S+)$')
+
+
+def get(port, path, timeout=5):
+    """(status, content-type, body) of GET http://127.0.0.1:port/path."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path),
+                                    timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type"), r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read().decode()
+    except (urllib.error.URLError, ConnectionError, OSError):
+        return None, None, ""
+
+
+def parse_metrics(text):
+    """{(name, frozenset(labels)): float}; checks the exposition format on
+    the way: HELP and TYPE once per family, before its samples."""
+    out, types = {}, {}
+    for ln in text.splitlines():
+        if ln.startswith("# HELP "):
+            continue
+        if ln.startswith("# TYPE "):
+            _, _, name, typ = ln.split(" ", 3)
+            assert name not in types, "TYPE twice: " + name
+            assert typ in ("counter", "gauge", "histogram"), ln
+            types[name] = typ
+            continue
+        m = SAMPLE.match(ln)
+        assert m, "not a sample line: %r" % ln
+        name = m.group(1)
+        family = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert name in types or (family in types and
+                                 types[family] == "histogram"), \
+            "sample before its TYPE: " + ln
+        labels = frozenset(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:\\.|[^"\\])*)"',
+                                      m.group(3) or ""))
+        out[(name, labels)] = float(m.group(7))
+    return out
+
+
+def metric(ms, name, **labels):
+    return ms.get((name, frozenset((k, str(v)) for k, v in labels.items())))
+
+
+def response(i, score, ts):
+    return json.dumps({"event_id": "m-%d" % i, "account_id": "acct-m",
+                       "user_id": "u%d" % i, "score": score,
+                       "submitted_at": ts, "comment": "fine"})
+
+
+def test(build):
+    st = Stack(build, name="metrics")
+    try:
+        port = free_port()
+        npsd = st.npsd("http.listen=127.0.0.1:%d" % port,
+                       "kafka.statistics.interval.ms=500", "log.level=warn")
+        wait_for(lambda: get(port, "/healthz")[0] == 200, 60,
+                 "/healthz 200 after start")
+        status, ctype, body = get(port, "/healthz")
+        assert body == "ok\n", repr(body)
+        assert ctype.startswith("text/plain"), ctype
+
+        ts = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+        good = [("acct-m", response(i, s, ts))
+                for i, s in enumerate([10, 9, 7, 3, 0])]
+        bad = [("acct-m", b"{not json"), ("acct-m", b"{\"x\": 1"),
+               ("acct-m", json.dumps({"event_id": "m-x",
+                                      "account_id": "acct-m",
+                                      "score": 5}))]
+        st.produce("nps.responses", good + bad)
+
+        def settled():
+            s, _, b = get(port, "/metrics")
+            if s != 200:
+                return None
+            ms = parse_metrics(b)
+            c = metric(ms, "npsd_messages_consumed_total")
+            p = metric(ms, "npsd_messages_produced_total")
+            return ms if c == 8 and p == 8 else None
+        ms = wait_for(settled, 60, "8 consumed and 8 produced")
+        status, ctype, body = get(port, "/metrics")
+        assert ctype == "text/plain; version=0.0.4; charset=utf-8", ctype
+        assert metric(ms, "npsd_responses_accepted_total") == 5
+        assert metric(ms, "npsd_responses_duplicate_total") == 0
+        assert metric(ms, "npsd_messages_rejected_total",
+                      reason="invalid_json") == 2
+        assert metric(ms, "npsd_messages_rejected_total",
+                      reason="missing_field") == 1
+        assert metric(ms, "npsd_messages_rejected_total",
+                      reason="too_large") == 0
+        assert metric(ms, "npsd_redis_errors_total") == 0
+        assert metric(ms, "npsd_alerts_raised_total") is not None
+        assert metric(ms, "npsd_kafka_up") == 1
+        assert metric(ms, "npsd_redis_up") == 1
+        batches = metric(ms, "npsd_batches_total")
+        assert batches >= 1
+        assert metric(ms, "npsd_batch_size_messages_count") == batches
+        assert metric(ms, "npsd_batch_size_messages_sum") == 8
+        assert metric(ms, "npsd_redis_apply_duration_seconds_count") >= 1
+        # every input message has a Kafka timestamp: one latency each
+        assert metric(ms, "npsd_processing_latency_seconds_count") == 8
+        assert metric(ms, "npsd_processing_latency_seconds_bucket",
+                      le="+Inf") == 8
+        assert 0 <= metric(ms, "npsd_processing_latency_seconds_sum") < 8 * 60
+        # consumer lag, from librdkafka statistics: committed, so 0
+        def lag_known():
+            m = parse_metrics(get(port, "/metrics")[2])
+            lags = {dict(k[1])["partition"]: v for k, v in m.items()
+                    if k[0] == "npsd_consumer_lag" and
+                    dict(k[1]).get("topic") == "nps.responses"}
+            return lags if lags and all(v == 0 for v in lags.values()) \
+                else None
+        lag_known_ = wait_for(lag_known, 30, "npsd_consumer_lag of 0")
+        assert set(lag_known_) <= {"0", "1", "2", "3"}, lag_known_
+        assert get(port, "/nope")[0] == 404
+
+        # A second npsd cannot bind the same address: exit 1, clear message.
+        second = st.npsd("http.listen=127.0.0.1:%d" % port,
+                         "kafka.group.id=second", log="npsd-2.log")
+        assert second.wait(30) == 1
+        log2 = st.log(second)
+        assert "http.listen" in log2 and "127.0.0.1:%d" % port in log2, log2
+        assert "Address already in use" in log2, log2
+
+        # Redis goes away while npsd is idle: 503 naming Redis.
+        st.stop_redis()
+        t0 = time.time()
+        wait_for(lambda: get(port, "/healthz")[0] == 503, 10,
+                 "/healthz 503 with Redis down")
+        status, _, body = get(port, "/healthz")
+        assert "redis" in body.lower(), body
+        assert body.endswith("\n") and body.count("\n") == 1, repr(body)
+        print("healthz down after %.1fs: %s" % (time.time() - t0,
+                                                body.strip()))
+        assert metric(parse_metrics(get(port, "/metrics")[2]),
+                      "npsd_redis_up") == 0
+
+        # A batch arrives and waits for Redis: the health stays current.
+        st.produce("nps.responses", [("acct-m", response(99, 8, ts))])
+        wait_for(lambda: (metric(parse_metrics(get(port, "/metrics")[2]),
+                                 "npsd_redis_errors_total") or 0) >= 2,
+                 20, "the batch retrying against Redis")
+        time.sleep(1.5)
+        status, _, body = get(port, "/healthz")
+        assert status == 503 and "redis" in body.lower(), (status, body)
+
+        # Redis is back: 200 again, the waiting batch is processed.
+        st.start_redis()
+        t0 = time.time()
+        wait_for(lambda: get(port, "/healthz")[0] == 200, 20,
+                 "/healthz 200 with Redis back")
+        print("healthz up after %.1fs" % (time.time() - t0))
+        wait_for(lambda: metric(parse_metrics(get(port, "/metrics")[2]),
+                                "npsd_messages_produced_total") == 9, 30,
+                 "the waiting batch produced")
+        ms = parse_metrics(get(port, "/metrics")[2])
+        assert metric(ms, "npsd_redis_up") == 1
+        assert metric(ms, "npsd_messages_consumed_total") == 9
+
+        assert st.stop(npsd) == 0
+        # log.level=warn: warnings (Redis lost), nothing below
+        log = st.log(npsd)
+        assert "level=warn" in log, log
+        assert "level=info" not in log and "level=debug" not in log, log
+        assert get(port, "/healthz")[0] is None, "still listening after exit"
+    finally:
+        st.close()
+
+
+if __name__ == "__main__":
+    main(test)
