@@ -13,6 +13,7 @@
 
 #define NPSD_BACKOFF_MIN_MS 100
 #define NPSD_BACKOFF_MAX_MS 5000
+#define NPSD_STOP_DRAIN_MS 10000 /* delivery wait once asked to stop */
 
 /* One message to produce; payload owned (malloc'd) until the batch ends. */
 typedef struct npsd_out_s {
@@ -206,6 +207,12 @@ static npsd_kind_t npsd_pipeline_kind(const npsd_pipeline_t *pl,
         return NPSD_KIND_RESPONSE;
 }
 
+static int64_t npsd_pipeline_mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void npsd_pipeline_sleep_ms(int ms) {
         struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -393,6 +400,7 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
                                  volatile sig_atomic_t *stop) {
         char errstr[512];
         int backoff = NPSD_BACKOFF_MIN_MS, round = 0;
+        int64_t stop_at = 0;
 
         for (;;) {
                 size_t failed = 0;
@@ -408,7 +416,14 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
                                           errstr);
                 }
                 while (npsd_kafka_flush(pl->kafka, 100) > 0) {
-                        if (*stop && round > 0)
+                        /* Stopping: the batch in hand gets a bounded time to
+                         * be acknowledged; past it, it stays uncommitted and
+                         * is redelivered (never lost, never committed
+                         * early). */
+                        if (*stop && !stop_at)
+                                stop_at = npsd_pipeline_mono_ms();
+                        if (stop_at && npsd_pipeline_mono_ms() - stop_at >
+                                               NPSD_STOP_DRAIN_MS)
                                 return -1;
                         npsd_pipeline_tick(pl);
                 }
