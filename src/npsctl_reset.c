@@ -167,7 +167,7 @@ static int npsctl_replay_offsets(npsctl_opts_t *opts, const char *group,
                 {"client.id", "npsctl-replay"},
                 /* npsd's default: a group only accepts members of one
                  * protocol; -X overrides for groups configured otherwise */
-                {"partition.assignment.strategy", "cooperative-sticky"},
+                {"partition.assignment.strategy", "range,roundrobin"},
                 {"session.timeout.ms", "10000"},
         };
         char topics[NPSCTL_INPUT_CNT][512], errstr[512];

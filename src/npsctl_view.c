@@ -588,7 +588,7 @@ redis_fail:
  * the time left. */
 static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
                                const char *stage) {
-        char f[64], b[64];
+        char f[64], b[64], dbuf[NPSD_TIME_BUFSZ];
         const char *due, *at, *missed;
         int64_t due_ms, left;
 
@@ -600,6 +600,8 @@ static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
         missed = npsctl_hget(lp, f);
         snprintf(f, sizeof(f), "%s_due", stage);
         due_ms = npsctl_hget_ll(lp, f);
+        if (!due && npsctl_hget(lp, f))
+                due = npsd_time_format(due_ms, dbuf);
 
         fprintf(fp, "      %-12s ", stage);
         if (at && missed && !strcmp(missed, "1")) {
@@ -633,13 +635,7 @@ static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
 static void npsctl_print_followups(FILE *fp, const npsctl_extra_t *x) {
         static const char *stages[] = {"acknowledge", "route", "close"};
 
-        fprintf(fp, "  %-16s %zu open", "follow-ups", x->loop_cnt);
-        if (!x->loop_cnt) {
-                fputc('\n', fp);
-                return;
-        }
-        fputs(" (acknowledge 48h · route 7d · close 30d after submitted_at "
-              "by default)\n", fp);
+        fprintf(fp, "  %-16s %zu open\n", "follow-ups", x->loop_cnt);
         for (size_t i = 0; i < x->loop_cnt; i++) {
                 const npsctl_hash_t *lp = &x->loops[i];
                 const char *ov = npsctl_hget(lp, "overdue");
@@ -732,7 +728,10 @@ static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
                            ? x->alerts->elements
                            : 0;
 
-        fprintf(fp, "  %-16s %s\n", "recent alerts", n ? "" : NPSCTL_DASH);
+        if (n)
+                fprintf(fp, "  %-16s %zu, newest first\n", "recent alerts", n);
+        else
+                fprintf(fp, "  %-16s %s\n", "recent alerts", NPSCTL_DASH);
         for (size_t i = 0; i < n; i++) {
                 const redisReply *e = x->alerts->element[i];
                 json_t *a = e->type == REDIS_REPLY_STRING
@@ -764,6 +763,27 @@ static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
         }
 }
 
+/* Adds <stage>_due_at (RFC 3339) where the loop hash holds only the
+ * epoch-ms <stage>_due, so that --json always carries both whichever of
+ * them apply.lua stores. */
+static void npsctl_loop_due_at(json_t *lo) {
+        static const char *stages[] = {"acknowledge", "route", "close"};
+        char f[64], buf[NPSD_TIME_BUFSZ];
+
+        for (size_t s = 0; s < 3; s++) {
+                const char *ms;
+                snprintf(f, sizeof(f), "%s_due", stages[s]);
+                ms = json_string_value(json_object_get(lo, f));
+                snprintf(f, sizeof(f), "%s_due_at", stages[s]);
+                if (!ms || json_object_get(lo, f))
+                        continue;
+                json_object_set_new(
+                        lo, f,
+                        json_string(npsd_time_format(strtoll(ms, NULL, 10),
+                                                     buf)));
+        }
+}
+
 /* The "followups" and "alerts" members of --json: loop hashes as strings
  * (like every other hash there) with their response id, alerts as the
  * objects they were published as, newest first. */
@@ -777,6 +797,7 @@ static void npsctl_extra_json(json_t *o, const npsctl_extra_t *x) {
                 json_t *lo = npsctl_hash_json(&x->loops[i]);
                 json_object_set_new(lo, "response_event_id",
                                     json_string(x->loop_rid[i]));
+                npsctl_loop_due_at(lo);
                 json_array_append_new(fl, lo);
         }
         for (size_t i = 0; i < n; i++) {

@@ -197,9 +197,12 @@ static const char *npsd_kafka_defaults[][2] = {
         {"bootstrap.servers", ""},
         {"group.id", "npsd"},
         {"auto.offset.reset", "earliest"},
-        /* Incremental rebalancing: when an instance joins or leaves, only
-         * the partitions that move stop, the others keep flowing. */
-        {"partition.assignment.strategy", "cooperative-sticky"},
+        /* Eager rebalancing (librdkafka's default, spelled out). Not
+         * cooperative-sticky: with librdkafka 2.0.2, a manual commit that
+         * fails with ILLEGAL_GENERATION during an incremental rebalance can
+         * leave the consumer fetching nothing (librdkafka issue #4059; see
+         * tests/integration/it_scale_out.py). */
+        {"partition.assignment.strategy", "range,roundrobin"},
 };
 
 /* Cohort dimensions npsd derives itself: an attribute key of the same name

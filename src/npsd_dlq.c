@@ -134,9 +134,15 @@ char *npsd_dlq_build(const npsd_reject_t *reject, const char *topic,
         } else if (json_object_set_new(o, "key", json_null()) < 0) {
                 goto done;
         }
-        if (npsd_json_set_bytes(o, "payload", "payload_encoding", 1,
-                                payload ? payload : "", payload ? len : 0) < 0)
+        if (!payload) {
+                /* a tombstone (no value at all) is not an empty value */
+                if (json_object_set_new(o, "payload", json_null()) < 0 ||
+                    json_object_set_new(o, "payload_encoding", json_null()) < 0)
+                        goto done;
+        } else if (npsd_json_set_bytes(o, "payload", "payload_encoding", 1,
+                                       payload, len) < 0) {
                 goto done;
+        }
         if (json_object_set_new(o, "rejected_at",
                                 json_string(npsd_time_format(now_ms, tbuf))) < 0)
                 goto done;

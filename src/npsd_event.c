@@ -791,7 +791,12 @@ int npsd_event_parse(npsd_kind_t kind, const void *payload, size_t len,
                                 limits->max_message_bytes);
                 goto fail;
         }
-        if (len == 0 || !payload) {
+        if (!payload) {
+                npsd_reject_set(reject, NPSD_REJECT_INVALID_JSON, "",
+                                "message has no value (a tombstone)");
+                goto fail;
+        }
+        if (len == 0) {
                 npsd_reject_set(reject, NPSD_REJECT_INVALID_JSON, "",
                                 "message is empty");
                 goto fail;

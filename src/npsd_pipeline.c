@@ -218,6 +218,19 @@ static void npsd_pipeline_sleep_ms(int ms) {
         nanosleep(&ts, NULL);
 }
 
+/* FNV-1a 64 of a payload, as 16 hex digits: enough to tell a redelivered
+ * message from a different one that reuses its event_id. */
+static void npsd_pipeline_digest(const void *buf, size_t len, char out[17]) {
+        const unsigned char *p = buf;
+        uint64_t h = 14695981039346656037ULL;
+
+        for (size_t i = 0; i < len; i++) {
+                h ^= p[i];
+                h *= 1099511628211ULL;
+        }
+        snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
 /* Parses every message; rejected ones become DLQ outputs. */
 static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                                size_t cnt, int64_t now_ms,
@@ -248,6 +261,8 @@ static int npsd_pipeline_parse(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                                 npsd_store_response_t *r =
                                         &pl->responses[*resp_cnt];
                                 r->resp = &pl->events[i].u.response;
+                                npsd_pipeline_digest(m->payload, m->len,
+                                                     r->digest);
                                 r->theme_bits =
                                         r->resp->comment
                                                 ? npsd_themes_match(
@@ -368,8 +383,9 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                         continue;
                 snap = json_loadb(res->snapshot, res->snapshot_len, 0, &jerr);
                 if (!res->counted &&
-                    json_integer_value(json_object_get(snap, "score")) !=
-                            r->score) {
+                    strcmp(json_string_value(json_object_get(snap, "digest"))
+                                   ?: "",
+                           pl->responses[i].digest)) {
                         /* the event_id was reused for another answer: the
                          * first one counted and was published; this one is
                          * only a duplicate */

@@ -15,7 +15,7 @@
 
 extern const char npsd_lua_apply[]; /* generated from src/lua/apply.lua */
 
-#define NPSD_STORE_FIELDS 13 /* per response, as apply.lua reads them */
+#define NPSD_STORE_FIELDS 14 /* per response, as apply.lua reads them */
 
 /* Per-response argument text that does not exist in the parsed event. */
 typedef struct npsd_store_args_s {
@@ -478,6 +478,7 @@ static int npsd_store_append_group(npsd_store_t *store,
                 v[10] = store->text + toff[i * 2];
                 v[11] = store->text + toff[i * 2 + 1];
                 v[12] = r->comment ? r->comment : "";
+                v[13] = responses[store->order[from + i]].digest;
                 for (int f = 0; f < NPSD_STORE_FIELDS; f++)
                         vl[f] = strlen(v[f]);
                 if (r->comment)

@@ -25,6 +25,8 @@ typedef struct npsd_store_s npsd_store_t;
 typedef struct npsd_store_response_s {
         const npsd_response_t *resp;
         uint64_t theme_bits;
+        char digest[17]; /* of the raw payload, hex: tells a re-send of the
+                          * same message from an event_id reused for another */
 } npsd_store_response_t;
 
 /* What the store says about one response. */

@@ -19,7 +19,7 @@
 -- ARGV[6]  mode          ARGV[7..] mode arguments:
 --   responses: n, then per response FIELDS_PER_RESPONSE values:
 --     event_id user_id score day ts_ms ts_str role survey language channel
---     themes(comma list) attrs("k\tv\n" pairs) comment
+--     themes(comma list) attrs("k\tv\n" pairs) comment payload_digest
 --   context:   updated_at_ms (-1 = none), then field, value pairs
 --   refresh:   nothing
 -- Returns for "responses": a flat array {status, snapshot, ...} per response
@@ -43,7 +43,7 @@ local SLICES = {'all', 'relationship', 'transactional', 'end_user', 'admin',
 local ROLES = {'end_user', 'admin', 'decision_maker', 'other'}
 local SURVEYS = {'relationship', 'transactional'}
 local CATS = {'detractor', 'passive', 'promoter'}
-local FIELDS_PER_RESPONSE = 13
+local FIELDS_PER_RESPONSE = 14
 local L = C.long                 -- long window (days): trend, gap, benchmark
 local oldest = today - 2 * L + 1 -- first day any window or the previous
                                  -- period of the long window still needs
@@ -979,7 +979,7 @@ for i = 0, n - 1 do
   local ts_ms, ts_str = tonumber(ARGV[o + 4]), ARGV[o + 5]
   local role, survey = tonumber(ARGV[o + 6]), tonumber(ARGV[o + 7])
   local lang, chan, themes = ARGV[o + 8], ARGV[o + 9], ARGV[o + 10]
-  local attrs, comment = ARGV[o + 11], ARGV[o + 12]
+  local attrs, comment, digest = ARGV[o + 11], ARGV[o + 12], ARGV[o + 13]
   local evkey = base .. 'ev:' .. eid
   local outkey = base .. 'out:' .. eid
   if not redis.call('SET', evkey, '1', 'NX', 'EX', C.dedupe_ttl) then
@@ -1039,7 +1039,7 @@ for i = 0, n - 1 do
     for _, r in ipairs(recent) do
       if #previous < C.previous then previous[#previous + 1] = r end
     end
-    local snap = cjson.encode({processed_at = now, score = score,
+    local snap = cjson.encode({processed_at = now, digest = digest,
                                metrics = m, account = acct,
                                previous = previous})
     redis.call('SET', outkey, snap, 'EX', C.replay_ttl)

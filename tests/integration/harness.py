@@ -85,7 +85,10 @@ class Stack:
                 "--set", "redis.port=%d" % self.redis_port,
                 "--set", "batch.wait.ms=5",
                 # no fixed metrics port: tests that probe HTTP set their own
-                "--set", "http.listen="]
+                "--set", "http.listen=",
+                # the development broker ignores a clean LeaveGroup: a
+                # restarted member would wait out the default 45 s session
+                "--set", "kafka.session.timeout.ms=6000"]
         for s in sets:
             argv += ["--set", s]
         if now:
@@ -580,9 +583,3 @@ def npsd_events(text, what):
     """Number of log lines of an npsd log containing what."""
     return sum(1 for ln in text.splitlines() if what in ln)
 
-
-# npsd serves /metrics and /healthz on a fixed default port (127.0.0.1:9464):
-# two npsd at once (ctest -j, a restart racing the old process, another
-# session on the machine) would fail to start. Tests that do not probe HTTP
-# pass this setting to turn it off.
-NO_HTTP = "http.listen="

@@ -10,8 +10,8 @@ import base64
 import json
 from collections import Counter, defaultdict
 
-from harness import (NO_HTTP, Stack, category, classified, epoch_day, main,
-                     produce_tracked, read_topic, wait_for, wait_processed,
+from harness import (Stack, category, classified, epoch_day, main,
+                     produce_tracked, read_topic, wait_processed,
                      window_problems)
 
 NOW = "2026-11-20T12:00:00Z"
@@ -180,7 +180,7 @@ def test(build):
             kinds.append(("good", r))
         assert len(json.dumps(at_limit).encode()) == 65536
 
-        npsd = st.npsd("roll.interval.s=1", NO_HTTP, now=NOW)
+        npsd = st.npsd("roll.interval.s=1", now=NOW)
         where = produce_tracked(st, "nps.responses",
                                 [(k, v) for t, k, v in items])
         acct_bad = [c for c in cases if c[1] == "accounts"]
@@ -190,7 +190,7 @@ def test(build):
         tail = [good(1000 + i, OTHER[i % 2], (i * 7) % 11, role="admin")
                 for i in range(30)]
         goods += tail
-        wtail = produce_tracked(st, "nps.responses",
+        produce_tracked(st, "nps.responses",
                                 [(r["account_id"], json.dumps(r).encode())
                                  for r in tail])
         wait_processed(st, "npsd", timeout=60)

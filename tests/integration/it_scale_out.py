@@ -8,8 +8,8 @@ import os
 import re
 import signal
 
-from harness import (FaultStack, check_exact, committed_sum, gen_stream,
-                     main, wait_for, wait_processed)
+from harness import (FaultStack, check_exact, committed_sum, end_offsets,
+                     gen_stream, main, wait_for, wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
 COUNT = 12000
@@ -21,6 +21,17 @@ SHARE = re.compile(r'partitions assigned" count=([1-9][0-9]*)')
 
 def shares(st, p):
     return [int(n) for n in SHARE.findall(st.log(p))]
+
+
+def lag_report(st, topics=("nps.responses", "accounts")):
+    """{topic: {partition: (committed, end)}} where they differ."""
+    rep = {}
+    for t in topics:
+        ends = end_offsets(st, t)
+        got = st.committed("npsd", t, len(ends))
+        rep[t] = {p: (got.get(p), e) for p, e in ends.items()
+                  if got.get(p) != e and e > 0}
+    return rep
 
 
 def test(build):
@@ -47,7 +58,10 @@ def test(build):
 
         _, err = gen.communicate(timeout=90)
         assert gen.returncode == 0, err
-        wait_processed(st, "npsd", timeout=100)
+        try:
+            wait_processed(st, "npsd", timeout=100)
+        except AssertionError:
+            raise AssertionError("not all committed: %s" % lag_report(st))
         # the survivors took over: each got more partitions after the kill
         for i in (0, 2):
             assert inst[i].poll() is None, "npsd-%d exited" % i

@@ -14,7 +14,7 @@ import subprocess
 import time
 from collections import Counter, defaultdict
 
-from harness import (NO_HTTP, Stack, classified, end_offsets, epoch_day, load_sent,
+from harness import (Stack, classified, end_offsets, epoch_day, load_sent,
                      main, read_topic, wait_for, wait_processed,
                      window_problems)
 
@@ -38,7 +38,8 @@ def test(build):
     gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
-        npsd = st.npsd("roll.interval.s=1", NO_HTTP, SESSION, now=NOW, log="npsd-1.log")
+        npsd = st.npsd("roll.interval.s=1", SESSION, now=NOW,
+                       log="npsd-1.log")
         gen = subprocess.Popen(
             [os.path.join(st.build, "npsctl"), "gen", "--bootstrap",
              st.bootstrap, "--accounts", "40", "--count", str(COUNT),
@@ -83,7 +84,8 @@ def test(build):
         unpub = [e for e in below if e not in published]
         assert not unpub, "committed but not published: %s" % unpub[:5]
 
-        npsd = st.npsd("roll.interval.s=1", NO_HTTP, SESSION, now=NOW, log="npsd-2.log")
+        npsd = st.npsd("roll.interval.s=1", SESSION, now=NOW,
+                       log="npsd-2.log")
         _, err = gen.communicate(timeout=60)
         assert gen.returncode == 0, err
         wait_processed(st, "npsd", timeout=90)

@@ -12,7 +12,7 @@ empties.
 import json
 from datetime import datetime, timedelta, timezone
 
-from harness import (NO_HTTP, Stack, main, nps_fields, produce_tracked, round1,
+from harness import (Stack, main, nps_fields, produce_tracked, round1,
                      wait_for, wait_processed, window_problems)
 
 T = datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc)
@@ -167,7 +167,7 @@ def test(build):
             for r in rs])
 
         for i, (clock, plus) in enumerate(STAGES):
-            npsd = st.npsd("roll.interval.s=1", NO_HTTP, now=fmt(clock),
+            npsd = st.npsd("roll.interval.s=1", now=fmt(clock),
                            log="npsd-%d.log" % i)
             if i == 0:
                 wait_processed(st, "npsd", timeout=60)

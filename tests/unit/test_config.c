@@ -88,7 +88,7 @@ static void test_defaults(void **state) {
         assert_string_equal(npsd_conf_kafka_get(c, "bootstrap.servers"), "");
         assert_string_equal(
                 npsd_conf_kafka_get(c, "partition.assignment.strategy"),
-                "cooperative-sticky");
+                "range,roundrobin");
         assert_null(npsd_conf_kafka_get(c, "sasl.username"));
         assert_string_equal(c->topic_responses, "nps.responses");
         assert_string_equal(c->topic_usage, "product.usage");

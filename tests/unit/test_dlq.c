@@ -304,9 +304,24 @@ static void test_base64(void **state) {
         free(s);
 }
 
+/* A tombstone (no value) keeps its null payload rather than becoming "". */
+static void test_dlq_tombstone(void **state) {
+        npsd_reject_t rj = {NPSD_REJECT_INVALID_JSON, "", "no value"};
+        json_t *o;
+
+        (void)state;
+        o = build_and_load(&rj, "accounts", 3, 9, "acme", 4, NULL, 0, 0);
+        assert_true(json_is_null(json_object_get(o, "payload")));
+        assert_true(json_is_null(json_object_get(o, "payload_encoding")));
+        assert_string_equal(json_string_value(json_object_get(o, "key")),
+                            "acme");
+        json_decref(o);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_dlq_from_parse),
+                cmocka_unit_test(test_dlq_tombstone),
                 cmocka_unit_test(test_dlq_every_reason),
                 cmocka_unit_test(test_dlq_parser_reasons),
                 cmocka_unit_test(test_dlq_base64_payload),

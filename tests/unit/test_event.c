@@ -167,6 +167,9 @@ static void test_invalid_json(void **state) {
         (void)state;
         reject_str(NPSD_KIND_RESPONSE, "", 0, NPSD_REJECT_INVALID_JSON, "",
                    "message is empty");
+        /* a Kafka tombstone has no value at all */
+        reject_str(NPSD_KIND_ACCOUNT, NULL, 0, NPSD_REJECT_INVALID_JSON, "",
+                   "message has no value (a tombstone)");
         reject_str(NPSD_KIND_RESPONSE, "{\"a\":", 5, NPSD_REJECT_INVALID_JSON,
                    "", "~invalid JSON at line 1");
         reject_str(NPSD_KIND_RESPONSE, "not json", 8,
