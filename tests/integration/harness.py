@@ -556,6 +556,17 @@ def check_exact(st, sent_path, now, require_dup_sends=False):
     if missing:
         probs.append("%d responses never published, e.g. %s" % (
             len(missing), sorted(missing)[:5]))
+        # lost before npsd (never in the input topic) or by npsd?
+        where = {}
+        for m in read_topic(st, "nps.responses"):
+            try:
+                eid = json.loads(m.value()).get("event_id")
+            except ValueError:
+                continue
+            if eid in missing:
+                where.setdefault(eid, []).append((m.partition(), m.offset()))
+        probs.append("of them in nps.responses: %s; not in it: %s" % (
+            sorted(where.items())[:5], sorted(missing - set(where))[:5]))
     extra = set(by_id) - set(first)
     if extra:
         probs.append("%d published responses never sent" % len(extra))
