@@ -827,11 +827,19 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         if (npsd_store_append(store, key, "", "due",
                               11) == -1 ||
             npsd_store_append(store, key, "", "loops_due", 11) == -1 ||
-            npsd_store_read_replies(store, 2, errstr, errstr_size) == -1)
+            redisAppendCommand(store->redis, "HLEN %s:outbox",
+                               store->conf->redis_prefix) != REDIS_OK)
+                goto fail;
+        store->reply_cnt++;
+        if (npsd_store_read_replies(store, 3, errstr, errstr_size) == -1)
                 goto fail;
         due = store->replies[0];
         loops = store->replies[1];
-        store->replies[0] = store->replies[1] = NULL;
+        /* alerts left by an earlier run (published after its commit) are
+         * drained by the timer even when no input arrives */
+        store->outbox_len = (size_t)store->replies[2]->integer;
+        freeReplyObject(store->replies[2]);
+        store->replies[0] = store->replies[1] = store->replies[2] = NULL;
         store->reply_cnt = 0;
         cnt = due->type == REDIS_REPLY_ARRAY ? due->elements : 0;
         lcnt = loops->type == REDIS_REPLY_ARRAY ? loops->elements : 0;

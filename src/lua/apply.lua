@@ -657,6 +657,20 @@ local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
       redis.call('ZREM', P .. ':loops', loop_member(lp.rid, stage))
       if at_ms > tonumber(lp[stage .. '_due']) then
         loop_overdue(lk, lp, acct, stage, cause, at_str)
+      elseif lp[stage .. '_missed'] == '1' then
+        -- met on time, but the timer saw it missing first (the follow-up
+        -- arrived late): its alert stands, the overdue state does not
+        lp[stage .. '_missed'] = '0'
+        redis.call('HSET', lk, stage .. '_missed', '0')
+        local still = false
+        for _, st2 in ipairs(STAGES) do
+          if lp[st2 .. '_missed'] == '1' then still = true end
+        end
+        if not still and lp.overdue == '1' and lp.closed ~= '1' then
+          lp.overdue = '0'
+          redis.call('HSET', lk, 'overdue', '0')
+          counter('overdue_followups', -1, lp.owner)
+        end
       end
       changed = true
     end
@@ -674,14 +688,15 @@ local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
   return changed
 end
 
-local function loop_open(acct, rid, ts_ms, ts_str)
-  if ts_ms < now - C.loop.window_ms then return end
+local function loop_open(acct, rid, ts_ms, ts_str, day)
+  -- detractors submitted in the long window's days have a loop
+  if day <= today - L then return end
   local lk = loop_key(rid)
   local owner = acct.csm_owner or ''
   local due = {ts_ms + C.loop.ack_ms, ts_ms + C.loop.route_ms, ts_ms + C.loop.close_ms}
   local lp = {rid = rid, owner = owner, submitted_at = ts_str, submitted_ms = tostring(ts_ms)}
   local args = {'rid', rid, 'owner', owner, 'submitted_ms', ts_ms, 'submitted_at', ts_str}
-  local end_ms = ts_ms + C.loop.window_ms
+  local end_ms = (day + L) * 86400000 -- the day leaves the long window
   local timers = {end_ms, loop_member(rid, 'end')}
   for si, stage in ipairs(STAGES) do
     lp[stage .. '_due'] = tostring(due[si])
@@ -754,8 +769,9 @@ if mode == 'due' then
 end
 
 if mode == 'loops_due' then
-  return redis.call('ZRANGEBYSCORE', P .. ':loops', '-inf', now, 'LIMIT', 0,
-                    tonumber(ARGV[7]))
+  -- strictly past: a follow-up exactly at its deadline is on time
+  return redis.call('ZRANGEBYSCORE', P .. ':loops', '-inf', '(' .. now,
+                    'LIMIT', 0, tonumber(ARGV[7]))
 end
 
 local acct = hgetall_map(base .. 'account')
@@ -1047,7 +1063,7 @@ for i = 0, n - 1 do
     if comment ~= '' then me.comment = comment end
     pushed[#pushed + 1] = me
     pushed_json[#pushed_json + 1] = cjson.encode(me)
-    if cat == 0 then loop_open(acct, eid, ts_ms, ts_str) end
+    if cat == 0 then loop_open(acct, eid, ts_ms, ts_str, day) end
     cause = eid
     out[#out + 1] = 1
     out[#out + 1] = snap

@@ -1,0 +1,189 @@
+"""Alerts are raised once per occurrence, replays raise none (SPEC §3, §6).
+
+A stream with a pinned clock raises several alert types:
+  acct-a1  role_gap          3 end-user promoters vs 3 decision-maker detractors
+  acct-a2  usage_drop        6 active users the week before, 1 this week
+  acct-a3  health_band       green (a promoter) then red (detractors)
+  acct-a4  followup_overdue  acknowledge missed: by the timer (no event) for
+                             one detractor, by a late follow-up that arrived
+                             before its response for another
+Then the whole input is replayed under a new consumer group: no alert is
+raised again (nps.alerts unchanged, outbox empty), no summary, alert state
+or csm counter changes. Every alert carries a unique alert_id, type,
+severity, account_id, fired_at, details, account and event_id."""
+import json
+import time
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from harness import Stack, main, wait_for, wait_processed
+
+T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
+TOPICS = ("accounts", "nps.responses", "nps.followups", "product.usage")
+ACCTS = ("acct-a1", "acct-a2", "acct-a3", "acct-a4")
+
+
+def iso(dt):
+    return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def resp(eid, acct, score, role, at):
+    return (acct, json.dumps({"event_id": eid, "account_id": acct,
+                              "user_id": "u-" + eid, "score": score,
+                              "role": role, "submitted_at": iso(at)}))
+
+
+def usage(eid, acct, user, at):
+    return (acct, json.dumps({"event_id": eid, "account_id": acct,
+                              "user_id": user, "occurred_at": iso(at),
+                              "type": "session"}))
+
+
+def alerts(st):
+    return [json.loads(m.value()) for m in st.consume_all("nps.alerts")]
+
+
+def state(st):
+    """Everything the alert rules and counters keep, per account."""
+    out = {}
+    for a in ACCTS:
+        for k in ("summary", "alerts"):
+            out["%s:%s" % (a, k)] = st.r.hgetall("nps:{%s}:%s" % (a, k))
+        out[a + ":alert_log"] = st.r.lrange("nps:{%s}:alert_log" % a, 0, -1)
+        out[a + ":loops"] = sorted(st.r.smembers("nps:{%s}:loops" % a))
+    for o in ("olga", "piet"):
+        out["csm:" + o] = st.r.hgetall("nps:csm:" + o)
+    return out
+
+
+def stop(st, p):
+    st.wait_log(p, "partitions assigned", 60)
+    assert st.stop(p) == 0, "npsd must exit 0 on SIGTERM"
+
+
+def test(build):
+    st = Stack(build, name="alerts-replay")
+    npsd = None
+    try:
+        acc = [{"account_id": a, "name": a.upper(), "segment": "enterprise",
+                "csm_owner": "olga" if a in ("acct-a1", "acct-a3") else "piet",
+                "arr": 250000, "updated_at": iso(T - timedelta(days=5))}
+               for a in ACCTS]
+        st.produce("accounts", [(a["account_id"], json.dumps(a)) for a in acc])
+        # a late acknowledgement that arrives before its response
+        st.produce("nps.followups", [("acct-a4", json.dumps(
+            {"event_id": "fu-a4-2", "account_id": "acct-a4",
+             "response_event_id": "r-a4-2", "action": "acknowledged",
+             "at": iso(T - timedelta(hours=1))}))])
+        st.produce("nps.responses", [resp("r-a3-0", "acct-a3", 10,
+                                          "end_user", T - timedelta(hours=5))])
+        npsd = st.npsd("roll.interval.s=1", now=iso(T))
+        wait_processed(st, "npsd", TOPICS)
+        assert st.r.hget("nps:{acct-a3}:summary", "health_band") == "green"
+        assert st.r.llen("nps:{acct-a4}:fpend:r-a4-2") == 1
+
+        rs = []
+        for i in range(3):
+            rs.append(resp("r-a1-eu%d" % i, "acct-a1", 10, "end_user",
+                           T - timedelta(hours=2, minutes=i)))
+            rs.append(resp("r-a1-dm%d" % i, "acct-a1", 0, "executive",
+                           T - timedelta(hours=3, minutes=i)))
+        for i in range(5):
+            rs.append(resp("r-a3-d%d" % i, "acct-a3", 0, "admin",
+                           T - timedelta(hours=4, minutes=i)))
+        rs.append(resp("r-a4-1", "acct-a4", 3, "admin", T - timedelta(days=3)))
+        rs.append(resp("r-a4-2", "acct-a4", 4, "admin",
+                       T - timedelta(days=3, hours=1)))
+        rs.append(rs[0])  # a duplicate send
+        st.produce("nps.responses", rs)
+        us = [usage("use-a2-p%d" % i, "acct-a2", "p%d" % i,
+                    T - timedelta(days=8 + i % 3, hours=i)) for i in range(6)]
+        us.append(usage("use-a2-c0", "acct-a2", "p0", T - timedelta(days=1)))
+        st.produce("product.usage", us)
+        wait_processed(st, "npsd", TOPICS)
+
+        def complete():
+            got = alerts(st)
+            kinds = {(a["type"], a["account_id"]) for a in got}
+            overdue = [a for a in got if a["type"] == "followup_overdue"]
+            if len(overdue) >= 2 and st.r.hlen("nps:outbox") == 0 and {
+                    ("role_gap", "acct-a1"), ("usage_drop", "acct-a2"),
+                    ("health_band", "acct-a3")} <= kinds:
+                return got
+            return None
+        first = wait_for(complete, 30, "every alert type raised and published")
+        time.sleep(2.5)  # more timer ticks: nothing new
+        first = alerts(st)
+        assert st.r.hlen("nps:outbox") == 0
+
+        ids = [a["alert_id"] for a in first]
+        assert len(ids) == len(set(ids)), "alert ids are unique: %s" % ids
+        sent_ids = {json.loads(v)["event_id"] for _, v in rs + us} | {"fu-a4-2"}
+        for a in first:
+            for k in ("alert_id", "type", "severity", "account_id",
+                      "fired_at", "details", "account", "event_id"):
+                assert k in a, "alert lacks %s: %s" % (k, a)
+            assert a["severity"] in ("high", "medium", "low"), a
+            assert a["fired_at"] == iso(T), a
+            assert isinstance(a["details"], dict) and a["details"], a
+            assert a["account"]["name"] == a["account_id"].upper(), a
+            assert a["alert_id"].startswith(a["type"] + ":" + a["account_id"]
+                                            + ":"), a
+            if a["event_id"] is not None:
+                assert a["event_id"] in sent_ids, a
+
+        by = Counter((a["type"], a["account_id"]) for a in first)
+        assert by[("role_gap", "acct-a1")] == 1, by
+        rg = [a for a in first if a["type"] == "role_gap"][0]
+        assert rg["severity"] == "medium"
+        assert rg["details"]["role_gap"] == 200, rg
+        assert rg["details"]["end_user_nps"] == 100
+        assert rg["details"]["decision_maker_nps"] == -100
+        assert by[("usage_drop", "acct-a2")] == 1, by
+        ud = [a for a in first if a["type"] == "usage_drop"][0]
+        assert ud["details"] == {"active_users_7d": 1,
+                                 "active_users_prev_7d": 6}, ud
+        hb = [a for a in first if a["type"] == "health_band"
+              and a["account_id"] == "acct-a3"]
+        assert hb[0]["details"]["from"] == "green", hb
+        assert hb[-1]["details"]["to"] == "red" and hb[-1]["severity"] == "high"
+        assert st.r.hget("nps:{acct-a3}:summary", "health_band") == "red"
+        od = sorted((a for a in first if a["type"] == "followup_overdue"),
+                    key=lambda a: a["details"]["response_event_id"])
+        assert [(a["account_id"], a["details"]["response_event_id"],
+                 a["details"]["stage"]) for a in od] == [
+            ("acct-a4", "r-a4-1", "acknowledge"),
+            ("acct-a4", "r-a4-2", "acknowledge")], od
+        assert od[0]["event_id"] is None, "r-a4-1: raised by the timer"
+        assert od[0]["details"]["due_at"] == iso(T - timedelta(days=1))
+        assert od[1]["event_id"] == "fu-a4-2", "r-a4-2: by the late follow-up"
+        assert od[1]["details"]["met_at"] == iso(T - timedelta(hours=1))
+        assert int(st.r.hget("nps:{acct-a4}:summary",
+                             "overdue_followups")) == 2
+        assert int(st.r.hget("nps:csm:piet", "overdue_followups")) == 2
+
+        before = state(st)
+        stop(st, npsd)
+        npsd = None
+
+        # ---- full replay under a new consumer group
+        npsd = st.npsd("roll.interval.s=1", "kafka.group.id=other",
+                       now=iso(T), log="npsd-replay.log")
+        wait_processed(st, "other", TOPICS)
+        time.sleep(3)  # timer ticks and outbox drains would show by now
+        assert st.r.hlen("nps:outbox") == 0, st.r.hgetall("nps:outbox")
+        again = alerts(st)
+        assert [a["alert_id"] for a in again] == ids, "no new alert on replay"
+        assert again == first
+        after = state(st)
+        for k in before:
+            assert before[k] == after[k], "%s changed on replay:\n%s\n%s" % (
+                k, before[k], after[k])
+        stop(st, npsd)
+        npsd = None
+    finally:
+        st.close()
+
+
+if __name__ == "__main__":
+    main(test)

@@ -1,0 +1,29 @@
+"""Alerts are published from Redis' outbox after the batch commits; ones left
+there by an earlier run (killed between the two) are published by the timer
+even when no input arrives, and removed once acknowledged."""
+import json
+
+from harness import Stack, main, wait_for
+
+
+def test(build):
+    st = Stack(build, name="outbox")
+    try:
+        msg = {"alert_id": "role_gap:acct-x:1", "type": "role_gap",
+               "severity": "medium", "account_id": "acct-x",
+               "fired_at": "2026-11-20T12:00:00Z", "details": {},
+               "account": {}, "event_id": "r-1"}
+        st.r.hset("nps:outbox", msg["alert_id"], json.dumps(msg))
+        npsd = st.npsd("roll.interval.s=1")
+        wait_for(lambda: st.count("nps.alerts") == 1, 30, "the alert")
+        wait_for(lambda: st.r.hlen("nps:outbox") == 0, 10, "an empty outbox")
+        got = st.consume_all("nps.alerts")
+        assert got[0].key() == b"acct-x", got[0].key()
+        assert json.loads(got[0].value()) == msg
+        assert st.stop(npsd) == 0
+    finally:
+        st.close()
+
+
+if __name__ == "__main__":
+    main(test)
