@@ -168,7 +168,6 @@ static int npsctl_replay_offsets(npsctl_opts_t *opts, const char *group,
                 /* npsd's default: a group only accepts members of one
                  * protocol; -X overrides for groups configured otherwise */
                 {"partition.assignment.strategy", "range,roundrobin"},
-                {"session.timeout.ms", "10000"},
         };
         char topics[NPSCTL_INPUT_CNT][512], errstr[512];
         rd_kafka_topic_partition_list_t *sub, *assigned = NULL, *commit;

@@ -486,7 +486,7 @@ int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
                                             sizeof(errstr));
                 if (n <= 0)
                         break;
-                pl->out_cnt = 0;
+                npsd_pipeline_clear_outs(pl);
                 for (int i = 0; i < n; i++) {
                         /* key: the account id, from the stable alert id
                          * "<type>:<account>:<n>" */

@@ -9,6 +9,10 @@ import os
 from harness import (FaultStack, check_exact, main, wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
+# The development broker waits session.timeout.ms - 1 s for missing members
+# at each rebalance, and a client gives up on its JoinGroup request after
+# its own session.timeout.ms + 3 s: every member of the group (npsd and
+# npsctl replay) uses the same short session timeout.
 GROUP = ("kafka.session.timeout.ms=6000", "kafka.heartbeat.interval.ms=500")
 
 
@@ -42,7 +46,8 @@ def test(build):
 
         assert st.stop(npsd) == 0
         r = st.npsctl("replay", "--yes", "--bootstrap", st.bootstrap,
-                      *redis_opt, check=False)
+                      "-X", "session.timeout.ms=6000", *redis_opt,
+                      check=False)
         assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
         assert "deleted %d keys" % keys in r.stdout, r.stdout
         assert st.r.dbsize() == 0
