@@ -14,6 +14,7 @@
 #include "npsd/npsd_config.h"
 #include "npsd/npsd_devbroker.h"
 #include "npsd/npsd_kafka.h"
+#include "npsd/npsd_kafka_check.h"
 #include "npsd/npsd_log.h"
 #include "npsd/npsd_metrics.h"
 #include "npsd/npsd_pipeline.h"
@@ -261,6 +262,13 @@ int main(int argc, char **argv) {
 
         conf = npsd_configure(argc, argv, &check_only);
         if (check_only) {
+                /* kafka.* names and values librdkafka can check now */
+                if (npsd_kafka_check_conf(conf, errstr, sizeof(errstr))) {
+                        fprintf(stderr, "npsd: configuration error: %s\n",
+                                errstr);
+                        npsd_conf_destroy(conf);
+                        return 2;
+                }
                 npsd_conf_dump(conf, npsd_emit_line, stdout);
                 npsd_conf_destroy(conf);
                 return 0;
