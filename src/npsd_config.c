@@ -123,7 +123,7 @@ static const npsd_opt_t npsd_opts[] = {
         {"previous.count", NPSD_OPT_INT, O(previous_count), "3", 0, 10, NULL,
          0, "Earlier responses of the account in each output message"},
         {"roll.interval.s", NPSD_OPT_INT, O(roll_interval_s), "60", 1, 3600,
-         NULL, 0, "How often quiet accounts' windows are rolled"},
+         NULL, 0, "Timer: window rolls, follow-up deadlines, leftover alerts"},
 
         /* priority & follow-up */
         {"priority.renewal_days", NPSD_OPT_INT, O(priority_renewal_days), "90",
@@ -831,6 +831,13 @@ int npsd_conf_finalize(npsd_conf_t *conf, char *errstr, size_t errstr_size) {
         }
         if (!*conf->redis_prefix) {
                 snprintf(errstr, errstr_size, "redis.prefix: must not be empty");
+                return -1;
+        }
+        if (conf->health_yellow > conf->health_green) {
+                snprintf(errstr, errstr_size,
+                         "health.yellow (%d) must not be above health.green "
+                         "(%d)",
+                         conf->health_yellow, conf->health_green);
                 return -1;
         }
         gid = npsd_conf_kafka_get(conf, "group.id");

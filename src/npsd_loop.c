@@ -81,8 +81,21 @@ void npsd_loop_apply(npsd_loop_t *lp, npsd_followup_action_t action,
                         continue;
                 lp->met[s] = 1;
                 lp->met_ms[s] = at_ms;
-                if (npsd_loop_late(at_ms, lp->due_ms[s]))
+                if (npsd_loop_late(at_ms, lp->due_ms[s])) {
                         npsd_loop_miss(lp, s, eff);
+                } else if (lp->missed[s]) {
+                        /* met on time, but the timer saw it missing first
+                         * (the follow-up arrived late): the alert stands,
+                         * the overdue state goes once no stage is missed */
+                        int still = 0;
+                        lp->missed[s] = 0;
+                        for (int o = 0; o < NPSD_LOOP__CNT; o++)
+                                still |= lp->missed[o];
+                        if (!still && lp->overdue && !lp->closed) {
+                                lp->overdue = 0;
+                                eff->overdue_delta--;
+                        }
+                }
         }
         if (level == NPSD_LOOP__CNT && !lp->closed) {
                 lp->closed = 1;

@@ -488,20 +488,26 @@ int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
                         break;
                 npsd_pipeline_clear_outs(pl);
                 for (int i = 0; i < n; i++) {
-                        /* key: the account id, from the stable alert id
-                         * "<type>:<account>:<n>" */
-                        const char *id = pl->alerts[i].id;
-                        const char *k = strchr(id, ':');
-                        const char *e = strrchr(id, ':');
-                        char *payload = malloc(pl->alerts[i].len);
-                        if (!payload)
+                        /* key: the alert's account id (ids may hold ':',
+                         * so it is read from the message, not the alert
+                         * id); copied behind the payload in one buffer,
+                         * both owned by the output */
+                        const npsd_store_alert_t *a = &pl->alerts[i];
+                        json_t *msg = json_loadb(a->payload, a->len, 0, NULL);
+                        const char *acct = json_string_value(
+                                json_object_get(msg, "account_id"));
+                        size_t klen = acct ? strlen(acct) : 0;
+                        char *payload = malloc(a->len + klen + 1);
+                        if (!payload) {
+                                json_decref(msg);
                                 return -1;
-                        memcpy(payload, pl->alerts[i].payload,
-                               pl->alerts[i].len);
+                        }
+                        memcpy(payload, a->payload, a->len);
+                        memcpy(payload + a->len, acct ? acct : "", klen + 1);
+                        json_decref(msg);
                         npsd_pipeline_out(pl, pl->conf->topic_alerts,
-                                          k ? k + 1 : id,
-                                          k && e > k ? (size_t)(e - k - 1) : 0,
-                                          payload, pl->alerts[i].len);
+                                          payload + a->len, klen, payload,
+                                          a->len);
                 }
                 if (npsd_pipeline_deliver(pl, stop) == -1) {
                         npsd_pipeline_clear_outs(pl);
@@ -545,7 +551,9 @@ int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
             npsd_pipeline_deliver(pl, stop) == -1)
                 goto done;
         npsd_pipeline_observe_e2e(pl, msgs, cnt);
-        npsd_kafka_commit(pl->kafka, msgs, cnt, 1);
+        /* asynchronous while running; the last batch before a stop waits
+         * for the broker so that a restart resumes right after it */
+        npsd_kafka_commit(pl->kafka, msgs, cnt, *stop ? 0 : 1);
         rc = 0;
         /* Alerts the batch raised wait in Redis' outbox: publishing them
          * does not hold the commit back (a crash now loses none of them). */

@@ -1,19 +1,28 @@
 -- apply.lua — every state change npsd makes, each call atomic.
 --
 -- Account modes, called once per account per poll batch (never once per
--- message):
+-- message) or per timer tick:
 --   "responses": count new survey responses (deduplicated by event_id),
+--                open a closed-loop record for each detractor,
 --   "context":   store the account's latest context record,
+--   "usage":     count product-usage events (deduplicated for 3 days),
+--   "followups": apply follow-up actions to the detractors' loops,
+--   "tick":      act on the loop deadlines that passed (timer),
 --   "refresh":   recompute the account's windows (a day rolled over).
--- After any change the account's derived views are rewritten from its day
--- buckets (windows, summary, rank) and the change is announced on pub/sub.
--- Global modes, once per batch or timer tick:
---   "cohorts":   recompute up to ARGV[7] dirty cohort / theme views,
---   "due":       list up to ARGV[7] accounts whose windows must roll now.
--- One file holds them all so that the NPS arithmetic exists once in Lua.
+-- After any change the account's derived views are rewritten (windows,
+-- summary with health, ranks), edge-triggered alerts are checked and put in
+-- the outbox, and the change is announced on pub/sub.
+-- Global modes, once per timer tick:
+--   "cohorts":   sum the queued cohort contributions, recompute up to
+--                ARGV[7] dirty cohort / theme views,
+--   "due":       list up to ARGV[7] accounts whose windows must roll now,
+--   "loops_due": list up to ARGV[7] loop deadlines that passed.
+-- One file holds them all so that each formula exists once in Lua; the C
+-- modules npsd_nps, npsd_health, npsd_alert and npsd_loop are the reference
+-- the unit tests pin.
 --
 -- KEYS[1]  <prefix>:{<account>}:summary (declares the account's slot), or
---          <prefix>:dirty for the global modes
+--          a global key for the global modes
 -- ARGV[1]  prefix        ARGV[2] account id     ARGV[3] now (epoch ms)
 -- ARGV[4]  today (epoch day)                    ARGV[5] config (JSON)
 -- ARGV[6]  mode          ARGV[7..] mode arguments:
@@ -21,11 +30,16 @@
 --     event_id user_id score day ts_ms ts_str role survey language channel
 --     themes(comma list) attrs("k\tv\n" pairs) comment payload_digest
 --   context:   updated_at_ms (-1 = none), then field, value pairs
+--   usage:     n, then per event: event_id user_id day type feature ts_ms
+--              ts_str
+--   followups: n, then per follow-up: event_id response_event_id action
+--              at_ms at_str
+--   tick:      response_event_id stage pairs
 --   refresh:   nothing
 -- Returns for "responses": a flat array {status, snapshot, ...} per response
 -- (status 1 = counted now, 0 = duplicate; snapshot = the JSON record of the
--- response's metrics as counted, or false when it has expired); for the other
--- modes 1 when state changed, 0 when the record was older than the stored one.
+-- response as counted, or false when it has expired); "followups": a status
+-- per follow-up; the other account modes: 1 when state changed, else 0.
 --
 -- Day buckets (hash <prefix>:{A}:d): field "<day>:<slot>" -> count, slot =
 -- slice * 3 + category, slices: all relationship transactional end_user admin
@@ -322,7 +336,9 @@ end
 -- which changes no state, cannot raise a second copy.
 local function fire(acct, atype, severity, details, cause)
   local n = redis.call('HINCRBY', base .. 'alerts', atype .. ':n', 1)
-  local id = atype .. ':' .. A .. ':' .. n
+  -- the occurrence number restarts after `npsctl reset`: the instant keeps
+  -- ids unique across resets
+  local id = atype .. ':' .. A .. ':' .. n .. ':' .. now
   local a = {}
   for k, v in pairs(acct) do a[k] = v end
   a.arr, a.seats = tonumber(acct.arr or ''), tonumber(acct.seats or '')
@@ -410,8 +426,9 @@ local function metrics_of(T, acct, summary)
   return m
 end
 
--- Summary fields this script owns; anything else in the hash (health, usage)
--- belongs to other writers and is left alone.
+-- Summary fields rewrite() owns and deletes when they have no data; the
+-- usage fields (usage_summary()) and loop counters (counter()) are written
+-- where they change.
 local function owned_fields()
   local f = {}
   for _, w in ipairs(C.windows) do f[#f + 1] = 'nps_' .. wname(w) end

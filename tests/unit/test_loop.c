@@ -159,6 +159,25 @@ static void test_late_boundary(void **state) {
 }
 
 /* Closing early meets every stage: no alert, closed on time. */
+/* The timer declared a stage missed, then the follow-up arrives dated on
+ * time (delayed in transit): the loop is no longer overdue. */
+static void test_on_time_after_timer(void **state) {
+        int64_t s = ts("2026-11-20T10:00:00Z");
+        int64_t due = s + 48 * HOUR;
+        npsd_loop_t lp;
+        npsd_loop_effect_t e;
+
+        (void)state;
+        npsd_loop_open(&lp, s, &lc);
+        npsd_loop_tick(&lp, due + HOUR, &e);
+        assert_int_equal(e.overdue_delta, 1);
+        assert_true(npsd_loop_is_overdue(&lp));
+        npsd_loop_apply(&lp, NPSD_FOLLOWUP_ACKNOWLEDGED, due - HOUR, &e);
+        assert_int_equal(e.missed, 0);
+        assert_int_equal(e.overdue_delta, -1);
+        assert_false(npsd_loop_is_overdue(&lp));
+}
+
 static void test_close_early(void **state) {
         int64_t s = ts("2026-11-20T10:00:00Z");
         npsd_loop_t lp;
@@ -265,6 +284,7 @@ int main(void) {
                 cmocka_unit_test_setup(test_deadlines, setup),
                 cmocka_unit_test_setup(test_stages_met, setup),
                 cmocka_unit_test_setup(test_late_boundary, setup),
+                cmocka_unit_test_setup(test_on_time_after_timer, setup),
                 cmocka_unit_test_setup(test_close_early, setup),
                 cmocka_unit_test_setup(test_timeline, setup),
                 cmocka_unit_test_setup(test_tick_all, setup),
