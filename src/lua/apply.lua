@@ -638,7 +638,17 @@ local function csm_incr(owner, field, by)
   end
 end
 
+-- While a responses call runs, counter changes are summed in its increment
+-- table (flushed once at its end) instead of one HINCRBY pair per detractor.
+local counter_sink = nil
 local function counter(field, by, owner)
+  if counter_sink then
+    incr_add(counter_sink, base .. 'summary', field, by)
+    if owner and owner ~= '' then
+      incr_add(counter_sink, P .. ':csm:' .. owner, field, by)
+    end
+    return
+  end
   redis.call('HINCRBY', base .. 'summary', field, by)
   csm_incr(owner, field, by)
 end
@@ -705,6 +715,7 @@ local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
   return changed
 end
 
+local pending_set = nil
 local function loop_open(acct, rid, ts_ms, ts_str, day)
   -- detractors submitted in the long window's days have a loop
   if day <= today - L then return end
@@ -720,19 +731,29 @@ local function loop_open(acct, rid, ts_ms, ts_str, day)
     args[#args + 1] = stage .. '_due'; args[#args + 1] = due[si]
     timers[#timers + 1] = due[si]; timers[#timers + 1] = loop_member(rid, stage)
   end
+  -- no TTL: the 'end' timer deletes the loop when its day leaves the window
   redis.call('HSET', lk, unpack(args))
   redis.call('ZADD', P .. ':loops', unpack(timers))
-  redis.call('PEXPIRE', lk, end_ms - now + 86400000)
   redis.call('SADD', base .. 'loops', rid)
   counter('open_detractors', 1, owner)
-  -- follow-ups that arrived before their response
-  local pk = base .. 'fpend:' .. rid
-  local pend = redis.call('LRANGE', pk, 0, -1)
-  for i = #pend, 1, -1 do
-    local f = cjson.decode(pend[i])
-    loop_apply(lk, lp, acct, f.level, f.at_ms, f.at, f.event_id)
+  -- follow-ups that arrived before their response (indexed in the
+  -- account's fpending set, read once per call)
+  if pending_set == nil then
+    pending_set = {}
+    for _, r in ipairs(redis.call('SMEMBERS', base .. 'fpending')) do
+      pending_set[r] = true
+    end
   end
-  if #pend > 0 then redis.call('DEL', pk) end
+  if pending_set[rid] then
+    local pk = base .. 'fpend:' .. rid
+    local pend = redis.call('LRANGE', pk, 0, -1)
+    for i = #pend, 1, -1 do
+      local f = cjson.decode(pend[i])
+      loop_apply(lk, lp, acct, f.level, f.at_ms, f.at, f.event_id)
+    end
+    redis.call('DEL', pk)
+    redis.call('SREM', base .. 'fpending', rid)
+  end
 end
 
 if mode == 'cohorts' then
@@ -910,6 +931,8 @@ if mode == 'followups' then
         redis.call('LPUSH', pk, cjson.encode({event_id = fid, level = ACTIONS[action],
                                               at_ms = at_ms, at = at_str}))
         redis.call('EXPIRE', pk, C.dedupe_ttl)
+        redis.call('SADD', base .. 'fpending', rid)
+        redis.call('EXPIRE', base .. 'fpending', C.dedupe_ttl)
         status = 'pending'
       end
     end
@@ -996,14 +1019,18 @@ if not flat then
   if roll and roll <= today then roll = nil end
 end
 local recent_key = base .. 'recent'
+-- earlier responses, newest first, kept as the JSON they are stored as
 local recent = redis.call('LRANGE', recent_key, 0, C.previous - 1)
-for i, r in ipairs(recent) do recent[i] = cjson.decode(r) end
-local pushed, pushed_json = {}, {}
+local pushed_json = {}
+-- the snapshot's parts shared by every response of this call
+local snap_head = '{"processed_at":' .. string.format('%d', now) ..
+                  ',"account":' .. cjson.encode(acct) .. ',"digest":"'
 local cause
 local counted = 0
 local summary = hgetall_map(base .. 'summary')
 
 local incr, queue = {}, {}
+counter_sink = incr
 
 for i = 0, n - 1 do
   local o = 8 + i * FIELDS_PER_RESPONSE
@@ -1066,19 +1093,19 @@ for i = 0, n - 1 do
     -- the snapshot: this response's account view as of its counting
     local m = metrics_of(T, acct, summary)
     local previous = {}
-    for j = #pushed, 1, -1 do
-      if #previous < C.previous then previous[#previous + 1] = pushed[j] end
+    for j = #pushed_json, 1, -1 do
+      if #previous < C.previous then previous[#previous + 1] = pushed_json[j] end
     end
     for _, r in ipairs(recent) do
       if #previous < C.previous then previous[#previous + 1] = r end
     end
-    local snap = cjson.encode({processed_at = now, digest = digest,
-                               metrics = m, account = acct,
-                               previous = previous})
+    -- built from pre-encoded parts: the account and the earlier responses
+    -- are encoded once per call, not once per response
+    local snap = snap_head .. digest .. '","metrics":' .. cjson.encode(m) ..
+                 ',"previous":[' .. table.concat(previous, ',') .. ']}'
     redis.call('SET', outkey, snap, 'EX', C.replay_ttl)
     local me = {score = score, role = ROLES[role + 1], submitted_at = ts_str}
     if comment ~= '' then me.comment = comment end
-    pushed[#pushed + 1] = me
     pushed_json[#pushed_json + 1] = cjson.encode(me)
     if cat == 0 then loop_open(acct, eid, ts_ms, ts_str, day) end
     cause = eid
