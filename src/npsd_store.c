@@ -857,8 +857,9 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         /* Due loop stages, one "tick" call per account: the script removes
          * each member from the timer before acting, so two instances that
          * both saw it cannot both raise its alert. */
-        qsort(loops->element, lcnt, sizeof(*loops->element),
-              npsd_store_cmp_member);
+        if (lcnt > 1)
+                qsort(loops->element, lcnt, sizeof(*loops->element),
+                      npsd_store_cmp_member);
         for (from = 0; from < lcnt; from = g) {
                 char account[256];
                 const char *m = loops->element[from]->str;

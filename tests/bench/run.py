@@ -14,7 +14,7 @@ Scenarios (full-mode sizes; --quick divides them):
   usage       pre-produced product.usage events only (and account records)
   mix         1 response per 200 usage events, interleaved across accounts
   scale2      the responses input consumed by 2 npsd instances in one group
-  rss100k     100,000 accounts: npsd peak RSS (and throughput)
+  rss100k     99,999 accounts (npsctl gen's maximum): npsd peak RSS
   latency     `npsctl gen --rate 2000` while npsd runs: end-to-end latency
   memory90    90 days of synthetic history: Redis bytes per active account
   redis       Redis' own rate: redis-benchmark for the commands apply.lua
@@ -90,6 +90,14 @@ def proc_status(pid, key):
     except OSError:
         pass
     return None
+
+
+def cpu_jiffies():
+    """(steal, total) jiffies of all CPUs: a virtual machine's host may
+    take CPU away (steal), which slows every process here."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[7], sum(v[:8])
 
 
 def loadavg():
@@ -273,6 +281,7 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
                 ["-p", str(pid), "-o", out],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     t0 = time.time()
+    j0 = cpu_jiffies()
     c0 = [proc_cpu(p.pid) for p in procs]
     r0, b0 = redis_cpu(st), proc_cpu(st.broker.pid)
     e0 = evalsha_stats(st)
@@ -293,6 +302,7 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
                     kind, p.returncode, p.logname))
         time.sleep(0.2)
     t1 = time.time()
+    j1 = cpu_jiffies()
     cpu = sum(proc_cpu(p.pid) - c for p, c in zip(procs, c0))
     rcpu, bcpu = redis_cpu(st) - r0, proc_cpu(st.broker.pid) - b0
     e1 = evalsha_stats(st)
@@ -309,9 +319,20 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
            "redis_cpu_s_per_m": rcpu / total * 1e6,
            "broker_cpu_s_per_m": bcpu / total * 1e6,
            "rss_mib": rss, "evalsha_calls": e1[0] - e0[0],
+           "steal": (j1[0] - j0[0]) / max(1, j1[1] - j0[1]),
            "evalsha_usec": e1[1] - e0[1], "commandstats": cstats}
     if kind == "npsd":
-        ms = [metrics(port) for port in ports]
+        # /metrics is published after each batch returns, a moment after
+        # its (asynchronous) commit reached the broker
+        def scrape():
+            ms = [metrics(port) for port in ports]
+            return ms if sum(m.get("npsd_messages_consumed_total", 0)
+                             for m in ms) >= total else None
+        try:
+            ms = wait_for(scrape, 15, "npsd /metrics to count every message",
+                          interval=0.2)
+        except AssertionError:
+            ms = [metrics(port) for port in ports]
         res["metrics"] = {k: sum(m.get(k, 0) for m in ms) for k in (
             "npsd_messages_consumed_total", "npsd_responses_accepted_total",
             "npsd_responses_duplicate_total", "npsd_messages_produced_total",
@@ -932,8 +953,9 @@ def report(rows, a):
     print("| scenario | input events | npsd events/s (sustained) | "
           "pass-through events/s | npsd/pass-through | npsd CPU s per M | "
           "Redis CPU s per M | broker CPU s per M | npsd peak RSS MiB | "
-          "events per EVALSHA | µs per EVALSHA | npsd wall in Redis |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "events per EVALSHA | µs per EVALSHA | npsd wall in Redis | "
+          "CPU steal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in ("responses", "usage", "mix", "scale2", "rss100k",
                  "memory90"):
         r = by.get(name)
@@ -943,7 +965,7 @@ def report(rows, a):
         pt = r.get("pt")
         calls = n["evalsha_calls"] or 1
         print("| %s | %d | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f "
-              "| %.0f | %.0f %% |" % (
+              "| %.0f | %.0f %% | %.0f %% |" % (
                   name + (" (%d inst.)" % n["instances"]
                           if n["instances"] > 1 else ""),
                   n["events"], fmt_rate(n["rate"]),
@@ -952,7 +974,8 @@ def report(rows, a):
                   n["cpu_s_per_m"], n["redis_cpu_s_per_m"],
                   n["broker_cpu_s_per_m"], n["rss_mib"],
                   n["events"] / calls, n["evalsha_usec"] / calls,
-                  100 * n.get("redis_wait_share", 0) / n["instances"]))
+                  100 * n.get("redis_wait_share", 0) / n["instances"],
+                  100 * n.get("steal", 0)))
     for lat in (by.get("latency"), by.get("latency500")):
         if not lat:
             continue
@@ -1121,7 +1144,7 @@ def main():
                                       responses=n(60000), instances=2,
                                       with_pt=False)),
         ("rss100k", lambda: throughput(a, "rss100k",
-                                       10000 if a.quick else 100000,
+                                       10000 if a.quick else 99999,
                                        responses=n(50000), with_pt=False)),
         ("latency", lambda: latency(a, 2000, 20 if a.quick else 40,
                                     a.accounts)),
