@@ -5,7 +5,9 @@
 # message-parser fuzz target for a bounded time. Installs missing packages.
 #
 #   bash scripts/test.sh [--quick]   (--quick: normal build only, no fuzz)
-#   NPSD_FUZZ_SECONDS=60             fuzzing time (default 60)
+#   FUZZ_SECONDS=60                  fuzzing time (default 60; not NPSD_*:
+#                                    npsd reads every NPSD_* variable as a
+#                                    setting and refuses unknown ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
@@ -45,13 +47,13 @@ if [ $quick -eq 0 ]; then
         UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
                 run_suite build-asan "ASan+UBSan build" -DCMAKE_BUILD_TYPE=Debug -DNPSD_SANITIZE=ON
 
-        echo "== fuzz: message parser (libFuzzer, ${NPSD_FUZZ_SECONDS:-60} s)"
+        echo "== fuzz: message parser (libFuzzer, ${FUZZ_SECONDS:-60} s)"
         CC=clang cmake -S . -B build-fuzz -DNPSD_FUZZ=ON -DNPSD_TESTS=OFF \
                 -DCMAKE_BUILD_TYPE=Debug >/dev/null
         cmake --build build-fuzz --target fuzz_event -j"$jobs" >/dev/null
         corpus=$(mktemp -d)
         cp tests/fuzz/corpus/* "$corpus"/
-        if ./build-fuzz/fuzz_event -max_total_time="${NPSD_FUZZ_SECONDS:-60}" \
+        if ./build-fuzz/fuzz_event -max_total_time="${FUZZ_SECONDS:-60}" \
                 -print_final_stats=1 "$corpus" > build-fuzz/fuzz.log 2>&1; then
                 passed=$((passed + 1))
                 grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz.log | tail -2
