@@ -203,6 +203,9 @@ static const char *npsd_kafka_defaults[][2] = {
          * leave the consumer fetching nothing (librdkafka issue #4059; see
          * tests/integration/it_scale_out.py). */
         {"partition.assignment.strategy", "range,roundrobin"},
+        /* librdkafka's 64 MiB default prefetch is most of npsd's memory;
+         * 16 MiB still keeps a 2,000-message batch fed (docs/benchmarks.md) */
+        {"queued.max.messages.kbytes", "16384"},
 };
 
 /* Cohort dimensions npsd derives itself: an attribute key of the same name

@@ -415,11 +415,13 @@ int main(int argc, char **argv) {
                         /* Cohort views trail the accounts by about a
                          * second: one refresh per tick serves every batch
                          * of that second. */
-                        int left = npsd_store_cohorts(store, now_ms, 256,
+                        int left = npsd_store_cohorts(store, now_ms, 32,
                                                       errstr, sizeof(errstr));
                         if (left < 0)
                                 npsd_observe_redis_error(&obs, errstr);
-                        next_cohorts = mono + (left > 0 ? 100 : 1000);
+                        /* small calls, repeated between batches while work
+                         * is left: a long script would stall Redis */
+                        next_cohorts = mono + (left > 0 ? 0 : 1000);
                 }
                 if (mono >= next_report) {
                         const npsd_pipeline_stats_t *st =

@@ -763,7 +763,9 @@ if mode == 'cohorts' then
   -- some thirty bucket writes. Draining and counting are one atomic step.
   local max = tonumber(ARGV[7])
   local incr, dirty, fresh = {}, {}, {}
-  for _, a in ipairs(redis.call('SPOP', P .. ':cq', max)) do
+  -- queues are small (a few records per account): drain more of them per
+  -- call than views are refreshed
+  for _, a in ipairs(redis.call('SPOP', P .. ':cq', 8 * max)) do
     local qk = P .. ':{' .. a .. '}:cq'
     for _, r in ipairs(redis.call('LRANGE', qk, 0, -1)) do
       local x = cjson.decode(r)

@@ -167,7 +167,7 @@ static void test_set_and_errors(void **state) {
         assert_int_equal(c->cohort_attr_cnt, 0);
         set_ok(c, "kafka.group.id", "other");
         assert_string_equal(npsd_conf_kafka_get(c, "group.id"), "other");
-        assert_int_equal(c->kafka_cnt, 4); /* replaced, not appended */
+        assert_int_equal(c->kafka_cnt, 5); /* replaced, not appended */
 
         set_err(c, "foo.bar", "1", "unknown key 'foo.bar'");
         set_err(c, "kafka.", "1", "kafka.");
