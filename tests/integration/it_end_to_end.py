@@ -6,7 +6,8 @@ import os
 from collections import defaultdict
 
 from harness import (ROLE_ALIASES, Stack, assert_hash_matches, category,
-                     epoch_day, main, nps_fields, round1, wait_for)
+                     epoch_day, main, nps_fields, round1, wait_for,
+                     wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
 TODAY = epoch_day(NOW)
@@ -57,12 +58,19 @@ def test(build):
     st = Stack(build, name="e2e")
     try:
         out = os.path.join(st.dir, "sent.jsonl")
-        st.gen("--accounts", "25", "--count", "3000", "--rate", "0",
-               "--seed", "7", "--days", "200", "--now", NOW, "--out", out)
+        gen = ("--accounts", "25", "--rate", "0", "--seed", "7", "--days",
+               "200", "--now", NOW)
+        # Account context first: a response counts in the cohorts of its
+        # account's context as of when it is counted, and the two topics'
+        # partitions are read independently. The same seed makes the second
+        # run repeat the accounts and the first response (deduplicated).
+        st.gen(*gen, "--count", "1")
+        npsd = st.npsd("roll.interval.s=1", now=NOW)
+        wait_processed(st, "npsd")
+        st.gen(*gen, "--count", "3000", "--out", out)
         with open(out) as f:
             accounts, responses = expected_from(f.readlines())
         assert len(responses) == 3000, len(responses)
-        npsd = st.npsd("roll.interval.s=1", now=NOW)
 
         outs = wait_for(lambda: _outputs(st, len(responses)), 120,
                         "one classified message per response")
