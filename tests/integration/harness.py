@@ -506,13 +506,15 @@ class FaultStack(Stack):
 
 def gen_stream(st, out, count, rate, seed, now, accounts=40, extra=()):
     """npsctl gen in the background (subprocess.Popen), recording what it
-    sent to out (JSONL)."""
-    return subprocess.Popen(
+    sent to out (JSONL). The stack owns it: close() stops it if it runs."""
+    p = subprocess.Popen(
         [os.path.join(st.build, "npsctl"), "gen", "--bootstrap",
          st.bootstrap, "--accounts", str(accounts), "--count", str(count),
          "--rate", str(rate), "--seed", str(seed), "--days", "200",
          "--now", now, "--out", out] + list(extra),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    st.procs.append(p)
+    return p
 
 
 def committed_sum(st, group, topic):

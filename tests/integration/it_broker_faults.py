@@ -21,7 +21,6 @@ DOWN_SECONDS = float(os.environ.get("IT_BROKER_DOWN_SECONDS", "5"))
 
 def test(build):
     st = FaultStack(build, name="broker-faults", control=True)
-    gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
         assert st.broker_cmd("bogus").startswith("error: unknown command")
@@ -76,9 +75,6 @@ def test(build):
         assert not probs, probs[:10]
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
     finally:
-        if gen and gen.poll() is None:
-            gen.kill()
-            gen.wait()
         st.close()
 
 

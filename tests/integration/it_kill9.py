@@ -19,7 +19,6 @@ GROUP = ("kafka.session.timeout.ms=6000", "kafka.heartbeat.interval.ms=500")
 
 def test(build):
     st = FaultStack(build, name="kill9")
-    gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
         sets = ("roll.interval.s=1", "http.listen=") + GROUP
@@ -46,9 +45,6 @@ def test(build):
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
         print("killed with %d responses committed" % at_kill)
     finally:
-        if gen and gen.poll() is None:
-            gen.kill()
-            gen.wait()
         st.close()
 
 

@@ -10,8 +10,6 @@ http.listen exits 1 with a clear message.
 import json
 import os
 import re
-import signal
-import subprocess
 import sys
 import time
 import urllib.error

@@ -21,7 +21,6 @@ OUTAGE = float(os.environ.get("IT_OUTAGE_SECONDS", "15"))
 
 def test(build):
     st = FaultStack(build, name="redis-outage", persist=True)
-    gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
         npsd = st.npsd("roll.interval.s=1", "http.listen=", now=NOW)
@@ -61,9 +60,6 @@ def test(build):
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
         print("outage %.0fs, %d committed before it" % (OUTAGE, at_stop))
     finally:
-        if gen and gen.poll() is None:
-            gen.kill()
-            gen.wait()
         st.close()
 
 

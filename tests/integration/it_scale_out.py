@@ -36,7 +36,6 @@ def lag_report(st, topics=("nps.responses", "accounts")):
 
 def test(build):
     st = FaultStack(build, partitions=8, name="scale-out")
-    gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
         sets = ("roll.interval.s=1", "http.listen=") + GROUP
@@ -74,9 +73,6 @@ def test(build):
             assert st.stop(inst[i]) == 0, "npsd-%d must exit 0" % i
         print("shares: %s" % [shares(st, p) for p in inst])
     finally:
-        if gen and gen.poll() is None:
-            gen.kill()
-            gen.wait()
         st.close()
 
 

@@ -10,12 +10,11 @@ committed offsets must be the end offsets of the input topics.
 import json
 import os
 import signal
-import subprocess
 import time
 from collections import Counter, defaultdict
 
-from harness import (Stack, classified, end_offsets, epoch_day, load_sent,
-                     main, read_topic, wait_for, wait_processed,
+from harness import (Stack, classified, end_offsets, epoch_day, gen_stream,
+                     load_sent, main, read_topic, wait_for, wait_processed,
                      window_problems)
 
 NOW = "2026-11-20T12:00:00Z"
@@ -35,17 +34,12 @@ def committed_total(st, group, topic):
 
 def test(build):
     st = Stack(build, name="sigterm")
-    gen = None
     try:
         out = os.path.join(st.dir, "sent.jsonl")
         npsd = st.npsd("roll.interval.s=1", SESSION, now=NOW,
                        log="npsd-1.log")
-        gen = subprocess.Popen(
-            [os.path.join(st.build, "npsctl"), "gen", "--bootstrap",
-             st.bootstrap, "--accounts", "40", "--count", str(COUNT),
-             "--rate", "2000", "--dup-ratio", "0.05", "--seed", "5",
-             "--days", "200", "--now", NOW, "--out", out],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        gen = gen_stream(st, out, COUNT, 2000, 5, NOW,
+                         extra=("--dup-ratio", "0.05"))
 
         # mid-stream: a good part processed, the generator still sending
         wait_for(lambda: committed_total(st, "npsd", "nps.responses") >= 3000,
@@ -147,9 +141,6 @@ def test(build):
         total = sum(end_offsets(st, "nps.responses").values())
         assert total == len(resp), (total, len(resp))
     finally:
-        if gen and gen.poll() is None:
-            gen.kill()
-            gen.wait()
         st.close()
 
 
