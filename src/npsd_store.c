@@ -34,8 +34,10 @@ struct npsd_store_s {
         redisReply **replies;
         size_t replies_size;
         size_t reply_cnt;
-        size_t *order;
+        size_t *order;      /* responses of the batch, grouped by account */
         size_t order_size;
+        size_t *ev_order;   /* usage or follow-ups, grouped by account */
+        size_t ev_order_size;
         const char **argv;
         size_t *argvlen;
         size_t argv_size;
@@ -89,6 +91,7 @@ void npsd_store_destroy(npsd_store_t *store) {
                 redisFree(store->redis);
         free(store->replies);
         free(store->order);
+        free(store->ev_order);
         free(store->argv);
         free(store->argvlen);
         free(store->toff);
@@ -652,19 +655,19 @@ static int npsd_store_append_by_account(npsd_store_t *store,
         *groups = 0;
         if (!cnt)
                 return 0;
-        if (npsd_store_grow((void **)&store->order, &store->order_size, cnt,
-                            sizeof(*store->order)) == -1)
+        if (npsd_store_grow((void **)&store->ev_order, &store->ev_order_size,
+                            cnt, sizeof(*store->ev_order)) == -1)
                 return -1;
         for (size_t i = 0; i < cnt; i++)
-                store->order[i] = i;
-        qsort_r(store->order, cnt, sizeof(*store->order), npsd_store_cmp_ptr,
+                store->ev_order[i] = i;
+        qsort_r(store->ev_order, cnt, sizeof(*store->ev_order), npsd_store_cmp_ptr,
                 &ss);
         for (from = 0, g = 1; g <= cnt; g++) {
-                const char *account = acct(evs[store->order[from]]);
+                const char *account = acct(evs[store->ev_order[from]]);
                 char key[512], count[24];
                 size_t n = g - from;
                 int argc = 11;
-                if (g < cnt && !strcmp(acct(evs[store->order[g]]), account))
+                if (g < cnt && !strcmp(acct(evs[store->ev_order[g]]), account))
                         continue;
                 if (npsd_store_argv_reserve(store, 11 + n * (size_t)per) ==
                             -1 ||
@@ -677,7 +680,7 @@ static int npsd_store_append_by_account(npsd_store_t *store,
                 store->argv[10] = count;
                 store->argvlen[10] = strlen(count);
                 for (size_t i = 0; i < n; i++)
-                        argc += fill(store, evs[store->order[from + i]],
+                        argc += fill(store, evs[store->ev_order[from + i]],
                                      &store->args[i], store->argv + argc,
                                      store->argvlen + argc);
                 if (npsd_store_append(store, key, account, mode, argc) == -1)
@@ -719,8 +722,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         goto oom;
                 from = g;
         }
-        /* The response groups' replies are mapped back below using order[],
-         * which the next two calls reuse: map them first. */
+        /* the response groups' replies come first, after the context ones */
         expected = store->reply_cnt;
         {
                 size_t r = batch->account_cnt;
@@ -747,13 +749,6 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                 store->outbox_len =
                         (size_t)store->replies[store->reply_cnt - 1]->integer;
 
-                /* order[] was re-sorted for usage and follow-ups: sort the
-                 * responses again to map their replies (cheap next to the
-                 * round trip, and it keeps one scratch array). */
-                for (size_t i = 0; i < resp_cnt; i++)
-                        store->order[i] = i;
-                qsort_r(store->order, resp_cnt, sizeof(*store->order),
-                        npsd_store_cmp_order, (void *)responses);
                 for (from = 0, g = 1; g <= resp_cnt; g++) {
                         redisReply *rep;
                         if (g < resp_cnt &&
