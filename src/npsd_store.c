@@ -648,11 +648,10 @@ static int npsd_store_append_by_account(npsd_store_t *store,
                                         const void *const *evs, size_t cnt,
                                         npsd_store_acct_fn acct,
                                         npsd_store_fill_fn fill, int per,
-                                        const char *mode, size_t *groups) {
+                                        const char *mode) {
         npsd_store_sort_t ss = {evs, acct};
         size_t from, g;
 
-        *groups = 0;
         if (!cnt)
                 return 0;
         if (npsd_store_grow((void **)&store->ev_order, &store->ev_order_size,
@@ -685,7 +684,6 @@ static int npsd_store_append_by_account(npsd_store_t *store,
                                      store->argvlen + argc);
                 if (npsd_store_append(store, key, account, mode, argc) == -1)
                         return -1;
-                (*groups)++;
                 from = g;
         }
         return 0;
@@ -695,7 +693,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                      const npsd_store_batch_t *batch, char *errstr,
                      size_t errstr_size) {
         char okey[256];
-        size_t expected, g, from, usage_groups, followup_groups;
+        size_t expected, g, from;
         const npsd_store_response_t *responses = batch->responses;
         size_t resp_cnt = batch->resp_cnt;
 
@@ -729,13 +727,11 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                 if (npsd_store_append_by_account(
                             store, (const void *const *)batch->usage,
                             batch->usage_cnt, npsd_store_usage_acct,
-                            npsd_store_fill_usage, 7, "usage",
-                            &usage_groups) == -1 ||
+                            npsd_store_fill_usage, 7, "usage") == -1 ||
                     npsd_store_append_by_account(
                             store, (const void *const *)batch->followups,
                             batch->followup_cnt, npsd_store_followup_acct,
-                            npsd_store_fill_followup, 5, "followups",
-                            &followup_groups) == -1)
+                            npsd_store_fill_followup, 5, "followups") == -1)
                         goto oom;
                 snprintf(okey, sizeof(okey), "%s:outbox",
                          store->conf->redis_prefix);
@@ -777,8 +773,6 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         from = g;
                 }
         }
-        (void)usage_groups;
-        (void)followup_groups;
         return 0;
 
 bad_reply:
