@@ -478,26 +478,38 @@ class FaultStack(Stack):
         self.redis_proc.wait(10)
 
     def broker_cmd(self, line, timeout=15):
-        """One control command; returns the reply line without newline."""
+        """One control command; returns the reply line without newline.
+
+        Lines are split here from raw os.read() chunks: select() on a
+        buffered text stream misses a reply that an earlier readline()
+        already pulled into Python's buffer (the bootstrap line and the
+        first reply often arrive in one chunk)."""
         import select
         assert self.control, "FaultStack(control=True) needed"
         self.broker.stdin.write(line.strip() + "\n")
         self.broker.stdin.flush()
+        fd = self.broker.stdout.fileno()
+        buf = getattr(self, "_ctl_buf", b"")
         deadline = time.time() + timeout
-        while True:
-            left = deadline - time.time()
-            if left <= 0:
-                raise AssertionError("no reply to %r" % line)
-            ready, _, _ = select.select([self.broker.stdout], [], [], left)
-            if not ready:
-                continue
-            reply = self.broker.stdout.readline()
-            if not reply:
-                raise AssertionError("broker exited (command %r)" % line)
-            reply = reply.rstrip("\n")
-            if reply.startswith("bootstrap.servers="):
-                continue
-            return reply
+        try:
+            while True:
+                while b"\n" in buf:
+                    reply, buf = buf.split(b"\n", 1)
+                    reply = reply.decode()
+                    if not reply.startswith("bootstrap.servers="):
+                        return reply
+                left = deadline - time.time()
+                if left <= 0:
+                    raise AssertionError("no reply to %r" % line)
+                ready, _, _ = select.select([fd], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise AssertionError("broker exited (command %r)" % line)
+                buf += chunk
+        finally:
+            self._ctl_buf = buf
 
     def broker_ok(self, line):
         reply = self.broker_cmd(line)
