@@ -181,8 +181,11 @@ end
 -- The totals cache (<key>:t): field "as_of" = SIG, "<period>.<slot>" ->
 -- count. Valid for one day and one window configuration; summing the day
 -- buckets (up to 2 x long window days x 21 fields) happens only when it is
--- not, so the per-batch cost does not grow with history.
-local SIG = today .. '/' .. table.concat(C.windows, ',') .. '/' .. L
+-- not, so the per-batch cost does not grow with history. The window hashes
+-- are a function of these totals and low_conf_n: while the cache is valid
+-- they are current, and a call that does not change the totals leaves them.
+local SIG = today .. '/' .. table.concat(C.windows, ',') .. '/' .. L .. '/' ..
+            C.low_conf_n
 
 local function totals_store(tk, T)
   local args = {'as_of', SIG}
@@ -238,21 +241,29 @@ local function fields_of(r)
           fmt(r.ci_high), r.low_confidence}
 end
 
--- Rewrites one window hash from totals: absent slices leave no field.
-local function write_window(key, t)
+-- Writes one window hash from totals t: the whole hash (absent slices leave
+-- no field) when old is nil, else only the slices whose counts differ from
+-- old. Only counting passes old, and counts only grow there, so no slice
+-- disappears: writing a slice costs about 20 us of Lua, and a response
+-- changes three of seven.
+local function write_window(key, t, old)
   local args = {}
   for si, name in ipairs(SLICES) do
-    local r = slice_nps(t, si)
-    if r then
-      local pre = (si == 1) and '' or (name .. '.')
-      local vals = fields_of(r)
-      for fi, f in ipairs(FIELDS) do
-        args[#args + 1] = pre .. f
-        args[#args + 1] = vals[fi]
+    local o = (si - 1) * 3
+    if not old or old[o + 1] ~= t[o + 1] or old[o + 2] ~= t[o + 2] or
+       old[o + 3] ~= t[o + 3] then
+      local r = slice_nps(t, si)
+      if r then
+        local pre = (si == 1) and '' or (name .. '.')
+        local vals = fields_of(r)
+        for fi, f in ipairs(FIELDS) do
+          args[#args + 1] = pre .. f
+          args[#args + 1] = vals[fi]
+        end
       end
     end
   end
-  redis.call('DEL', key)
+  if not old then redis.call('DEL', key) end
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
 
@@ -391,7 +402,13 @@ local function alerts_check(acct, m, S, T, band, cause)
          active_users_prev_7d = prev7}, cause)
   end
   set[#set + 1] = 'usage_drop'; set[#set + 1] = on
-  redis.call('HSET', base .. 'alerts', unpack(set))
+  local diff = {}
+  for i = 1, #set, 2 do
+    if st[set[i]] ~= set[i + 1] then
+      diff[#diff + 1] = set[i]; diff[#diff + 1] = set[i + 1]
+    end
+  end
+  if #diff > 0 then redis.call('HSET', base .. 'alerts', unpack(diff)) end
 end
 
 local function metrics_of(T, acct, summary)
@@ -421,9 +438,9 @@ local function metrics_of(T, acct, summary)
   local bench = C.benchmark[acct.segment or ''] or C.benchmark.all
   m.benchmark = bench
   if all then m.benchmark_delta = round1(all.nps - bench) end
-  local h, band = health_of(T, summary, acct)
+  local h, band, comps = health_of(T, summary, acct)
   m.health, m.health_band = h, band
-  return m
+  return m, comps
 end
 
 -- Summary fields rewrite() owns and deletes when they have no data; the
@@ -493,26 +510,36 @@ local function roll_schedule(best)
 end
 
 -- Rewrites the account's derived keys from its period totals and announces
--- the change on pub/sub.
-local function rewrite(acct, meta, T, cause)
-  for wi, w in ipairs(C.windows) do
-    write_window(base .. 'w:' .. wname(w), T[wi])
+-- the change on pub/sub. windows: nil when the totals did not change (the
+-- window hashes are current), 'full' after a recomputation, or the window
+-- totals before this call's counting (write_window() rewrites what
+-- changed).
+local function rewrite(acct, meta, T, cause, windows)
+  if windows then
+    for wi, w in ipairs(C.windows) do
+      write_window(base .. 'w:' .. wname(w), T[wi],
+                   windows ~= 'full' and windows[wi] or nil)
+    end
   end
   local skey = base .. 'summary'
   local summary = hgetall_map(skey)
-  local m = metrics_of(T, acct, summary)
-  local _, _, comps = health_of(T, summary, acct)
+  local m, comps = metrics_of(T, acct, summary)
   for c, v in pairs(comps) do m['health.' .. c] = round1(v) end
+  -- only what differs is written: a field costs about 1 us in HSET
   local set, del = {}, {}
   for _, f in ipairs(owned_fields()) do
     if m[f] ~= nil then
-      set[#set + 1] = f
-      set[#set + 1] = num_str(m[f])
-    else
+      local v = num_str(m[f])
+      if summary[f] ~= v then
+        set[#set + 1] = f
+        set[#set + 1] = v
+      end
+    elseif summary[f] then
       del[#del + 1] = f
     end
   end
-  if meta.last_response_at then
+  if meta.last_response_at and (summary.last_response_at ~= meta.last_response_at or
+                                summary.last_score ~= meta.last_score) then
     set[#set + 1] = 'last_response_at'
     set[#set + 1] = meta.last_response_at
     set[#set + 1] = 'last_score'
@@ -589,15 +616,31 @@ local function days_keys(prefix, from, to)
   return ks
 end
 
-local function usage_summary()
+-- The four PFCOUNTs merge up to 30 HyperLogLogs each (the dearest part of
+-- a usage call). Their result depends only on the HLLs' registers and the
+-- day: when no PFADD changed a register (hll_changed false) on the day they
+-- were last counted ("counted_day"), the summary already holds them.
+-- Returns true when a health input (the usage summary fields) changed.
+local USAGE_FIELDS = {'active_users_7d', 'active_users_30d',
+                      'active_users_prev_7d', 'features_30d', 'errors_7d',
+                      'open_tickets'}
+local function usage_summary(hll_changed)
   local ukey = base .. 'usage'
   local u = hgetall_map(ukey)
-  if not u.last_activity_ms then return end
-  local au = base .. 'au:'
-  local au7 = redis.call('PFCOUNT', unpack(days_keys(au, today - 6, today)))
-  local au30 = redis.call('PFCOUNT', unpack(days_keys(au, today - 29, today)))
-  local prev7 = redis.call('PFCOUNT', unpack(days_keys(au, today - 13, today - 7)))
-  local ft30 = redis.call('PFCOUNT', unpack(days_keys(base .. 'ft:', today - 29, today)))
+  if not u.last_activity_ms then return false end
+  local set = {}
+  if hll_changed or u.counted_day ~= tostring(today) then
+    local au = base .. 'au:'
+    set = {'active_users_7d',
+           redis.call('PFCOUNT', unpack(days_keys(au, today - 6, today))),
+           'active_users_30d',
+           redis.call('PFCOUNT', unpack(days_keys(au, today - 29, today))),
+           'active_users_prev_7d',
+           redis.call('PFCOUNT', unpack(days_keys(au, today - 13, today - 7))),
+           'features_30d',
+           redis.call('PFCOUNT', unpack(days_keys(base .. 'ft:', today - 29, today)))}
+    redis.call('HSET', ukey, 'counted_day', today)
+  end
   local err7, stale = 0, {}
   for f, v in pairs(u) do
     if string.sub(f, 1, 4) == 'err:' then
@@ -609,10 +652,17 @@ local function usage_summary()
   if #stale > 0 then redis.call('HDEL', ukey, unpack(stale)) end
   local open = (tonumber(u.tickets_opened or '0') or 0) - (tonumber(u.tickets_closed or '0') or 0)
   if open < 0 then open = 0 end
-  redis.call('HSET', base .. 'summary', 'active_users_7d', au7,
-             'active_users_30d', au30, 'active_users_prev_7d', prev7,
-             'errors_7d', err7, 'open_tickets', open, 'features_30d', ft30,
-             'last_activity_at', u.last_activity_at)
+  set[#set + 1] = 'errors_7d'; set[#set + 1] = err7
+  set[#set + 1] = 'open_tickets'; set[#set + 1] = open
+  local old = redis.call('HMGET', base .. 'summary', unpack(USAGE_FIELDS))
+  local was, changed = {}, false
+  for i, f in ipairs(USAGE_FIELDS) do was[f] = old[i] end
+  for i = 1, #set, 2 do
+    if was[set[i]] ~= tostring(set[i + 1]) then changed = true end
+  end
+  set[#set + 1] = 'last_activity_at'; set[#set + 1] = u.last_activity_at
+  redis.call('HSET', base .. 'summary', unpack(set))
+  return changed
 end
 
 -- Usage keeps the windows of active users moving daily while it lasts.
@@ -820,8 +870,8 @@ local dkey, tkey = base .. 'd', base .. 't'
 
 if mode == 'refresh' then
   local T, flat = totals_load(dkey, tkey, true)
-  usage_summary()
-  rewrite(acct, meta, T)
+  usage_summary(true)
+  rewrite(acct, meta, T, nil, 'full')
   roll_schedule(usage_roll(roll_from_buckets(flat, nil)))
   return 1
 end
@@ -881,23 +931,39 @@ if mode == 'usage' then
     end
   end
   if counted == 0 then return 0 end
-  for day, us in pairs(users) do
-    call_chunked('PFADD', base .. 'au:' .. day, us)
-    redis.call('EXPIRE', base .. 'au:' .. day, 32 * 86400)
+  local hll_changed = false
+  local function pfadd(key, list)
+    for i = 1, #list, 1000 do
+      if redis.call('PFADD', key, unpack(list, i, math.min(i + 999, #list))) == 1 then
+        hll_changed = true
+      end
+    end
+    redis.call('EXPIRE', key, 32 * 86400)
   end
-  for day, fs in pairs(feats) do
-    call_chunked('PFADD', base .. 'ft:' .. day, fs)
-    redis.call('EXPIRE', base .. 'ft:' .. day, 32 * 86400)
-  end
+  for day, us in pairs(users) do pfadd(base .. 'au:' .. day, us) end
+  for day, fs in pairs(feats) do pfadd(base .. 'ft:' .. day, fs) end
   for day, c in pairs(errs) do redis.call('HINCRBY', ukey, 'err:' .. day, c) end
   if opened > 0 then redis.call('HINCRBY', ukey, 'tickets_opened', opened) end
   if closed > 0 then redis.call('HINCRBY', ukey, 'tickets_closed', closed) end
   if last_str then
     redis.call('HSET', ukey, 'last_activity_ms', last, 'last_activity_at', last_str)
   end
-  usage_summary()
-  local T = totals_load(dkey, tkey, false)
-  rewrite(acct, meta, T, cause)
+  local inputs_changed = usage_summary(hll_changed)
+  local T, flat = totals_load(dkey, tkey, false)
+  if inputs_changed or flat then
+    rewrite(acct, meta, T, cause, flat and 'full' or nil)
+  else
+    -- no health input moved: health, ranks and alert state stand; only
+    -- last_activity_at changed
+    local skey = base .. 'summary'
+    redis.call('HSET', skey, 'updated_at', C.now_str)
+    local cur = redis.call('HMGET', skey, 'nps_' .. wname(L), 'health', 'health_band')
+    local ev = {account_id = A, updated_at = C.now_str}
+    ev['nps_' .. wname(L)] = tonumber(cur[1] or '')
+    ev.health = tonumber(cur[2] or '')
+    ev.health_band = cur[3] or nil
+    redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
+  end
   local cur = redis.call('ZSCORE', P .. ':roll', A)
   local roll = cur and math.floor(tonumber(cur) / 86400000) or nil
   if roll and roll <= today then roll = nil end
@@ -941,7 +1007,8 @@ if mode == 'followups' then
     out[#out + 1] = status
   end
   if changed then
-    rewrite(acct, meta, totals_load(dkey, tkey, false), cause)
+    local T, flat = totals_load(dkey, tkey, false)
+    rewrite(acct, meta, T, cause, flat and 'full' or nil)
   end
   return out
 end
@@ -971,7 +1038,10 @@ if mode == 'tick' then
       end
     end
   end
-  if changed then rewrite(acct, meta, totals_load(dkey, tkey, false), nil) end
+  if changed then
+    local T, flat = totals_load(dkey, tkey, false)
+    rewrite(acct, meta, T, nil, flat and 'full' or nil)
+  end
   return changed and 1 or 0
 end
 
@@ -1006,7 +1076,7 @@ if mode == 'context' then
   acct = hgetall_map(base .. 'account')
   local T, flat = totals_load(dkey, tkey, false)
   if flat then roll_schedule(roll_from_buckets(flat, nil)) end
-  rewrite(acct, meta, T)
+  rewrite(acct, meta, T, nil, flat and 'full' or nil)
   return 1
 end
 
@@ -1014,6 +1084,13 @@ end
 local n = tonumber(ARGV[7])
 local out = {}
 local T, flat = totals_load(dkey, tkey, false)
+-- the totals before counting: the cache and the window hashes are written
+-- where they differ
+local T0 = {}
+for pi = 1, PREV do
+  T0[pi] = {}
+  for sl = 1, NSLOT do T0[pi][sl] = T[pi][sl] end
+end
 local roll = flat and roll_from_buckets(flat, nil) or nil
 if not flat then
   local cur = redis.call('ZSCORE', P .. ':roll', A)
@@ -1118,7 +1195,16 @@ end
 
 if counted > 0 then
   incr_flush(incr)
-  totals_store(tkey, T)
+  local tset = {}
+  for pi = 1, PREV do
+    for sl = 1, NSLOT do
+      if T[pi][sl] ~= T0[pi][sl] then
+        tset[#tset + 1] = pi .. '.' .. (sl - 1)
+        tset[#tset + 1] = T[pi][sl]
+      end
+    end
+  end
+  if #tset > 0 then redis.call('HSET', tkey, unpack(tset)) end
   roll_schedule(usage_roll(roll))
   if #queue > 0 then
     call_chunked('LPUSH', base .. 'cq', queue)
@@ -1137,6 +1223,10 @@ if counted > 0 then
                meta.last_response_ms, 'last_response_at',
                meta.last_response_at, 'last_score', meta.last_score)
   end
-  rewrite(acct, meta, T, cause)
+  rewrite(acct, meta, T, cause, flat and 'full' or T0)
+elseif flat then
+  -- only duplicates, but the totals were recomputed (a day rolled): the
+  -- window hashes follow the cache
+  rewrite(acct, meta, T, nil, 'full')
 end
 return out
