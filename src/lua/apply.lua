@@ -178,27 +178,24 @@ local function totals_from(flat)
   return T, stale
 end
 
--- The totals cache (<key>:t): field "as_of" = SIG, "<period>.<slot>" ->
--- count. Valid for one day and one window configuration; summing the day
--- buckets (up to 2 x long window days x 21 fields) happens only when it is
--- not, so the per-batch cost does not grow with history. The window hashes
--- are a function of these totals and low_conf_n: while the cache is valid
--- they are current, and a call that does not change the totals leaves them.
+-- The totals cache (<key>:t): a string, the JSON array [SIG, counts...]
+-- with NSLOT counts per period (windows, then the previous period). Valid
+-- for one day and one window configuration; summing the day buckets (up to
+-- 2 x long window days x 21 fields) happens only when it is not, so the
+-- per-batch cost does not grow with history. One GET and cjson.decode cost
+-- about 8 us where a hash of fields cost 40 to 60 us of parsing. The window
+-- hashes are a function of these totals and low_conf_n: while the cache is
+-- valid they are current, and a call that does not change the totals
+-- leaves them.
 local SIG = today .. '/' .. table.concat(C.windows, ',') .. '/' .. L .. '/' ..
             C.low_conf_n
 
 local function totals_store(tk, T)
-  local args = {'as_of', SIG}
+  local a = {SIG}
   for pi = 1, PREV do
-    for sl = 1, NSLOT do
-      if T[pi][sl] ~= 0 then
-        args[#args + 1] = pi .. '.' .. (sl - 1)
-        args[#args + 1] = T[pi][sl]
-      end
-    end
+    for sl = 1, NSLOT do a[#a + 1] = T[pi][sl] end
   end
-  redis.call('DEL', tk)
-  redis.call('HSET', tk, unpack(args))
+  redis.call('SET', tk, cjson.encode(a))
 end
 
 -- Returns the totals of a bucket hash bk, from the cache tk when it is
@@ -206,21 +203,20 @@ end
 -- the bucket reply when a recomputation happened (for the roll schedule).
 local function totals_load(bk, tk, force)
   if not force then
-    local flat = redis.call('HGETALL', tk)
-    local T, ok = {}, false
-    for pi = 1, PREV do T[pi] = zero_totals() end
-    for i = 1, #flat, 2 do
-      local f = flat[i]
-      if f == 'as_of' then
-        ok = (flat[i + 1] == SIG)
-      else
-        local dot = string.find(f, '.', 1, true)
-        local pi = tonumber(string.sub(f, 1, dot - 1))
-        local sl = tonumber(string.sub(f, dot + 1)) + 1
-        if T[pi] then T[pi][sl] = tonumber(flat[i + 1]) end
+    -- pcall: a cache of another shape (WRONGTYPE) is only a stale cache
+    local raw = redis.pcall('GET', tk)
+    if type(raw) == 'string' then
+      local a = cjson.decode(raw)
+      if a[1] == SIG and #a == 1 + PREV * NSLOT then
+        local T, k = {}, 1
+        for pi = 1, PREV do
+          local t = {}
+          for sl = 1, NSLOT do k = k + 1; t[sl] = a[k] end
+          T[pi] = t
+        end
+        return T, nil
       end
     end
-    if ok then return T, nil end
   end
   local flat = redis.call('HGETALL', bk)
   local T, stale = totals_from(flat)
@@ -364,28 +360,31 @@ end
 
 -- Edge-triggered account alerts: raised when a condition turns on (or the
 -- band changes), never again while it holds.
-local function alerts_check(acct, m, S, T, band, cause)
+local function alerts_check(acct, m, S, T, band, cause, health_only)
   local st = hgetall_map(base .. 'alerts')
   local set = {}
   local Ls = wname(L)
   local lt = T[long_index()]
-  local on = (m.role_gap_flag == 1) and '1' or '0'
-  if on == '1' and st.role_gap ~= '1' then
-    fire(acct, 'role_gap', 'medium', {role_gap = m['role_gap_' .. Ls],
-         end_user_nps = (slice_nps(lt, 4) or {}).nps,
-         decision_maker_nps = (slice_nps(lt, 6) or {}).nps, window = Ls}, cause)
+  local on
+  if not health_only then -- the conditions on the totals
+    on = (m.role_gap_flag == 1) and '1' or '0'
+    if on == '1' and st.role_gap ~= '1' then
+      fire(acct, 'role_gap', 'medium', {role_gap = m['role_gap_' .. Ls],
+           end_user_nps = (slice_nps(lt, 4) or {}).nps,
+           decision_maker_nps = (slice_nps(lt, 6) or {}).nps, window = Ls}, cause)
+    end
+    set[#set + 1] = 'role_gap'; set[#set + 1] = on
+    local all, pr = slice_nps(lt, 1), slice_nps(T[PREV], 1)
+    local trend = m['trend_' .. Ls]
+    on = (trend and trend <= H.drop_points and all and pr and all.n >= H.drop_min and
+          pr.n >= H.drop_min) and '1' or '0'
+    if on == '1' and st.nps_drop ~= '1' then
+      fire(acct, 'nps_drop', trend <= 2 * H.drop_points and 'high' or 'medium',
+           {trend = trend, nps = all.nps, nps_prev = pr.nps, responses = all.n,
+            responses_prev = pr.n, window = Ls}, cause)
+    end
+    set[#set + 1] = 'nps_drop'; set[#set + 1] = on
   end
-  set[#set + 1] = 'role_gap'; set[#set + 1] = on
-  local all, pr = slice_nps(lt, 1), slice_nps(T[PREV], 1)
-  local trend = m['trend_' .. Ls]
-  on = (trend and trend <= H.drop_points and all and pr and all.n >= H.drop_min and
-        pr.n >= H.drop_min) and '1' or '0'
-  if on == '1' and st.nps_drop ~= '1' then
-    fire(acct, 'nps_drop', trend <= 2 * H.drop_points and 'high' or 'medium',
-         {trend = trend, nps = all.nps, nps_prev = pr.nps, responses = all.n,
-          responses_prev = pr.n, window = Ls}, cause)
-  end
-  set[#set + 1] = 'nps_drop'; set[#set + 1] = on
   if band then
     if st.health_band and st.health_band ~= band then
       fire(acct, 'health_band', band == 'red' and 'high' or
@@ -509,12 +508,17 @@ local function roll_schedule(best)
   end
 end
 
+local HEALTH_FIELDS = {'health', 'health_band', 'health.nps', 'health.adoption',
+                       'health.engagement', 'health.support', 'health.followup'}
+
 -- Rewrites the account's derived keys from its period totals and announces
 -- the change on pub/sub. windows: nil when the totals did not change (the
 -- window hashes are current), 'full' after a recomputation, or the window
 -- totals before this call's counting (write_window() rewrites what
--- changed).
-local function rewrite(acct, meta, T, cause, windows)
+-- changed). health_only: the totals and the account context did not
+-- change, only health inputs (usage, loop counters) did: the window
+-- metrics, their rank and their alert conditions stand.
+local function rewrite(acct, meta, T, cause, windows, health_only)
   if windows then
     for wi, w in ipairs(C.windows) do
       write_window(base .. 'w:' .. wname(w), T[wi],
@@ -523,11 +527,18 @@ local function rewrite(acct, meta, T, cause, windows)
   end
   local skey = base .. 'summary'
   local summary = hgetall_map(skey)
-  local m, comps = metrics_of(T, acct, summary)
+  local m, comps, fields
+  if health_only then
+    m, fields = {}, HEALTH_FIELDS
+    m.health, m.health_band, comps = health_of(T, summary, acct)
+  else
+    m, comps = metrics_of(T, acct, summary)
+    fields = owned_fields()
+  end
   for c, v in pairs(comps) do m['health.' .. c] = round1(v) end
   -- only what differs is written: a field costs about 1 us in HSET
   local set, del = {}, {}
-  for _, f in ipairs(owned_fields()) do
+  for _, f in ipairs(fields) do
     if m[f] ~= nil then
       local v = num_str(m[f])
       if summary[f] ~= v then
@@ -550,18 +561,23 @@ local function rewrite(acct, meta, T, cause, windows)
   if #del > 0 then redis.call('HDEL', skey, unpack(del)) end
   redis.call('HSET', skey, unpack(set))
 
-  local npsL = m['nps_' .. wname(L)]
-  if npsL ~= nil then
-    redis.call('ZADD', P .. ':rank:nps_' .. wname(L), npsL, A)
+  local npsL
+  if health_only then
+    npsL = tonumber(summary['nps_' .. wname(L)] or '')
   else
-    redis.call('ZREM', P .. ':rank:nps_' .. wname(L), A)
+    npsL = m['nps_' .. wname(L)]
+    if npsL ~= nil then
+      redis.call('ZADD', P .. ':rank:nps_' .. wname(L), npsL, A)
+    else
+      redis.call('ZREM', P .. ':rank:nps_' .. wname(L), A)
+    end
   end
   if m.health then
     redis.call('ZADD', P .. ':rank:health', m.health, A)
   else
     redis.call('ZREM', P .. ':rank:health', A)
   end
-  alerts_check(acct, m, summary, T, m.health_band, cause)
+  alerts_check(acct, m, summary, T, m.health_band, cause, health_only)
   local ev = {account_id = A, updated_at = C.now_str}
   ev['nps_' .. wname(L)] = npsL
   ev.health = m.health
@@ -617,30 +633,39 @@ local function days_keys(prefix, from, to)
 end
 
 -- The four PFCOUNTs merge up to 30 HyperLogLogs each (the dearest part of
--- a usage call). Their result depends only on the HLLs' registers and the
--- day: when no PFADD changed a register (hll_changed false) on the day they
--- were last counted ("counted_day"), the summary already holds them.
+-- a usage call). A count depends only on the registers of its days' HLLs
+-- and on the day: it is recounted when the day changed since the last count
+-- ("counted_day") or when a PFADD changed a register on one of its days.
+-- hll: true (recount all), or {au = {[day] = true}, ft = {...}}, the days
+-- whose HLLs changed.
 -- Returns true when a health input (the usage summary fields) changed.
 local USAGE_FIELDS = {'active_users_7d', 'active_users_30d',
                       'active_users_prev_7d', 'features_30d', 'errors_7d',
                       'open_tickets'}
-local function usage_summary(hll_changed)
+local function usage_summary(hll)
   local ukey = base .. 'usage'
   local u = hgetall_map(ukey)
   if not u.last_activity_ms then return false end
   local set = {}
-  if hll_changed or u.counted_day ~= tostring(today) then
-    local au = base .. 'au:'
-    set = {'active_users_7d',
-           redis.call('PFCOUNT', unpack(days_keys(au, today - 6, today))),
-           'active_users_30d',
-           redis.call('PFCOUNT', unpack(days_keys(au, today - 29, today))),
-           'active_users_prev_7d',
-           redis.call('PFCOUNT', unpack(days_keys(au, today - 13, today - 7))),
-           'features_30d',
-           redis.call('PFCOUNT', unpack(days_keys(base .. 'ft:', today - 29, today)))}
-    redis.call('HSET', ukey, 'counted_day', today)
+  local all = hll == true or u.counted_day ~= tostring(today)
+  local function count(field, kind, from, to)
+    local hit = all
+    if not hit then
+      for d in pairs(hll[kind]) do
+        local n = tonumber(d)
+        if n >= from and n <= to then hit = true; break end
+      end
+    end
+    if hit then
+      set[#set + 1] = field
+      set[#set + 1] = redis.call('PFCOUNT', unpack(days_keys(base .. kind .. ':', from, to)))
+    end
   end
+  count('active_users_7d', 'au', today - 6, today)
+  count('active_users_30d', 'au', today - 29, today)
+  count('active_users_prev_7d', 'au', today - 13, today - 7)
+  count('features_30d', 'ft', today - 29, today)
+  if all then redis.call('HSET', ukey, 'counted_day', today) end
   local err7, stale = 0, {}
   for f, v in pairs(u) do
     if string.sub(f, 1, 4) == 'err:' then
@@ -931,27 +956,30 @@ if mode == 'usage' then
     end
   end
   if counted == 0 then return 0 end
-  local hll_changed = false
-  local function pfadd(key, list)
+  local hll = {au = {}, ft = {}}
+  local function pfadd(kind, day, list)
+    local key = base .. kind .. ':' .. day
     for i = 1, #list, 1000 do
       if redis.call('PFADD', key, unpack(list, i, math.min(i + 999, #list))) == 1 then
-        hll_changed = true
+        hll[kind][day] = true
       end
     end
     redis.call('EXPIRE', key, 32 * 86400)
   end
-  for day, us in pairs(users) do pfadd(base .. 'au:' .. day, us) end
-  for day, fs in pairs(feats) do pfadd(base .. 'ft:' .. day, fs) end
+  for day, us in pairs(users) do pfadd('au', day, us) end
+  for day, fs in pairs(feats) do pfadd('ft', day, fs) end
   for day, c in pairs(errs) do redis.call('HINCRBY', ukey, 'err:' .. day, c) end
   if opened > 0 then redis.call('HINCRBY', ukey, 'tickets_opened', opened) end
   if closed > 0 then redis.call('HINCRBY', ukey, 'tickets_closed', closed) end
   if last_str then
     redis.call('HSET', ukey, 'last_activity_ms', last, 'last_activity_at', last_str)
   end
-  local inputs_changed = usage_summary(hll_changed)
+  local inputs_changed = usage_summary(hll)
   local T, flat = totals_load(dkey, tkey, false)
-  if inputs_changed or flat then
-    rewrite(acct, meta, T, cause, flat and 'full' or nil)
+  if flat then
+    rewrite(acct, meta, T, cause, 'full')
+  elseif inputs_changed then
+    rewrite(acct, meta, T, cause, nil, true)
   else
     -- no health input moved: health, ranks and alert state stand; only
     -- last_activity_at changed
@@ -1008,7 +1036,7 @@ if mode == 'followups' then
   end
   if changed then
     local T, flat = totals_load(dkey, tkey, false)
-    rewrite(acct, meta, T, cause, flat and 'full' or nil)
+    rewrite(acct, meta, T, cause, flat and 'full' or nil, not flat)
   end
   return out
 end
@@ -1040,7 +1068,7 @@ if mode == 'tick' then
   end
   if changed then
     local T, flat = totals_load(dkey, tkey, false)
-    rewrite(acct, meta, T, nil, flat and 'full' or nil)
+    rewrite(acct, meta, T, nil, flat and 'full' or nil, not flat)
   end
   return changed and 1 or 0
 end
@@ -1084,8 +1112,8 @@ end
 local n = tonumber(ARGV[7])
 local out = {}
 local T, flat = totals_load(dkey, tkey, false)
--- the totals before counting: the cache and the window hashes are written
--- where they differ
+-- the totals before counting: the window hashes are written where they
+-- differ
 local T0 = {}
 for pi = 1, PREV do
   T0[pi] = {}
@@ -1195,16 +1223,7 @@ end
 
 if counted > 0 then
   incr_flush(incr)
-  local tset = {}
-  for pi = 1, PREV do
-    for sl = 1, NSLOT do
-      if T[pi][sl] ~= T0[pi][sl] then
-        tset[#tset + 1] = pi .. '.' .. (sl - 1)
-        tset[#tset + 1] = T[pi][sl]
-      end
-    end
-  end
-  if #tset > 0 then redis.call('HSET', tkey, unpack(tset)) end
+  totals_store(tkey, T)
   roll_schedule(usage_roll(roll))
   if #queue > 0 then
     call_chunked('LPUSH', base .. 'cq', queue)
