@@ -617,10 +617,39 @@ local function refresh_view(name)
     return
   end
   local ck = P .. ':cohort:' .. name
-  local T, stale = totals_from(redis.call('HGETALL', ck .. ':d'))
-  if #stale > 0 then redis.call('HDEL', ck .. ':d', unpack(stale)) end
+  local T = totals_load(ck .. ':d', ck .. ':t', true)
   for wi, w in ipairs(C.windows) do
     write_window(ck .. ':w:' .. wname(w), T[wi])
+  end
+end
+
+-- Counts a cohort's new contributions (deltas: day, slot pairs; already in
+-- its day buckets) into its totals cache and window hashes. Summing a large
+-- cohort's buckets (up to 2 x long window days x 21 fields, thousands for
+-- "all") happens only when the cache is stale (a new day).
+local function count_cohort(name, deltas)
+  local ck = P .. ':cohort:' .. name
+  local T, flat = totals_load(ck .. ':d', ck .. ':t', false)
+  if flat then -- recomputed from the buckets, which hold the deltas
+    for wi, w in ipairs(C.windows) do
+      write_window(ck .. ':w:' .. wname(w), T[wi])
+    end
+    return
+  end
+  local T0 = {}
+  for wi = 1, W do
+    T0[wi] = {}
+    for sl = 1, NSLOT do T0[wi][sl] = T[wi][sl] end
+  end
+  for i = 1, #deltas, 2 do
+    for _, pi in ipairs(periods_of(deltas[i])) do
+      local sl = deltas[i + 1] + 1
+      T[pi][sl] = T[pi][sl] + 1
+    end
+  end
+  totals_store(ck .. ':t', T)
+  for wi, w in ipairs(C.windows) do
+    write_window(ck .. ':w:' .. wname(w), T[wi], T0[wi])
   end
 end
 
@@ -837,7 +866,8 @@ if mode == 'cohorts' then
   -- accounts here, so that a response costs one queued record rather than
   -- some thirty bucket writes. Draining and counting are one atomic step.
   local max = tonumber(ARGV[7])
-  local incr, dirty, fresh = {}, {}, {}
+  local incr, fresh, zincr = {}, {}, {}
+  local deltas = {} -- cohort name -> {day, slot, day, slot, ...}
   -- queues are small (a few records per account): drain more of them per
   -- call than views are refreshed
   for _, a in ipairs(redis.call('SPOP', P .. ':cq', 8 * max)) do
@@ -848,22 +878,35 @@ if mode == 'cohorts' then
       if day >= oldest then
         for _, name in ipairs(names) do
           local ck = P .. ':cohort:' .. name .. ':d'
-          for _, sl in ipairs(slots) do incr_add(incr, ck, day .. ':' .. sl) end
-          dirty[name], fresh[name] = true, true
+          local dl = deltas[name]
+          if not dl then dl = {}; deltas[name] = dl end
+          for _, sl in ipairs(slots) do
+            incr_add(incr, ck, day .. ':' .. sl)
+            dl[#dl + 1] = day; dl[#dl + 1] = sl
+          end
+          fresh[name] = true
         end
+        -- theme rankings: the windows this day is in count it now; a new
+        -- day rebuilds them from the buckets
+        local tk = P .. ':themes:' .. CATS[cat + 1]
+        local pis = periods_of(day)
         for _, th in ipairs(ths) do
-          incr_add(incr, P .. ':themes:' .. CATS[cat + 1] .. ':d', day .. ':' .. th)
-          dirty['themes:' .. CATS[cat + 1]] = true
+          incr_add(incr, tk .. ':d', day .. ':' .. th)
+          for _, pi in ipairs(pis) do
+            if pi <= W then incr_add(zincr, tk .. ':w:' .. wname(C.windows[pi]), th) end
+          end
         end
       end
     end
     redis.call('DEL', qk)
   end
   incr_flush(incr)
-  local dn, fn = {}, {}
-  for name in pairs(dirty) do dn[#dn + 1] = name end
+  for key, h in pairs(zincr) do
+    for th, by in pairs(h) do redis.call('ZINCRBY', key, by, th) end
+  end
+  for name, dl in pairs(deltas) do count_cohort(name, dl) end
+  local fn = {}
   for name in pairs(fresh) do fn[#fn + 1] = name end
-  if #dn > 0 then call_chunked('SADD', P .. ':dirty', dn) end
   if #fn > 0 then call_chunked('SADD', P .. ':cohorts', fn) end
   -- a new day: every cohort and theme view rolls
   local rolled = tonumber(redis.call('GET', P .. ':rolled_day') or '-1')
