@@ -623,11 +623,12 @@ local function refresh_view(name)
   end
 end
 
--- Counts a cohort's new contributions (deltas: day, slot pairs; already in
--- its day buckets) into its totals cache and window hashes. Summing a large
--- cohort's buckets (up to 2 x long window days x 21 fields, thousands for
--- "all") happens only when the cache is stale (a new day).
-local function count_cohort(name, deltas)
+-- Counts a cohort's new contributions (incr: bucket field "<day>:<slot>" ->
+-- count, already in its day buckets) into its totals cache and window
+-- hashes. Summing a large cohort's buckets (up to 2 x long window days x 21
+-- fields, thousands for "all") happens only when the cache is stale (a new
+-- day).
+local function count_cohort(name, incr)
   local ck = P .. ':cohort:' .. name
   local T, flat = totals_load(ck .. ':d', ck .. ':t', false)
   if flat then -- recomputed from the buckets, which hold the deltas
@@ -641,10 +642,11 @@ local function count_cohort(name, deltas)
     T0[wi] = {}
     for sl = 1, NSLOT do T0[wi][sl] = T[wi][sl] end
   end
-  for i = 1, #deltas, 2 do
-    for _, pi in ipairs(periods_of(deltas[i])) do
-      local sl = deltas[i + 1] + 1
-      T[pi][sl] = T[pi][sl] + 1
+  for f, by in pairs(incr) do
+    local sep = string.find(f, ':', 1, true)
+    local sl = tonumber(string.sub(f, sep + 1)) + 1
+    for _, pi in ipairs(periods_of(tonumber(string.sub(f, 1, sep - 1)))) do
+      T[pi][sl] = T[pi][sl] + by
     end
   end
   totals_store(ck .. ':t', T)
@@ -867,7 +869,6 @@ if mode == 'cohorts' then
   -- some thirty bucket writes. Draining and counting are one atomic step.
   local max = tonumber(ARGV[7])
   local incr, fresh, zincr = {}, {}, {}
-  local deltas = {} -- cohort name -> {day, slot, day, slot, ...}
   -- queues are small (a few records per account): drain more of them per
   -- call than views are refreshed
   for _, a in ipairs(redis.call('SPOP', P .. ':cq', 8 * max)) do
@@ -876,15 +877,15 @@ if mode == 'cohorts' then
       local x = cjson.decode(r)
       local day, slots, names, ths, cat = x[1], x[2], x[3], x[4], x[5]
       if day >= oldest then
+        local fs = {}
+        for k, sl in ipairs(slots) do fs[k] = day .. ':' .. sl end
         for _, name in ipairs(names) do
-          local ck = P .. ':cohort:' .. name .. ':d'
-          local dl = deltas[name]
-          if not dl then dl = {}; deltas[name] = dl end
-          for _, sl in ipairs(slots) do
-            incr_add(incr, ck, day .. ':' .. sl)
-            dl[#dl + 1] = day; dl[#dl + 1] = sl
+          local h = fresh[name]
+          if not h then
+            h = {}; fresh[name] = h
+            incr[P .. ':cohort:' .. name .. ':d'] = h
           end
-          fresh[name] = true
+          for _, f in ipairs(fs) do h[f] = (h[f] or 0) + 1 end
         end
         -- theme rankings: the windows this day is in count it now; a new
         -- day rebuilds them from the buckets
@@ -904,7 +905,7 @@ if mode == 'cohorts' then
   for key, h in pairs(zincr) do
     for th, by in pairs(h) do redis.call('ZINCRBY', key, by, th) end
   end
-  for name, dl in pairs(deltas) do count_cohort(name, dl) end
+  for name, h in pairs(fresh) do count_cohort(name, h) end
   local fn = {}
   for name in pairs(fresh) do fn[#fn + 1] = name end
   if #fn > 0 then call_chunked('SADD', P .. ':cohorts', fn) end

@@ -1,0 +1,92 @@
+"""Incremental views equal a full recomputation.
+
+For speed, apply.lua keeps totals caches and writes only what a batch
+changed: the window slices whose counts moved, the summary fields that
+differ, cohort windows from their cached totals, theme rankings by
+ZINCRBY, and active-user counts only when an HLL register moved. This test
+runs a mixed stream (responses, usage, account context, follow-ups, some
+duplicates), then throws every cache away and makes npsd rebuild each view
+from the day buckets: the roll timer refreshes every account (full
+recount) and a new "rolled day" rebuilds every cohort and theme ranking.
+Every derived key must come out byte for byte as the increments left it.
+"""
+import os
+
+from harness import Stack, gen_stream, main, wait_for, wait_processed
+
+NOW = "2026-11-20T12:00:00Z"
+TOPICS = ("nps.responses", "accounts", "product.usage", "nps.followups")
+
+
+def views(r):
+    """Every derived view npsd writes, as comparable Python values."""
+    out = {}
+    for pat in ("nps:{*}:w:*", "nps:cohort:*:w:*", "nps:{*}:summary"):
+        for k in r.scan_iter(match=pat, count=1000):
+            h = r.hgetall(k)
+            h.pop("updated_at", None)  # the instant of the last write
+            out[k] = h
+    for pat in ("nps:themes:*:w:*", "nps:rank:*"):
+        for k in r.scan_iter(match=pat, count=1000):
+            out[k] = r.zrange(k, 0, -1, withscores=True)
+    return out
+
+
+def settled(st):
+    r = st.r
+    return (r.scard("nps:cq") == 0 and r.scard("nps:dirty") == 0 and
+            r.exists("nps:rolled_day") == 1)
+
+
+def test(build):
+    st = Stack(build, name="recompute")
+    try:
+        npsd = st.npsd("roll.interval.s=1", now=NOW)
+        st.wait_log(npsd, "partitions assigned", timeout=30)
+        out = os.path.join(st.dir, "sent.jsonl")
+        gen = gen_stream(st, out, 1500, 0, 23, NOW, accounts=30,
+                         extra=["--usage-per-response", "3",
+                                "--followup-ratio", "0.6",
+                                "--dup-ratio", "0.05"])
+        _, err = gen.communicate(timeout=120)
+        assert gen.returncode == 0, err
+        wait_processed(st, "npsd", TOPICS, timeout=120)
+        wait_for(lambda: settled(st), 60, "cohort queue drained")
+        before = views(st.r)
+        n_acct = sum(1 for k in before if k.endswith(":summary"))
+        n_cohort = sum(1 for k in before if k.startswith("nps:cohort:"))
+        assert n_acct == 30, n_acct
+        assert n_cohort > 20, n_cohort
+        assert any("active_users_30d" in v for k, v in before.items()
+                   if k.endswith(":summary")), "no usage counted"
+
+        # Throw the caches away and make every view rebuild from buckets.
+        caches = list(st.r.scan_iter(match="nps:{*}:t", count=1000)) + \
+            list(st.r.scan_iter(match="nps:cohort:*:t", count=1000))
+        assert len(caches) >= n_acct, len(caches)
+        st.r.delete(*caches)
+        accts = [k[len("nps:{"):-len("}:summary")]
+                 for k in before if k.endswith(":summary")]
+        st.r.zadd("nps:roll", {a: 0 for a in accts})
+        st.r.delete("nps:rolled_day")
+        wait_for(lambda: st.r.zcount("nps:roll", 0, 0) == 0 and settled(st),
+                 60, "every account and cohort rebuilt")
+        # every cache is back: proof that the rebuild ran
+        wait_for(lambda: all(st.r.exists(k) for k in caches), 10,
+                 "caches rebuilt")
+        after = views(st.r)
+        assert set(after) == set(before), \
+            set(after) ^ set(before)
+        diffs = [k for k in before if before[k] != after[k]]
+        for k in diffs[:5]:
+            print("DIFF", k, "\n  incremental:", before[k],
+                  "\n  recomputed: ", after[k])
+        assert not diffs, "%d views differ after a full recomputation" % \
+            len(diffs)
+        assert npsd.poll() is None, "npsd exited"
+    finally:
+        st.close()
+
+
+if __name__ == "__main__":
+    main(test)
