@@ -367,9 +367,14 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
             res["pt_summary"] = (out or "").strip()
     if kind == "npsd":
         m = res["metrics"]
-        if m["npsd_messages_consumed_total"] != total:
+        got = m["npsd_messages_consumed_total"]
+        # Several instances: a rebalance hands an uncommitted batch to
+        # another member, which consumes it again (at-least-once). Counting
+        # stays exactly once; throughput() checks that.
+        if got != total and not (instances > 1 and got > total):
             raise AssertionError("npsd consumed %d messages for %d inputs" % (
-                m["npsd_messages_consumed_total"], total))
+                got, total))
+        res["redelivered"] = got - total
         if m["rejected"]:
             raise AssertionError("npsd rejected %d messages" % m["rejected"])
         res["redis_wait_share"] = (
@@ -392,9 +397,11 @@ def sustained(samples, total):
 
 # ---- verification -------------------------------------------------------------
 
-def verify_outputs(st, responses):
+def verify_outputs(st, responses, at_least=False):
+    """One classified output per response; at_least: a redelivered
+    response within replay.days is published again (never fewer)."""
     outs = st.high_sum(OUT_TOPICS)
-    if outs != responses:
+    if outs != responses and not (at_least and outs > responses):
         raise AssertionError("%d classified outputs for %d responses" % (
             outs, responses))
 
@@ -513,7 +520,7 @@ def throughput(a, name, accounts, responses=0, usage=0, days=30,
         if m["npsd_responses_accepted_total"] != n_resp:
             raise AssertionError("npsd accepted %d of %d responses" % (
                 m["npsd_responses_accepted_total"], n_resp))
-        verify_outputs(st, n_resp)
+        verify_outputs(st, n_resp, at_least=res["redelivered"] > 0)
         if n_resp:
             verify_redis_responses(st, accounts, n_resp)
         if n_usage:
@@ -994,6 +1001,13 @@ def report(rows, a):
                   n["events"] / calls, n["evalsha_usec"] / calls,
                   100 * n.get("redis_wait_share", 0) / n["instances"],
                   100 * n.get("steal", 0)))
+    for name in ("scale2",):
+        r = by.get(name)
+        if r and r["npsd"].get("redelivered"):
+            print()
+            print("%s: %d messages consumed a second time after a rebalance "
+                  "(at-least-once; verified counted once)" % (
+                      name, r["npsd"]["redelivered"]))
     for lat in (by.get("latency"), by.get("latency500")):
         if not lat:
             continue
