@@ -397,12 +397,15 @@ int main(int argc, char **argv) {
                         }
                 }
                 if (mono >= next_roll) {
+                        int64_t t0 = npsd_mono_ms();
                         int rolled = npsd_store_roll(store, now_ms, 500,
                                                      errstr, sizeof(errstr));
                         if (rolled > 0)
                                 npsd_debug("msg=\"timers\" due=%d", rolled);
                         else if (rolled < 0)
                                 npsd_observe_redis_error(&obs, errstr);
+                        npsd_pipeline_stage_add(pipeline, NPSD_STAGE_TIMERS,
+                                                (npsd_mono_ms() - t0) / 1e3);
                         if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
                                 npsd_pipeline_alerts(pipeline, &npsd_stop);
                         /* more due: come back soon, else at the interval */
@@ -415,8 +418,12 @@ int main(int argc, char **argv) {
                         /* Cohort views trail the accounts by about a
                          * second: one refresh per tick serves every batch
                          * of that second. */
+                        int64_t t0 = npsd_mono_ms();
                         int left = npsd_store_cohorts(store, now_ms, 32,
                                                       errstr, sizeof(errstr));
+
+                        npsd_pipeline_stage_add(pipeline, NPSD_STAGE_TIMERS,
+                                                (npsd_mono_ms() - t0) / 1e3);
                         if (left < 0)
                                 npsd_observe_redis_error(&obs, errstr);
                         /* small calls, repeated between batches while work

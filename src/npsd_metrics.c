@@ -59,6 +59,7 @@ void npsd_metrics_publish(npsd_metrics_t *m,
         s->hist[NPSD_HIST_REDIS_APPLY] = st->redis_apply;
         s->hist[NPSD_HIST_BATCH_SIZE] = st->batch_size;
         s->hist[NPSD_HIST_E2E_LATENCY] = st->e2e_latency;
+        memcpy(s->stage_seconds, st->stage_seconds, sizeof(s->stage_seconds));
         s->kafka_up = kafka_up;
         s->redis_up = redis_up;
         snprintf(s->reason, sizeof(s->reason), "%s", reason ? reason : "");

@@ -12,6 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+const char *npsd_stage_name(npsd_stage_t stage) {
+        static const char *const names[NPSD_STAGE__CNT] = {
+                "parse",   "redis",  "enrich", "deliver",
+                "commit",  "alerts", "timers"};
+
+        return (unsigned)stage < NPSD_STAGE__CNT ? names[stage] : "unknown";
+}
+
 static const double npsd_hist_redis_apply[] = {
         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
         0.1,    0.25,  0.5,    1,     2.5,  5,     10};
@@ -189,6 +197,15 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
         npsd_buf_counter(&b, "npsd_alerts_raised_total",
                          "Account alerts raised on the alerts topic.",
                          s->alerts);
+        npsd_buf_head(&b, "npsd_loop_stage_seconds_total", "counter",
+                      "Wall seconds the main loop spent per stage: where a "
+                      "batch's time goes.");
+        for (int st = 0; st < NPSD_STAGE__CNT; st++)
+                npsd_buf_printf(&b,
+                                "npsd_loop_stage_seconds_total{stage=\"%s\"} "
+                                "%.6f\n",
+                                npsd_stage_name((npsd_stage_t)st),
+                                s->stage_seconds[st]);
         npsd_buf_hist(&b, "npsd_redis_apply_duration_seconds",
                       "Duration of one batch's Redis round trip (store "
                       "apply), failed ones included.",

@@ -108,6 +108,12 @@ const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pl) {
         return &pl->stats;
 }
 
+void npsd_pipeline_stage_add(npsd_pipeline_t *pl, npsd_stage_t stage,
+                             double seconds) {
+        if ((unsigned)stage < NPSD_STAGE__CNT)
+                pl->stats.stage_seconds[stage] += seconds;
+}
+
 void npsd_pipeline_set_tick(npsd_pipeline_t *pl, void (*tick)(void *opaque),
                             void *opaque) {
         pl->tick = tick;
@@ -128,6 +134,15 @@ static double npsd_pipeline_mono_s(void) {
 /* Observes the end-to-end latency of every message of a batch whose outputs
  * were just acknowledged: wall clock now minus the message's Kafka
  * timestamp (messages without one are skipped; clock skew counts as 0). */
+/* Adds the time since *t0 to a stage and moves *t0 to now. */
+static void npsd_pipeline_lap(npsd_pipeline_t *pl, npsd_stage_t stage,
+                              double *t0) {
+        double t1 = npsd_pipeline_mono_s();
+
+        pl->stats.stage_seconds[stage] += t1 - *t0;
+        *t0 = t1;
+}
+
 static void npsd_pipeline_observe_e2e(npsd_pipeline_t *pl,
                                       rd_kafka_message_t *const *msgs,
                                       size_t cnt) {
@@ -471,7 +486,8 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
 
 #define NPSD_ALERTS_PER_ROUND 500
 
-int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
+static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
+                                    volatile sig_atomic_t *stop) {
         char errstr[512];
         int n, total = 0;
 
@@ -525,11 +541,20 @@ int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
         return total;
 }
 
+int npsd_pipeline_alerts(npsd_pipeline_t *pl, volatile sig_atomic_t *stop) {
+        double t0 = npsd_pipeline_mono_s();
+        int rc = npsd_pipeline_alerts_run(pl, stop);
+
+        npsd_pipeline_lap(pl, NPSD_STAGE_ALERTS, &t0);
+        return rc;
+}
+
 int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                       size_t cnt, int64_t now_ms,
                       volatile sig_atomic_t *stop, rd_kafka_message_t **carry,
                       size_t carry_max, size_t *carry_cnt) {
         npsd_store_batch_t batch;
+        double t0 = npsd_pipeline_mono_s();
         int rc = -1;
 
         if (npsd_pipeline_reserve(pl, cnt) == -1) {
@@ -542,18 +567,24 @@ int npsd_pipeline_run(npsd_pipeline_t *pl, rd_kafka_message_t **msgs,
                           (double)cnt);
         if (npsd_pipeline_parse(pl, msgs, cnt, now_ms, &batch) == -1)
                 goto done;
+        npsd_pipeline_lap(pl, NPSD_STAGE_PARSE, &t0);
         if ((batch.resp_cnt || batch.account_cnt || batch.usage_cnt ||
              batch.followup_cnt) &&
             npsd_pipeline_apply(pl, &batch, now_ms, stop, carry, carry_max,
                                 carry_cnt) == -1)
                 goto done;
-        if (npsd_pipeline_enrich(pl, batch.resp_cnt, now_ms) == -1 ||
-            npsd_pipeline_deliver(pl, stop) == -1)
+        npsd_pipeline_lap(pl, NPSD_STAGE_REDIS, &t0);
+        if (npsd_pipeline_enrich(pl, batch.resp_cnt, now_ms) == -1)
                 goto done;
+        npsd_pipeline_lap(pl, NPSD_STAGE_ENRICH, &t0);
+        if (npsd_pipeline_deliver(pl, stop) == -1)
+                goto done;
+        npsd_pipeline_lap(pl, NPSD_STAGE_DELIVER, &t0);
         npsd_pipeline_observe_e2e(pl, msgs, cnt);
         /* asynchronous while running; the last batch before a stop waits
          * for the broker so that a restart resumes right after it */
         npsd_kafka_commit(pl->kafka, msgs, cnt, *stop ? 0 : 1);
+        npsd_pipeline_lap(pl, NPSD_STAGE_COMMIT, &t0);
         rc = 0;
         /* Alerts the batch raised wait in Redis' outbox: publishing them
          * does not hold the commit back (a crash now loses none of them). */

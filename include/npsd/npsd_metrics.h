@@ -30,6 +30,22 @@ typedef enum {
         NPSD_HIST__CNT
 } npsd_hist_kind_t;
 
+/* Stages of the main loop whose wall time /metrics reports
+ * (npsd_loop_stage_seconds_total{stage}): where a batch's time goes. */
+typedef enum {
+        NPSD_STAGE_PARSE = 0, /* parse and validate, DLQ records built */
+        NPSD_STAGE_REDIS,     /* the batch's Redis pipeline, retries included */
+        NPSD_STAGE_ENRICH,    /* classified outputs built */
+        NPSD_STAGE_DELIVER,   /* produce and wait for every acknowledgement */
+        NPSD_STAGE_COMMIT,    /* offsets committed */
+        NPSD_STAGE_ALERTS,    /* the alert outbox published */
+        NPSD_STAGE_TIMERS,    /* window roll, loop deadlines, cohort views */
+        NPSD_STAGE__CNT
+} npsd_stage_t;
+
+/* "parse", "redis", ... */
+const char *npsd_stage_name(npsd_stage_t stage);
+
 /* Counts per bucket, NOT cumulative: counts[i] holds the observations
  * v <= bounds[i] (and > bounds[i-1]); counts[bound_cnt] holds the rest
  * (+Inf). Zero-initialised is empty. */
@@ -66,6 +82,7 @@ typedef struct npsd_metrics_snapshot_s {
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries, alerts;
         npsd_hist_t hist[NPSD_HIST__CNT];
+        double stage_seconds[NPSD_STAGE__CNT];
         int kafka_up, redis_up;
         char reason[NPSD_METRICS_REASON_MAX]; /* why down, "" when up */
         const npsd_metrics_lag_t *lags;       /* not owned by the snapshot */

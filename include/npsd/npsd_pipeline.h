@@ -32,6 +32,7 @@ typedef struct npsd_pipeline_stats_s {
         npsd_hist_t e2e_latency;  /* seconds from each input message's Kafka
                                    * timestamp to its batch's outputs
                                    * acknowledged */
+        double stage_seconds[NPSD_STAGE__CNT]; /* wall time per stage */
         char redis_error[NPSD_METRICS_REASON_MAX]; /* last failed apply's
                                                     * error, "" before any */
 } npsd_pipeline_stats_t;
@@ -62,6 +63,11 @@ int npsd_pipeline_alerts(npsd_pipeline_t *pipeline,
                          volatile sig_atomic_t *stop);
 
 const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pipeline);
+
+/* Adds wall time spent outside the pipeline (the main loop's timers) to a
+ * stage's total. */
+void npsd_pipeline_stage_add(npsd_pipeline_t *pipeline, npsd_stage_t stage,
+                             double seconds);
 
 /* Registers tick (NULL to remove), called on the pipeline's thread about
  * every 100 ms while a batch waits for Redis to come back or for delivery

@@ -226,6 +226,24 @@ def metrics(port):
     return out
 
 
+STAGES = ("parse", "redis", "enrich", "deliver", "commit", "alerts",
+          "timers")
+
+
+def stage_split(ms):
+    """npsd_loop_stage_seconds_total per stage, summed over instances'
+    /metrics dicts, as shares of their total."""
+    secs = {st: sum(m.get('npsd_loop_stage_seconds_total{stage="%s"}' % st,
+                          0) for m in ms) for st in STAGES}
+    tot = sum(secs.values()) or 1
+    return {st: v / tot for st, v in secs.items()}
+
+
+def fmt_split(split):
+    return ", ".join("%s %.0f %%" % (k, 100 * v) for k, v in split.items()
+                     if v >= 0.005)
+
+
 def hist_quantile(m, name, q):
     """Upper bound of the bucket holding quantile q of a histogram."""
     buckets = sorted((float(k.split('le="')[1].rstrip('"}'))
@@ -354,6 +372,7 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
             v for m in ms for k, v in m.items()
             if k.startswith("npsd_messages_rejected_total{"))
         res["metrics_raw"] = ms
+        res["stages"] = stage_split(ms)
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
@@ -621,7 +640,7 @@ def latency(a, rate, seconds, accounts, warm=10):
                 m["npsd_redis_apply_duration_seconds_sum"] /
                 max(1, m["npsd_redis_apply_duration_seconds_count"]),
                 "rss_mib": rss, "cpu_s_per_m": cpu / n_resp * 1e6,
-                "cpu_share": cpu / seconds}
+                "cpu_share": cpu / seconds, "stages": stage_split([m])}
     finally:
         st.close()
 
@@ -1027,6 +1046,16 @@ def report(rows, a):
                   lat["batch_mean"], lat["redis_apply_mean_ms"],
                   lat["rss_mib"], 100 * lat["cpu_share"],
                   lat["cpu_s_per_m"]))
+        if lat.get("stages"):
+            print("  npsd busy time by stage at %d/s (polling excluded): %s" % (lat["rate"],
+                                                  fmt_split(lat["stages"])))
+    print()
+    for name in ("responses", "usage", "mix", "scale2", "rss100k",
+                 "memory90"):
+        r = by.get(name)
+        if r and r["npsd"].get("stages"):
+            print("%s: npsd busy time by stage (polling excluded): %s" % (
+                name, fmt_split(r["npsd"]["stages"])))
     lat = by.get("latency")
     for r in rows:
         n = r.get("npsd")

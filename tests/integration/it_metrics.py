@@ -122,6 +122,14 @@ def test(build):
         assert metric(ms, "npsd_batch_size_messages_count") == batches
         assert metric(ms, "npsd_batch_size_messages_sum") == 8
         assert metric(ms, "npsd_redis_apply_duration_seconds_count") >= 1
+        # where the loop's time went: every stage reported, Redis and the
+        # delivery wait measurably > 0, and no stage longer than the run
+        stages = {dict(k[1])["stage"]: v for k, v in ms.items()
+                  if k[0] == "npsd_loop_stage_seconds_total"}
+        assert set(stages) == {"parse", "redis", "enrich", "deliver",
+                               "commit", "alerts", "timers"}, stages
+        assert stages["redis"] > 0 and stages["deliver"] > 0, stages
+        assert all(0 <= v < 120 for v in stages.values()), stages
         # every input message has a Kafka timestamp: one latency each
         assert metric(ms, "npsd_processing_latency_seconds_count") == 8
         assert metric(ms, "npsd_processing_latency_seconds_bucket",

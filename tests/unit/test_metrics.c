@@ -238,6 +238,35 @@ static void test_render_counters(void **state) {
         free(out);
 }
 
+static void test_render_stages(void **state) {
+        npsd_metrics_snapshot_t s;
+        char *out;
+
+        (void)state;
+        fill(&s);
+        s.stage_seconds[NPSD_STAGE_REDIS] = 12.5;
+        s.stage_seconds[NPSD_STAGE_DELIVER] = 0.000125;
+        out = render(&s);
+        check_exposition(out);
+        assert_true(has_line(out, "# TYPE npsd_loop_stage_seconds_total "
+                                  "counter"));
+        assert_true(has_line(out, "npsd_loop_stage_seconds_total"
+                                  "{stage=\"redis\"} 12.500000"));
+        assert_true(has_line(out, "npsd_loop_stage_seconds_total"
+                                  "{stage=\"deliver\"} 0.000125"));
+        /* every stage has a series, from the start */
+        for (int st = 0; st < NPSD_STAGE__CNT; st++) {
+                char want[128];
+                snprintf(want, sizeof(want),
+                         "npsd_loop_stage_seconds_total{stage=\"%s\"}",
+                         npsd_stage_name((npsd_stage_t)st));
+                assert_non_null(strstr(out, want));
+        }
+        assert_string_equal(npsd_stage_name(NPSD_STAGE_TIMERS), "timers");
+        assert_string_equal(npsd_stage_name(NPSD_STAGE__CNT), "unknown");
+        free(out);
+}
+
 static void test_render_histograms(void **state) {
         npsd_metrics_snapshot_t s;
         char *out;
@@ -494,6 +523,7 @@ int main(void) {
                 cmocka_unit_test(test_hist_bounds),
                 cmocka_unit_test(test_hist_observe),
                 cmocka_unit_test(test_render_counters),
+                cmocka_unit_test(test_render_stages),
                 cmocka_unit_test(test_render_histograms),
                 cmocka_unit_test(test_render_lag),
                 cmocka_unit_test(test_health),
