@@ -49,6 +49,19 @@
 local P, A = ARGV[1], ARGV[2]
 local now, today = tonumber(ARGV[3]), tonumber(ARGV[4])
 local C = cjson.decode(ARGV[5])
+-- A digest of the settings behind the account views other than the window
+-- totals (benchmarks, role gap, health weights and bands, alert
+-- thresholds): the shortcuts that rewrite only health, or nothing, are
+-- taken only while the views were last fully written under the same
+-- settings (<prefix>:{A}:meta "vcfg").
+local vcfg_value
+local function vcfg()
+  if not vcfg_value then
+    vcfg_value = string.sub(redis.sha1hex(
+      (string.gsub(ARGV[5], '"now_str":"[^"]*",', ''))), 1, 16)
+  end
+  return vcfg_value
+end
 local mode = ARGV[6]
 local base = P .. ':{' .. A .. '}:'
 local NSLOT = 21
@@ -206,8 +219,9 @@ local function totals_load(bk, tk, force)
     -- pcall: a cache of another shape (WRONGTYPE) is only a stale cache
     local raw = redis.pcall('GET', tk)
     if type(raw) == 'string' then
-      local a = cjson.decode(raw)
-      if a[1] == SIG and #a == 1 + PREV * NSLOT then
+      local ok, a = pcall(cjson.decode, raw)
+      if ok and type(a) == 'table' and a[1] == SIG and
+         #a == 1 + PREV * NSLOT then
         local T, k = {}, 1
         for pi = 1, PREV do
           local t = {}
@@ -243,6 +257,8 @@ end
 -- disappears: writing a slice costs about 20 us of Lua, and a response
 -- changes three of seven.
 local function write_window(key, t, old)
+  -- a hash lost behind the cache's back (deleted, evicted) is rebuilt
+  if old and redis.call('EXISTS', key) == 0 then old = nil end
   local args = {}
   for si, name in ipairs(SLICES) do
     local o = (si - 1) * 3
@@ -519,6 +535,11 @@ local HEALTH_FIELDS = {'health', 'health_band', 'health.nps', 'health.adoption',
 -- change, only health inputs (usage, loop counters) did: the window
 -- metrics, their rank and their alert conditions stand.
 local function rewrite(acct, meta, T, cause, windows, health_only)
+  if health_only and meta.vcfg ~= vcfg() then health_only = false end
+  if not health_only and meta.vcfg ~= vcfg() then
+    meta.vcfg = vcfg()
+    redis.call('HSET', base .. 'meta', 'vcfg', meta.vcfg)
+  end
   if windows then
     for wi, w in ipairs(C.windows) do
       write_window(base .. 'w:' .. wname(w), T[wi],
@@ -868,7 +889,7 @@ if mode == 'cohorts' then
   -- accounts here, so that a response costs one queued record rather than
   -- some thirty bucket writes. Draining and counting are one atomic step.
   local max = tonumber(ARGV[7])
-  local incr, fresh, zincr = {}, {}, {}
+  local incr, fresh, zincr, redo = {}, {}, {}, {}
   -- queues are small (a few records per account): drain more of them per
   -- call than views are refreshed
   for _, a in ipairs(redis.call('SPOP', P .. ':cq', 8 * max)) do
@@ -888,9 +909,12 @@ if mode == 'cohorts' then
           for _, f in ipairs(fs) do h[f] = (h[f] or 0) + 1 end
         end
         -- theme rankings: the windows this day is in count it now; a new
-        -- day rebuilds them from the buckets
+        -- day rebuilds them from the buckets. A day after today (a clock
+        -- behind another instance's, or a response from the allowed near
+        -- future) is in no window yet: its rankings are rebuilt instead.
         local tk = P .. ':themes:' .. CATS[cat + 1]
         local pis = periods_of(day)
+        if day > today and #ths > 0 then redo['themes:' .. CATS[cat + 1]] = true end
         for _, th in ipairs(ths) do
           incr_add(incr, tk .. ':d', day .. ':' .. th)
           for _, pi in ipairs(pis) do
@@ -909,13 +933,23 @@ if mode == 'cohorts' then
   local fn = {}
   for name in pairs(fresh) do fn[#fn + 1] = name end
   if #fn > 0 then call_chunked('SADD', P .. ':cohorts', fn) end
-  -- a new day: every cohort and theme view rolls
-  local rolled = tonumber(redis.call('GET', P .. ':rolled_day') or '-1')
-  if rolled < today then
+  local rn = {}
+  for name in pairs(redo) do rn[#rn + 1] = name end
+  if #rn > 0 then redis.call('SADD', P .. ':dirty', unpack(rn)) end
+  -- a new day, or other windows: every cohort and theme view rolls. The
+  -- theme rankings have no totals cache whose signature would tell, so
+  -- the windows are recorded next to the day ("<day>/<windows>").
+  local wins = table.concat(C.windows, ',')
+  local rolled = redis.call('GET', P .. ':rolled_day') or ''
+  local sep = string.find(rolled, '/', 1, true)
+  local rday = tonumber(sep and string.sub(rolled, 1, sep - 1) or rolled) or -1
+  local rwins = sep and string.sub(rolled, sep + 1) or ''
+  if rday < today or rwins ~= wins then
     redis.call('SUNIONSTORE', P .. ':dirty', P .. ':dirty', P .. ':cohorts')
     redis.call('SADD', P .. ':dirty', 'themes:detractor', 'themes:passive',
                'themes:promoter')
-    redis.call('SET', P .. ':rolled_day', today)
+    redis.call('SET', P .. ':rolled_day',
+               math.max(today, rday) .. '/' .. wins)
   end
   local names = redis.call('SPOP', P .. ':dirty', max)
   for _, name in ipairs(names) do refresh_view(name) end
@@ -1022,7 +1056,7 @@ if mode == 'usage' then
   local T, flat = totals_load(dkey, tkey, false)
   if flat then
     rewrite(acct, meta, T, cause, 'full')
-  elseif inputs_changed then
+  elseif inputs_changed or meta.vcfg ~= vcfg() then
     rewrite(acct, meta, T, cause, nil, true)
   else
     -- no health input moved: health, ranks and alert state stand; only

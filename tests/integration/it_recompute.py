@@ -9,10 +9,19 @@ duplicates), then throws every cache away and makes npsd rebuild each view
 from the day buckets: the roll timer refreshes every account (full
 recount) and a new "rolled day" rebuilds every cohort and theme ranking.
 Every derived key must come out byte for byte as the increments left it.
+
+Then npsd restarts with other segment benchmarks and health weights and
+only usage events arrive: the shortcuts that rewrite only health (or
+nothing) must notice that the settings changed. Then it restarts with a 7d
+window added and a few responses arrive: the theme rankings, which have no
+cache signature, must be rebuilt for the new window. The same rebuild
+comparison follows each phase.
 """
+import json
 import os
 
-from harness import Stack, gen_stream, main, wait_for, wait_processed
+from harness import (Stack, gen_stream, main, produce_tracked, wait_for,
+                     wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
 TOPICS = ("nps.responses", "accounts", "product.usage", "nps.followups")
@@ -38,6 +47,34 @@ def settled(st):
             r.exists("nps:rolled_day") == 1)
 
 
+def rebuild_matches(st, before):
+    """Throws every cache away, makes npsd rebuild every view from the day
+    buckets, and asserts the result equals before."""
+    n_acct = sum(1 for k in before if k.endswith(":summary"))
+    caches = list(st.r.scan_iter(match="nps:{*}:t", count=1000)) + \
+        list(st.r.scan_iter(match="nps:cohort:*:t", count=1000))
+    assert len(caches) >= n_acct, len(caches)
+    st.r.delete(*caches)
+    accts = [k[len("nps:{"):-len("}:summary")]
+             for k in before if k.endswith(":summary")]
+    st.r.zadd("nps:roll", {a: 0 for a in accts})
+    st.r.delete("nps:rolled_day")
+    wait_for(lambda: st.r.zcount("nps:roll", 0, 0) == 0 and settled(st),
+             60, "every account and cohort rebuilt")
+    # every cache is back: proof that the rebuild ran
+    wait_for(lambda: all(st.r.exists(k) for k in caches), 10,
+             "caches rebuilt")
+    after = views(st.r)
+    assert set(after) == set(before), set(after) ^ set(before)
+    diffs = [k for k in before if before[k] != after[k]]
+    for k in diffs[:5]:
+        print("DIFF", k, "\n  incremental:", before[k],
+              "\n  recomputed: ", after[k])
+    assert not diffs, "%d views differ after a full recomputation" % \
+        len(diffs)
+    return accts
+
+
 def test(build):
     st = Stack(build, name="recompute")
     try:
@@ -61,28 +98,52 @@ def test(build):
                    if k.endswith(":summary")), "no usage counted"
 
         # Throw the caches away and make every view rebuild from buckets.
-        caches = list(st.r.scan_iter(match="nps:{*}:t", count=1000)) + \
-            list(st.r.scan_iter(match="nps:cohort:*:t", count=1000))
-        assert len(caches) >= n_acct, len(caches)
-        st.r.delete(*caches)
-        accts = [k[len("nps:{"):-len("}:summary")]
-                 for k in before if k.endswith(":summary")]
-        st.r.zadd("nps:roll", {a: 0 for a in accts})
-        st.r.delete("nps:rolled_day")
-        wait_for(lambda: st.r.zcount("nps:roll", 0, 0) == 0 and settled(st),
-                 60, "every account and cohort rebuilt")
-        # every cache is back: proof that the rebuild ran
-        wait_for(lambda: all(st.r.exists(k) for k in caches), 10,
-                 "caches rebuilt")
-        after = views(st.r)
-        assert set(after) == set(before), \
-            set(after) ^ set(before)
-        diffs = [k for k in before if before[k] != after[k]]
-        for k in diffs[:5]:
-            print("DIFF", k, "\n  incremental:", before[k],
-                  "\n  recomputed: ", after[k])
-        assert not diffs, "%d views differ after a full recomputation" % \
-            len(diffs)
+        accts = rebuild_matches(st, before)
+        assert npsd.poll() is None, "npsd exited"
+        st.stop(npsd)
+
+        # Other settings, same windows; usage only: the health shortcuts
+        # must notice the settings changed. Then compare again.
+        npsd = st.npsd("roll.interval.s=1", "benchmark.smb=50",
+                       "benchmark.enterprise=20",
+                       "health.weight.adoption=40", now=NOW,
+                       log="npsd2.log")
+        st.wait_log(npsd, "partitions assigned", timeout=30)
+        items = []
+        for i, a in enumerate(accts):
+            for k in range(2):  # a new user, then the same one again
+                items.append((a.encode(), json.dumps({
+                    "event_id": "u-recompute-%d-%d" % (i, k),
+                    "account_id": a, "user_id": "u-new-%d" % i,
+                    "type": "session",
+                    "occurred_at": "2026-11-20T11:00:00Z"}).encode()))
+        produce_tracked(st, "product.usage", items)
+        wait_processed(st, "npsd", TOPICS, timeout=60)
+        wait_for(lambda: settled(st), 60, "cohort views settled")
+        before = views(st.r)
+        bench = {v.get("benchmark") for k, v in before.items()
+                 if k.endswith(":summary")}
+        assert "42" not in bench and "32" not in bench, bench
+        rebuild_matches(st, before)
+        assert npsd.poll() is None, "npsd exited"
+        st.stop(npsd)
+
+        # A 7d window added, and some responses with themes: the theme
+        # rankings have no cache signature and must be rebuilt.
+        npsd = st.npsd("roll.interval.s=1", "windows=7d,30d,90d", now=NOW,
+                       log="npsd3.log")
+        st.wait_log(npsd, "partitions assigned", timeout=30)
+        gen = gen_stream(st, os.path.join(st.dir, "sent3.jsonl"), 60, 0, 29,
+                         NOW, accounts=30)
+        _, err = gen.communicate(timeout=120)
+        assert gen.returncode == 0, err
+        wait_processed(st, "npsd", TOPICS, timeout=60)
+        wait_for(lambda: settled(st), 60, "cohort views settled")
+        before = views(st.r)
+        assert any(k.endswith(":w:7d") for k in before), "no 7d window"
+        assert any(k.startswith("nps:themes:") and k.endswith(":w:7d")
+                   for k in before), "no 7d theme ranking"
+        rebuild_matches(st, before)
         assert npsd.poll() is None, "npsd exited"
     finally:
         st.close()
