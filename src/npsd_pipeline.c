@@ -131,9 +131,6 @@ static double npsd_pipeline_mono_s(void) {
         return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* Observes the end-to-end latency of every message of a batch whose outputs
- * were just acknowledged: wall clock now minus the message's Kafka
- * timestamp (messages without one are skipped; clock skew counts as 0). */
 /* Adds the time since *t0 to a stage and moves *t0 to now. */
 static void npsd_pipeline_lap(npsd_pipeline_t *pl, npsd_stage_t stage,
                               double *t0) {
@@ -143,6 +140,9 @@ static void npsd_pipeline_lap(npsd_pipeline_t *pl, npsd_stage_t stage,
         *t0 = t1;
 }
 
+/* Observes the end-to-end latency of every message of a batch whose outputs
+ * were just acknowledged: wall clock now minus the message's Kafka
+ * timestamp (messages without one are skipped; clock skew counts as 0). */
 static void npsd_pipeline_observe_e2e(npsd_pipeline_t *pl,
                                       rd_kafka_message_t *const *msgs,
                                       size_t cnt) {
