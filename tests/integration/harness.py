@@ -352,7 +352,9 @@ def all_committed(st, group, topics):
     for t in topics:
         ends = end_offsets(st, t)
         if not ends:
-            continue
+            # no metadata yet (the broker creates every topic at start):
+            # unknown is not "processed"
+            return False
         got = st.committed(group, t, len(ends))
         for p, e in ends.items():
             if e > 0 and got.get(p, -1) != e:

@@ -67,6 +67,8 @@ def test(build):
         st.gen(*gen, "--count", "1")
         npsd = st.npsd("roll.interval.s=1", now=NOW)
         wait_processed(st, "npsd")
+        wait_for(lambda: all(st.r.exists("nps:{acct-%04d}:account" % i)
+                             for i in range(1, 26)), 30, "account contexts")
         st.gen(*gen, "--count", "3000", "--out", out)
         with open(out) as f:
             accounts, responses = expected_from(f.readlines())

@@ -100,15 +100,17 @@ def test(build):
                                     "segment": "smb", "csm_owner": "erin",
                                     "updated_at": iso(T - timedelta(days=2))})),
         ])
+        # ---- T: the loop opens, acknowledged on time
+        # The owner is the account's csm_owner when the loop opens: the
+        # context is processed first (topics are read independently).
+        npsd = run(st, T)
+        wait_processed(st, GROUP, ("accounts",))
         st.produce("nps.responses", [resp("r-f1", "acct-f1", 2, S1)])
         # usage keeps the account's windows rolling daily: each restart's
         # timer then visibly refreshes it (updated_at), alerts or not
         st.produce("product.usage", [("acct-f1", json.dumps(
             {"event_id": "use-f1", "account_id": "acct-f1", "user_id": "x",
              "occurred_at": iso(T - timedelta(hours=2)), "type": "session"}))])
-
-        # ---- T: the loop opens, acknowledged on time
-        npsd = run(st, T)
         wait_processed(st, GROUP, TOPICS)
         zero = {"open_detractors": 0, "overdue_followups": 0,
                 "loops_closed": 0, "loops_closed_on_time": 0}

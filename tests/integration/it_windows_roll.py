@@ -161,15 +161,19 @@ def test(build):
             (a, json.dumps({"account_id": a, "segment": s, "name": a,
                             "updated_at": "2026-01-01T00:00:00Z"}).encode())
             for a, s in SEGMENT.items()])
-        produce_tracked(st, "nps.responses", [
-            (r["account_id"], json.dumps(
-                {k: v for k, v in r.items() if k != "_day"}).encode())
-            for r in rs])
 
         for i, (clock, plus) in enumerate(STAGES):
             npsd = st.npsd("roll.interval.s=1", now=fmt(clock),
                            log="npsd-%d.log" % i)
             if i == 0:
+                # the context first: a response counts in the segment
+                # cohort of its account as of when it is counted, and the
+                # topics are read independently
+                wait_processed(st, "npsd", ("accounts",), timeout=60)
+                produce_tracked(st, "nps.responses", [
+                    (r["account_id"], json.dumps(
+                        {k: v for k, v in r.items() if k != "_day"}).encode())
+                    for r in rs])
                 wait_processed(st, "npsd", timeout=60)
             wait_stage(st, rs, DAY0 + plus, fmt(clock))
             assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
