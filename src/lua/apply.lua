@@ -251,6 +251,8 @@ local function fields_of(r)
           fmt(r.ci_high), r.low_confidence}
 end
 
+local function wname(w) return w .. 'd' end
+
 -- Writes one window hash from totals t: the whole hash (absent slices leave
 -- no field) when old is nil, else only the slices whose counts differ from
 -- old. Only counting passes old, and counts only grow there, so no slice
@@ -279,7 +281,24 @@ local function write_window(key, t, old)
   if #args > 0 then redis.call('HSET', key, unpack(args)) end
 end
 
-local function wname(w) return w .. 'd' end
+-- Every window hash <prefix>w:<window> of totals T; old: nil (whole
+-- hashes) or the totals before this call's counting (see write_window()).
+local function write_windows(prefix, T, old)
+  for wi, w in ipairs(C.windows) do
+    write_window(prefix .. 'w:' .. wname(w), T[wi], old and old[wi])
+  end
+end
+
+-- A copy of the first n periods of totals T.
+local function totals_copy(T, n)
+  local c = {}
+  for pi = 1, n do
+    c[pi] = {}
+    for sl = 1, NSLOT do c[pi][sl] = T[pi][sl] end
+  end
+  return c
+end
+
 local function long_index()
   for wi, w in ipairs(C.windows) do if w == L then return wi end end
 end
@@ -524,6 +543,15 @@ local function roll_schedule(best)
   end
 end
 
+-- The nps:events notice of a summary change (SPEC §7).
+local function announce(npsL, health, band)
+  local ev = {account_id = A, updated_at = C.now_str}
+  ev['nps_' .. wname(L)] = npsL
+  ev.health = health
+  ev.health_band = band
+  redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
+end
+
 local HEALTH_FIELDS = {'health', 'health_band', 'health.nps', 'health.adoption',
                        'health.engagement', 'health.support', 'health.followup'}
 
@@ -535,16 +563,13 @@ local HEALTH_FIELDS = {'health', 'health_band', 'health.nps', 'health.adoption',
 -- change, only health inputs (usage, loop counters) did: the window
 -- metrics, their rank and their alert conditions stand.
 local function rewrite(acct, meta, T, cause, windows, health_only)
-  if health_only and meta.vcfg ~= vcfg() then health_only = false end
-  if not health_only and meta.vcfg ~= vcfg() then
+  if meta.vcfg ~= vcfg() then -- other settings: everything is rewritten
+    health_only = false
     meta.vcfg = vcfg()
     redis.call('HSET', base .. 'meta', 'vcfg', meta.vcfg)
   end
   if windows then
-    for wi, w in ipairs(C.windows) do
-      write_window(base .. 'w:' .. wname(w), T[wi],
-                   windows ~= 'full' and windows[wi] or nil)
-    end
+    write_windows(base, T, windows ~= 'full' and windows or nil)
   end
   local skey = base .. 'summary'
   local summary = hgetall_map(skey)
@@ -599,11 +624,7 @@ local function rewrite(acct, meta, T, cause, windows, health_only)
     redis.call('ZREM', P .. ':rank:health', A)
   end
   alerts_check(acct, m, summary, T, m.health_band, cause, health_only)
-  local ev = {account_id = A, updated_at = C.now_str}
-  ev['nps_' .. wname(L)] = npsL
-  ev.health = m.health
-  ev.health_band = m.health_band
-  redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
+  announce(npsL, m.health, m.health_band)
 end
 
 -- Recomputes a cohort's window hashes, or a category's theme rankings;
@@ -638,10 +659,8 @@ local function refresh_view(name)
     return
   end
   local ck = P .. ':cohort:' .. name
-  local T = totals_load(ck .. ':d', ck .. ':t', true)
-  for wi, w in ipairs(C.windows) do
-    write_window(ck .. ':w:' .. wname(w), T[wi])
-  end
+  -- one value only: totals_load() also returns the bucket reply
+  write_windows(ck .. ':', (totals_load(ck .. ':d', ck .. ':t', true)))
 end
 
 -- Counts a cohort's new contributions (incr: bucket field "<day>:<slot>" ->
@@ -653,16 +672,10 @@ local function count_cohort(name, incr)
   local ck = P .. ':cohort:' .. name
   local T, flat = totals_load(ck .. ':d', ck .. ':t', false)
   if flat then -- recomputed from the buckets, which hold the deltas
-    for wi, w in ipairs(C.windows) do
-      write_window(ck .. ':w:' .. wname(w), T[wi])
-    end
+    write_windows(ck .. ':', T)
     return
   end
-  local T0 = {}
-  for wi = 1, W do
-    T0[wi] = {}
-    for sl = 1, NSLOT do T0[wi][sl] = T[wi][sl] end
-  end
+  local T0 = totals_copy(T, W)
   for f, by in pairs(incr) do
     local sep = string.find(f, ':', 1, true)
     local sl = tonumber(string.sub(f, sep + 1)) + 1
@@ -671,9 +684,7 @@ local function count_cohort(name, incr)
     end
   end
   totals_store(ck .. ':t', T)
-  for wi, w in ipairs(C.windows) do
-    write_window(ck .. ':w:' .. wname(w), T[wi], T0[wi])
-  end
+  write_windows(ck .. ':', T, T0)
 end
 
 -- Usage summary (SPEC §5 inputs) from the per-day HyperLogLogs of active
@@ -1064,11 +1075,7 @@ if mode == 'usage' then
     local skey = base .. 'summary'
     redis.call('HSET', skey, 'updated_at', C.now_str)
     local cur = redis.call('HMGET', skey, 'nps_' .. wname(L), 'health', 'health_band')
-    local ev = {account_id = A, updated_at = C.now_str}
-    ev['nps_' .. wname(L)] = tonumber(cur[1] or '')
-    ev.health = tonumber(cur[2] or '')
-    ev.health_band = cur[3] or nil
-    redis.call('PUBLISH', P .. ':events', cjson.encode(ev))
+    announce(tonumber(cur[1] or ''), tonumber(cur[2] or ''), cur[3] or nil)
   end
   local cur = redis.call('ZSCORE', P .. ':roll', A)
   local roll = cur and math.floor(tonumber(cur) / 86400000) or nil
@@ -1192,11 +1199,7 @@ local out = {}
 local T, flat = totals_load(dkey, tkey, false)
 -- the totals before counting: the window hashes are written where they
 -- differ
-local T0 = {}
-for pi = 1, PREV do
-  T0[pi] = {}
-  for sl = 1, NSLOT do T0[pi][sl] = T[pi][sl] end
-end
+local T0 = totals_copy(T, W)
 local roll = flat and roll_from_buckets(flat, nil) or nil
 if not flat then
   local cur = redis.call('ZSCORE', P .. ':roll', A)
