@@ -310,6 +310,61 @@ local function hgetall_map(key)
   return m
 end
 
+-- Dedupe markers of responses (kind "ev") and follow-ups ("fev"): one hash
+-- per account per DEDUPE_PERIOD days of counting, <kind>p:<period>, field =
+-- event id, the whole hash expiring dedupe.days after its period ends. A
+-- top-level key per event, as earlier versions kept (<kind>:<event_id>, a
+-- string with a TTL), costs about 140 bytes of Redis memory with its
+-- dictionary and expiry entries; a field of a small hash about 30. An event
+-- is a duplicate when the current period's hash, an earlier one that can
+-- still hold a marker younger than dedupe.days, or an earlier version's
+-- marker has it.
+local DEDUPE_PERIOD = 100
+local dedupe_older = {}
+local function dedupe_key(kind, period)
+  return base .. kind .. 'p:' .. period
+end
+-- the earlier periods' hashes that exist, looked up once per call
+local function dedupe_older_keys(kind)
+  local ks = dedupe_older[kind]
+  if ks then return ks end
+  ks = {}
+  local p = math.floor(today / DEDUPE_PERIOD)
+  local back = math.ceil(C.dedupe_ttl / (DEDUPE_PERIOD * 86400))
+  for q = p - 1, p - back, -1 do
+    local k = dedupe_key(kind, q)
+    if redis.call('EXISTS', k) == 1 then ks[#ks + 1] = k end
+  end
+  dedupe_older[kind] = ks
+  return ks
+end
+local function dedupe_seen_before(kind, id)
+  for _, k in ipairs(dedupe_older_keys(kind)) do
+    if redis.call('HEXISTS', k, id) == 1 then return true end
+  end
+  return redis.call('EXISTS', base .. kind .. ':' .. id) == 1
+end
+-- true when the event had been seen; else marks it seen
+local dedupe_expiring = {}
+local function dedupe_check(kind, id)
+  local p = math.floor(today / DEDUPE_PERIOD)
+  local cur = dedupe_key(kind, p)
+  if redis.call('HSETNX', cur, id, '1') == 0 then return true end
+  if dedupe_seen_before(kind, id) then
+    redis.call('HDEL', cur, id)
+    return true
+  end
+  if not dedupe_expiring[kind] then
+    dedupe_expiring[kind] = true
+    redis.call('EXPIREAT', cur, (p + 1) * DEDUPE_PERIOD * 86400 + C.dedupe_ttl)
+  end
+  return false
+end
+local function dedupe_seen(kind, id)
+  return redis.call('HEXISTS', dedupe_key(kind, math.floor(today / DEDUPE_PERIOD)), id) == 1
+      or dedupe_seen_before(kind, id)
+end
+
 -- Sums increments in a table so that each distinct field costs one HINCRBY
 -- however many events touched it; flush() writes them.
 local function incr_add(incr, key, field, by)
@@ -1093,7 +1148,7 @@ if mode == 'followups' then
     local fid, rid, action = ARGV[o], ARGV[o + 1], ARGV[o + 2]
     local at_ms, at_str = tonumber(ARGV[o + 3]), ARGV[o + 4]
     local status = 'applied'
-    if not redis.call('SET', base .. 'fev:' .. fid, '1', 'NX', 'EX', C.dedupe_ttl) then
+    if dedupe_check('fev', fid) then
       status = 'duplicate'
     else
       local lk = loop_key(rid)
@@ -1104,7 +1159,7 @@ if mode == 'followups' then
         if loop_apply(lk, lp, acct, ACTIONS[action], at_ms, at_str, fid) then
           changed, cause = true, fid
         end
-      elseif redis.call('EXISTS', base .. 'ev:' .. rid) == 1 then
+      elseif dedupe_seen('ev', rid) then
         status = 'no_open_loop' -- not a detractor, or its loop ended
       else
         -- the response has not arrived (yet): kept and matched on arrival
@@ -1228,9 +1283,8 @@ for i = 0, n - 1 do
   local role, survey = tonumber(ARGV[o + 6]), tonumber(ARGV[o + 7])
   local lang, chan, themes = ARGV[o + 8], ARGV[o + 9], ARGV[o + 10]
   local attrs, comment, digest = ARGV[o + 11], ARGV[o + 12], ARGV[o + 13]
-  local evkey = base .. 'ev:' .. eid
   local outkey = base .. 'out:' .. eid
-  if not redis.call('SET', evkey, '1', 'NX', 'EX', C.dedupe_ttl) then
+  if dedupe_check('ev', eid) then
     out[#out + 1] = 0
     out[#out + 1] = redis.call('GET', outkey)
   else

@@ -237,6 +237,23 @@ ROLE_ALIASES = {"end_user": "end_user", "user": "end_user", "admin": "admin",
                 "executive": "decision_maker", "buyer": "decision_maker"}
 
 
+def dedupe_markers(r, kind="ev"):
+    """{(account, event_id)} of every dedupe marker of a kind: responses
+    ("ev") or follow-ups ("fev"). Markers live as fields of per-account
+    period hashes <prefix>:{A}:<kind>p:<period>."""
+    out = set()
+    for k in r.scan_iter("nps:*:%sp:*" % kind, count=5000):
+        acct = k[len("nps:{"):k.index("}:")]
+        for eid in r.hkeys(k):
+            out.add((acct, eid))
+    return out
+
+
+def has_marker(r, acct, eid, kind="ev"):
+    return any(r.hexists(k, eid) for k in
+               r.scan_iter("nps:{%s}:%sp:*" % (acct, kind), count=1000))
+
+
 def epoch_day(ts):
     """RFC 3339 string or epoch ms -> UTC epoch day."""
     if isinstance(ts, int):
@@ -570,7 +587,7 @@ def check_exact(st, sent_path, now, source="sent"):
     for r in resp:
         first.setdefault(r["event_id"], r)
     probs = []
-    evs = sum(1 for _ in st.r.scan_iter("nps:*:ev:*", count=5000))
+    evs = len(dedupe_markers(st.r))
     if evs != len(first):
         probs.append("%d dedupe markers for %d responses" % (evs, len(first)))
     by_acct = defaultdict(list)

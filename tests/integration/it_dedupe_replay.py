@@ -7,7 +7,9 @@
     must not change at all;
 (c) npsd is stopped (SIGTERM, exit 0) and started with a new consumer group,
     so it replays the whole topic from the earliest offset: the state must
-    still equal the snapshot.
+    still equal the snapshot;
+(d) a marker kept in an earlier 100-day period's hash, and one kept as an
+    earlier version's top-level key, still make their response a duplicate.
 Outputs: every response has at least one classified message, every copy of
 one event_id's message is byte-identical (the snapshot stored at first
 counting is what gets republished) and on its category's topic.
@@ -142,7 +144,7 @@ def test(build):
         assert not probs, ("cohort all:all 90d", probs[:5])
         assert any(k.startswith("nps:themes:") and ":w:" in k for k in snap)
         assert "nps:rank:nps_90d" in snap
-        assert len([k for k in snap if ":ev:" in k]) == 800
+        assert sum(len(v[1]) for k, v in snap.items() if ":evp:" in k) == 800
         check_outputs(st, sends)
 
         # (b) exact duplicates of counted responses: no state change; nor
@@ -175,6 +177,27 @@ def test(build):
         for k, v in resp_msgs + redo:
             sends[json.loads(v)["event_id"]] += 1
         check_outputs(st, sends, nreused + nreused)
+
+        # (d) markers of an earlier period, and of an earlier version
+        period = TODAY // 100
+        (k1, v1), (k2, v2) = resp_msgs[0], next(
+            (k, v) for k, v in resp_msgs if k != resp_msgs[0][0])
+        moved = []
+        for (k, v), old_place in (((k1, v1), "period"), ((k2, v2), "legacy")):
+            r = json.loads(v)
+            eid, acct = r["event_id"], r["account_id"]
+            assert st.r.hdel("nps:{%s}:evp:%d" % (acct, period), eid) == 1
+            if old_place == "period":
+                st.r.hset("nps:{%s}:evp:%d" % (acct, period - 2), eid, "1")
+            else:
+                st.r.set("nps:{%s}:ev:%s" % (acct, eid), "1", ex=86400)
+            moved.append((k, v))
+        snap = snapshot(st.r)
+        st.produce("nps.responses", moved)
+        wait_processed(st, "replay", timeout=60)
+        wait_for(lambda: settled(st), 30, "views settled after (d)")
+        d = diff(snap, snapshot(st.r))
+        assert not d, "an older marker was not honoured:\n" + "\n".join(d)
         log = st.log(npsd)
         assert "level=error" not in log, log[-2000:]
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
