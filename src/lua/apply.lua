@@ -866,9 +866,31 @@ end
 local function loop_key(rid) return base .. 'loop:' .. rid end
 local function loop_member(rid, stage) return A .. '\t' .. rid .. '\t' .. stage end
 
+-- A loop has one member in the timer set <prefix>:loops, for its next
+-- deadline: the earliest of 'end' (midnight UTC when the detractor's day
+-- leaves the long window) and the stages neither met nor already acted on
+-- by the timer (a stage before 'end' on a tie, the earlier stage on a tie). Four members per loop, one per deadline, cost about 2.7 KiB of
+-- Redis per account; earlier versions' per-stage members still fire and are
+-- handled the same way.
+local function loop_end_ms(lp)
+  return (math.floor(tonumber(lp.submitted_ms) / 86400000) + L) * 86400000
+end
+local function loop_next_timer(lp)
+  local best, which = loop_end_ms(lp), 'end'
+  for i = #STAGES, 1, -1 do
+    local stage = STAGES[i]
+    if not lp[stage .. '_at'] and lp[stage .. '_missed'] ~= '1' then
+      local due = tonumber(lp[stage .. '_due'])
+      if due <= best then best, which = due, stage end
+    end
+  end
+  return best, which
+end
+
 -- Applies one follow-up to an open loop; returns true when it changed it.
 local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
   local changed = false
+  local _, timer0 = loop_next_timer(lp)
   for si = 1, level do
     local stage = STAGES[si]
     if not lp[stage .. '_at'] then
@@ -905,6 +927,13 @@ local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
     redis.call('SREM', base .. 'loops', lp.rid)
     changed = true
   end
+  if changed then
+    local due1, timer1 = loop_next_timer(lp)
+    if timer1 ~= timer0 then
+      redis.call('ZREM', P .. ':loops', loop_member(lp.rid, timer0))
+      redis.call('ZADD', P .. ':loops', due1, loop_member(lp.rid, timer1))
+    end
+  end
   return changed
 end
 
@@ -917,16 +946,14 @@ local function loop_open(acct, rid, ts_ms, ts_str, day)
   local due = {ts_ms + C.loop.ack_ms, ts_ms + C.loop.route_ms, ts_ms + C.loop.close_ms}
   local lp = {rid = rid, owner = owner, submitted_at = ts_str, submitted_ms = tostring(ts_ms)}
   local args = {'rid', rid, 'owner', owner, 'submitted_ms', ts_ms, 'submitted_at', ts_str}
-  local end_ms = (day + L) * 86400000 -- the day leaves the long window
-  local timers = {end_ms, loop_member(rid, 'end')}
   for si, stage in ipairs(STAGES) do
     lp[stage .. '_due'] = tostring(due[si])
     args[#args + 1] = stage .. '_due'; args[#args + 1] = due[si]
-    timers[#timers + 1] = due[si]; timers[#timers + 1] = loop_member(rid, stage)
   end
   -- no TTL: the 'end' timer deletes the loop when its day leaves the window
   redis.call('HSET', lk, unpack(args))
-  redis.call('ZADD', P .. ':loops', unpack(timers))
+  local first, stage1 = loop_next_timer(lp)
+  redis.call('ZADD', P .. ':loops', first, loop_member(rid, stage1))
   redis.call('SADD', base .. 'loops', rid)
   counter('open_detractors', 1, owner)
   -- follow-ups that arrived before their response (indexed in the
@@ -1192,15 +1219,26 @@ if mode == 'tick' then
       if #flat > 0 then
         local lp = {}
         for j = 1, #flat, 2 do lp[flat[j]] = flat[j + 1] end
-        if stage == 'end' then
-          if lp.closed ~= '1' then
-            counter('open_detractors', -1, lp.owner)
-            if lp.overdue == '1' then counter('overdue_followups', -1, lp.owner) end
+        -- act on this deadline and on every later one already past (strictly,
+        -- as loops_due lists them), then schedule the loop's next one
+        while true do
+          if stage == 'end' and loop_end_ms(lp) < now then
+            if lp.closed ~= '1' then
+              counter('open_detractors', -1, lp.owner)
+              if lp.overdue == '1' then counter('overdue_followups', -1, lp.owner) end
+            end
+            redis.call('DEL', lk)
+            redis.call('SREM', base .. 'loops', rid)
+            break
+          elseif stage ~= 'end' and not lp[stage .. '_at'] then
+            loop_overdue(lk, lp, acct, stage, nil, nil)
           end
-          redis.call('DEL', lk)
-          redis.call('SREM', base .. 'loops', rid)
-        elseif not lp[stage .. '_at'] then
-          loop_overdue(lk, lp, acct, stage, nil, nil)
+          local due, nxt = loop_next_timer(lp)
+          if due >= now or (nxt == stage and stage == 'end') then
+            redis.call('ZADD', P .. ':loops', due, loop_member(rid, nxt))
+            break
+          end
+          stage = nxt
         end
         changed = true
       end

@@ -9,7 +9,10 @@ pass):
   T+8d     route missed with no event: one followup_overdue (route, due_at)
            a late `routed` afterwards raises nothing new
   ~T+30d   a late `closed`: one followup_overdue (close, met_at), loop closed
-  T+31d    nothing more
+  T+31d    nothing more; a detractor counted 10 days late raises its
+           acknowledge and route deadlines at once
+  T+200d   its close deadline passes, then every loop's day leaves the
+           90-day window: the loops end and leave the counters
 
 The account summary, nps:csm:<owner> and health.followup are checked at
 every step."""
@@ -258,6 +261,58 @@ def test(build):
         expect(st, "acct-f1", "dana", dict(zero, loops_closed=1), 100)
         expect(st, "acct-f2", "erin", closed_on_time, 100)
         assert st.r.hget("nps:csm:dana", "accounts") == "1"
+        # the closed loops wait only for their end
+        assert st.r.zrange("nps:loops", 0, -1) == [
+            "acct-f1\tr-f1\tend", "acct-f2\tr-f2\tend"]
+
+        # a detractor counted 10 days after it was submitted: its
+        # acknowledge and route deadlines have passed, raised at once
+        s3 = t31 - timedelta(days=10)
+        st.produce("accounts", [("acct-f3", json.dumps(
+            {"account_id": "acct-f3", "name": "F3", "segment": "smb",
+             "csm_owner": "finn", "updated_at": iso(s3)}))])
+        wait_processed(st, GROUP, ("accounts",))
+        st.produce("nps.responses", [resp("r-f3", "acct-f3", 0, s3)])
+        wait_processed(st, GROUP, TOPICS)
+        got = wait_for(lambda: len(alerts(st)) == 4 and alerts(st), 30,
+                       "acknowledge and route overdue of r-f3")
+        f3 = [x for x in got if x["account_id"] == "acct-f3"]
+        assert sorted(x["details"]["stage"] for x in f3) == [
+            "acknowledge", "route"], f3
+        wait_for(lambda: counters(summary(st, "acct-f3"))[
+            "overdue_followups"] == 1, 10, "r-f3 overdue counted")
+        expect(st, "acct-f3", "finn",
+               dict(zero, open_detractors=1, overdue_followups=1), 66)
+        close3 = s3 + timedelta(days=30)
+        assert st.r.zscore("nps:loops", "acct-f3\tr-f3\tclose") == \
+            close3.timestamp() * 1000
+        assert st.r.zcard("nps:loops") == 3, st.r.zrange("nps:loops", 0, -1)
+        stop(st, npsd)
+        npsd = None
+
+        # ---- T+200d: r-f3's close deadline passed, then every loop's day
+        # left the 90-day window: the loops end, their counts with them
+        t200 = T + timedelta(days=200)
+        npsd = run(st, t200)
+        wait_for(lambda: st.r.zcard("nps:loops") == 0, 30, "the loops' end")
+        got = wait_for(lambda: len(alerts(st)) >= 5 and alerts(st), 30,
+                       "the close followup_overdue of r-f3")
+        time.sleep(1.5)
+        assert len(alerts(st)) == 5, alerts(st)
+        c3 = [x for x in got if x["account_id"] == "acct-f3" and
+              x["details"]["stage"] == "close"]
+        assert len(c3) == 1 and c3[0]["details"]["due_at"] == iso(close3), c3
+        for acct, owner, want in (
+                ("acct-f1", "dana", dict(zero, loops_closed=1)),
+                ("acct-f2", "erin", closed_on_time),
+                ("acct-f3", "finn", zero)):
+            wait_for(lambda: counters(summary(st, acct)) == want, 10,
+                     "%s counters after the end" % acct)
+            assert counters(st.r.hgetall("nps:csm:%s" % owner)) == want
+        for acct, rid in (("acct-f1", "r-f1"), ("acct-f2", "r-f2"),
+                          ("acct-f3", "r-f3")):
+            assert not st.r.exists("nps:{%s}:loop:%s" % (acct, rid))
+            assert not st.r.smembers("nps:{%s}:loops" % acct)
         stop(st, npsd)
         npsd = None
         assert st.count("nps.dlq") == 0, "nothing was rejected"
