@@ -311,15 +311,25 @@ local function hgetall_map(key)
 end
 
 -- Dedupe markers of responses (kind "ev") and follow-ups ("fev"): one hash
--- per account per DEDUPE_PERIOD days of counting, <kind>p:<period>, field =
--- event id, the whole hash expiring dedupe.days after its period ends. A
--- top-level key per event, as earlier versions kept (<kind>:<event_id>, a
--- string with a TTL), costs about 140 bytes of Redis memory with its
--- dictionary and expiry entries; a field of a small hash about 30. An event
--- is a duplicate when the current period's hash, an earlier one that can
--- still hold a marker younger than dedupe.days, or an earlier version's
--- marker has it.
+-- per account per DEDUPE_PERIOD days, <kind>p:<period>, field = event id,
+-- the whole hash expiring dedupe.days after its period ends. A top-level
+-- key per event, as earlier versions kept (<kind>:<event_id>, a string
+-- with a TTL), costs about 140 bytes of Redis memory with its dictionary
+-- and expiry entries; a field of a small hash about 30. An event is a
+-- duplicate when the current period's hash, an earlier one that can still
+-- hold a marker younger than dedupe.days, or an earlier version's marker
+-- has it. Periods follow Redis's clock (TIME), not npsd's: instances whose
+-- clocks differ, or a clock pinned for a backfill, must agree on which
+-- hash is current, and Redis expires the hashes by its own clock.
 local DEDUPE_PERIOD = 100
+local dedupe_period_value
+local function dedupe_period()
+  if not dedupe_period_value then
+    local t = redis.call('TIME')
+    dedupe_period_value = math.floor(tonumber(t[1]) / (DEDUPE_PERIOD * 86400))
+  end
+  return dedupe_period_value
+end
 local dedupe_older = {}
 local function dedupe_key(kind, period)
   return base .. kind .. 'p:' .. period
@@ -329,7 +339,7 @@ local function dedupe_older_keys(kind)
   local ks = dedupe_older[kind]
   if ks then return ks end
   ks = {}
-  local p = math.floor(today / DEDUPE_PERIOD)
+  local p = dedupe_period()
   local back = math.ceil(C.dedupe_ttl / (DEDUPE_PERIOD * 86400))
   for q = p - 1, p - back, -1 do
     local k = dedupe_key(kind, q)
@@ -347,7 +357,7 @@ end
 -- true when the event had been seen; else marks it seen
 local dedupe_expiring = {}
 local function dedupe_check(kind, id)
-  local p = math.floor(today / DEDUPE_PERIOD)
+  local p = dedupe_period()
   local cur = dedupe_key(kind, p)
   if redis.call('HSETNX', cur, id, '1') == 0 then return true end
   if dedupe_seen_before(kind, id) then
@@ -361,7 +371,7 @@ local function dedupe_check(kind, id)
   return false
 end
 local function dedupe_seen(kind, id)
-  return redis.call('HEXISTS', dedupe_key(kind, math.floor(today / DEDUPE_PERIOD)), id) == 1
+  return redis.call('HEXISTS', dedupe_key(kind, dedupe_period()), id) == 1
       or dedupe_seen_before(kind, id)
 end
 
@@ -890,13 +900,11 @@ end
 -- Applies one follow-up to an open loop; returns true when it changed it.
 local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
   local changed = false
-  local _, timer0 = loop_next_timer(lp)
   for si = 1, level do
     local stage = STAGES[si]
     if not lp[stage .. '_at'] then
       lp[stage .. '_at'] = at_str
       redis.call('HSET', lk, stage .. '_at', at_str)
-      redis.call('ZREM', P .. ':loops', loop_member(lp.rid, stage))
       if at_ms > tonumber(lp[stage .. '_due']) then
         loop_overdue(lk, lp, acct, stage, cause, at_str)
       elseif lp[stage .. '_missed'] == '1' then
@@ -928,11 +936,14 @@ local function loop_apply(lk, lp, acct, level, at_ms, at_str, cause)
     changed = true
   end
   if changed then
+    -- every member name the loop may have: the one scheduled may differ
+    -- from loop_next_timer()'s answer before this change when the long
+    -- window was shortened since, and earlier versions kept one per stage
     local due1, timer1 = loop_next_timer(lp)
-    if timer1 ~= timer0 then
-      redis.call('ZREM', P .. ':loops', loop_member(lp.rid, timer0))
-      redis.call('ZADD', P .. ':loops', due1, loop_member(lp.rid, timer1))
-    end
+    redis.call('ZREM', P .. ':loops', loop_member(lp.rid, 'acknowledge'),
+               loop_member(lp.rid, 'route'), loop_member(lp.rid, 'close'),
+               loop_member(lp.rid, 'end'))
+    redis.call('ZADD', P .. ':loops', due1, loop_member(lp.rid, timer1))
   end
   return changed
 end
@@ -1234,7 +1245,7 @@ if mode == 'tick' then
             loop_overdue(lk, lp, acct, stage, nil, nil)
           end
           local due, nxt = loop_next_timer(lp)
-          if due >= now or (nxt == stage and stage == 'end') then
+          if due >= now then
             redis.call('ZADD', P .. ':loops', due, loop_member(rid, nxt))
             break
           end

@@ -13,6 +13,8 @@ pass):
            acknowledge and route deadlines at once
   T+200d   its close deadline passes, then every loop's day leaves the
            90-day window: the loops end and leave the counters
+  then     a loop open while the long window is cut to 28 days: closed on
+           time, it ends when its day leaves the new window
 
 The account summary, nps:csm:<owner> and health.followup are checked at
 every step."""
@@ -313,8 +315,36 @@ def test(build):
                           ("acct-f3", "r-f3")):
             assert not st.r.exists("nps:{%s}:loop:%s" % (acct, rid))
             assert not st.r.smembers("nps:{%s}:loops" % acct)
+
+        # ---- the long window shortened while a loop is open: its timer
+        # follows it (the close is met, the end comes at the new window)
+        s4 = t200 - timedelta(hours=1)
+        st.produce("nps.responses", [resp("r-f4", "acct-f1", 3, s4)])
+        wait_processed(st, GROUP, TOPICS)
+        st.produce("nps.followups", [follow("f4-route", "acct-f1", "r-f4",
+                                            "routed", t200)])
+        wait_processed(st, GROUP, TOPICS)
+        assert st.r.zrange("nps:loops", 0, -1) == ["acct-f1\tr-f4\tclose"]
         stop(st, npsd)
         npsd = None
+        t227 = s4 + timedelta(days=27)
+        npsd = run(st, t227, "windows=7d,28d")
+        st.produce("nps.followups", [follow("f4-close", "acct-f1", "r-f4",
+                                            "closed", t227)])
+        wait_processed(st, GROUP, TOPICS)
+        assert st.r.hget("nps:{acct-f1}:loop:r-f4", "closed") == "1"
+        end4 = (int(s4.timestamp()) // 86400 + 28) * 86400000
+        assert st.r.zrange("nps:loops", 0, -1, withscores=True) == [
+            ("acct-f1\tr-f4\tend", end4)], st.r.zrange("nps:loops", 0, -1)
+        stop(st, npsd)
+        npsd = None
+        npsd = run(st, s4 + timedelta(days=29), "windows=7d,28d")
+        wait_for(lambda: not st.r.exists("nps:{acct-f1}:loop:r-f4"), 30,
+                 "r-f4's end at the 28-day window")
+        assert st.r.zcard("nps:loops") == 0
+        stop(st, npsd)
+        npsd = None
+        assert len(alerts(st)) == 5, "r-f4 met every deadline"
         assert st.count("nps.dlq") == 0, "nothing was rejected"
     finally:
         st.close()
