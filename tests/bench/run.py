@@ -836,13 +836,16 @@ def time_apply_lua(st, accounts=500, rounds=4):
         for acct in accts:
             pipe.execute_command(*(head(acct, mode) + build(acct, k)))
         st.r.config_resetstat()
+        c0 = redis_cpu(st)
         t = time.time()
         pipe.execute()
         wall = time.time() - t
+        cpu = redis_cpu(st) - c0
         cs = st.r.info("commandstats")["cmdstat_evalsha"]
         return {"calls": cs["calls"], "events_per_call": k,
                 "us_per_call": cs["usec_per_call"],
                 "us_per_event": cs["usec_per_call"] / k,
+                "cpu_us_per_call": cpu / len(accts) * 1e6,
                 "client_wall_us_per_call": wall / len(accts) * 1e6}
 
     out = {}
@@ -854,11 +857,99 @@ def time_apply_lua(st, accounts=500, rounds=4):
         run("responses", 5, resp_args)
     for k in (1, 5, 20):
         out["responses n=%d" % k] = run("responses", k, resp_args)
+    # the commands one responses n=1 call runs, replayed as plain pipelined
+    # commands: what Redis would spend without Lua
+    out["responses n=1, its commands without Lua"] = time_plain_commands(
+        st, accts, lambda acct: head(acct, "responses") + resp_args(acct, 1))
     for r in range(rounds):
         run("usage", 20, usage_args)
     for k in (1, 20, 100):
         out["usage n=%d" % k] = run("usage", k, usage_args)
+    out["usage n=1, its commands without Lua"] = time_plain_commands(
+        st, accts, lambda acct: head(acct, "usage") + usage_args(acct, 1))
     return out
+
+
+MONITOR_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+
+def redis_cpu(st):
+    """Redis's own CPU seconds so far (user + system, all threads)."""
+    c = st.r.info("cpu")
+    return c["used_cpu_user"] + c["used_cpu_sys"]
+
+
+def monitor_unquote(a):
+    """One argument of a MONITOR line (sdscatrepr escapes) as bytes."""
+    out, i = bytearray(), 0
+    while i < len(a):
+        c = a[i]
+        if c == "\\":
+            n = a[i + 1]
+            if n == "x":
+                out.append(int(a[i + 2:i + 4], 16))
+                i += 4
+                continue
+            out += {"n": b"\n", "r": b"\r", "t": b"\t", "a": b"\a",
+                    "b": b"\b"}.get(n, n.encode())
+            i += 2
+        else:
+            out += c.encode()
+            i += 1
+    return bytes(out)
+
+
+def time_plain_commands(st, accts, call):
+    """Server µs per account of the commands that one apply.lua call runs
+    (captured with MONITOR on each account's call), sent again to Redis as
+    plain pipelined commands. Their sum is what the call's work costs Redis
+    without the Lua around it: the floor for a design that computes in npsd
+    and only reads and writes in Redis. The replay repeats the captured
+    writes on state the calls already changed, so it is an estimate (hash
+    field writes cost the same; a SET NX that finds its key costs less)."""
+    import socket as so
+    sock = so.create_connection(("127.0.0.1", st.r.connection_pool
+                                 .connection_kwargs["port"]))
+    sock.sendall(b"MONITOR\r\n")
+    buf = b""
+    while b"\r\n" not in buf:
+        buf += sock.recv(65536)
+    buf = buf.split(b"\r\n", 1)[1]
+    pipe = st.r.pipeline(transaction=False)
+    for acct in accts:
+        pipe.execute_command(*call(acct))
+    pipe.execute()
+    st.r.ping()  # marks the end of the scripts' commands in the stream
+    cmds, done = [], False
+    sock.settimeout(10)
+    while not done:
+        buf += sock.recv(1 << 20)
+        while b"\r\n" in buf:
+            line, buf = buf.split(b"\r\n", 1)
+            text = line.decode("latin-1")
+            if "[0 lua]" in text:
+                cmds.append([monitor_unquote(a) for a in
+                             MONITOR_ARG.findall(text.split("]", 1)[1])])
+            elif '"ping"' in text.lower() and "lua" not in text:
+                done = True
+    sock.close()
+    st.r.config_resetstat()
+    pipe = st.r.pipeline(transaction=False)
+    for c in cmds:
+        pipe.execute_command(*c)
+    c0 = redis_cpu(st)
+    pipe.execute()
+    cpu = redis_cpu(st) - c0
+    cs = {k[len("cmdstat_"):]: v for k, v in
+          st.r.info("commandstats").items() if k != "cmdstat_config"}
+    usec = sum(v["usec"] for v in cs.values())
+    return {"calls": len(accts), "events_per_call": 1,
+            "us_per_call": usec / len(accts), "us_per_event": usec /
+            len(accts), "cpu_us_per_call": cpu / len(accts) * 1e6,
+            "commands_per_call": len(cmds) / len(accts),
+            "by_command": {k: [v["calls"] / len(accts), v["usec"] / len(accts)]
+                           for k, v in sorted(cs.items(),
+                                              key=lambda kv: -kv[1]["usec"])}}
 
 
 # ---- perf -----------------------------------------------------------------
@@ -1102,6 +1193,16 @@ def report(rows, a):
         print("apply.lua, server µs per call (per event): " + ", ".join(
             "%s %.0f (%.1f)" % (k, v["us_per_call"], v["us_per_event"])
             for k, v in red["apply_lua"].items()))
+        print("  the same, Redis CPU µs per call (user + system, INFO cpu): "
+              + ", ".join("%s %.0f" % (k, v["cpu_us_per_call"])
+                          for k, v in red["apply_lua"].items()
+                          if "cpu_us_per_call" in v))
+        for k, v in red["apply_lua"].items():
+            if "by_command" in v:
+                print("  %s: %.1f commands, by command (calls, µs per "
+                      "account): %s" % (k, v["commands_per_call"], ", ".join(
+                          "%s %.1f / %.1f" % (c, n, u) for c, (n, u) in
+                          list(v["by_command"].items())[:10])))
     for r in rows:
         if r.get("slowlog"):
             print()
