@@ -161,6 +161,15 @@ static void fill(npsd_metrics_snapshot_t *s) {
 
 /* ---- histograms ---------------------------------------------------------- */
 
+/* Asserts that out holds a series metric{label="value"}. */
+static void assert_series(const char *out, const char *metric,
+                          const char *label, const char *value) {
+        char want[160];
+
+        snprintf(want, sizeof(want), "%s{%s=\"%s\"}", metric, label, value);
+        assert_non_null(strstr(out, want));
+}
+
 static void test_hist_bounds(void **state) {
         (void)state;
         for (int k = 0; k < NPSD_HIST__CNT; k++) {
@@ -219,13 +228,10 @@ static void test_render_counters(void **state) {
         assert_true(has_line(out, "npsd_messages_rejected_total"
                                   "{reason=\"missing_field\"} 1"));
         /* every reason has a series, from the start */
-        for (int r = 1; r < NPSD_REJECT__CNT; r++) {
-                char want[128];
-                snprintf(want, sizeof(want),
-                         "npsd_messages_rejected_total{reason=\"%s\"}",
-                         npsd_reject_reason_name((npsd_reject_reason_t)r));
-                assert_non_null(strstr(out, want));
-        }
+        for (int r = 1; r < NPSD_REJECT__CNT; r++)
+                assert_series(out, "npsd_messages_rejected_total", "reason",
+                              npsd_reject_reason_name(
+                                      (npsd_reject_reason_t)r));
         assert_null(strstr(out, "reason=\"none\""));
         assert_true(has_line(out, "npsd_kafka_up 1"));
         assert_true(has_line(out, "npsd_redis_up 1"));
@@ -255,13 +261,9 @@ static void test_render_stages(void **state) {
         assert_true(has_line(out, "npsd_loop_stage_seconds_total"
                                   "{stage=\"deliver\"} 0.000125"));
         /* every stage has a series, from the start */
-        for (int st = 0; st < NPSD_STAGE__CNT; st++) {
-                char want[128];
-                snprintf(want, sizeof(want),
-                         "npsd_loop_stage_seconds_total{stage=\"%s\"}",
-                         npsd_stage_name((npsd_stage_t)st));
-                assert_non_null(strstr(out, want));
-        }
+        for (int st = 0; st < NPSD_STAGE__CNT; st++)
+                assert_series(out, "npsd_loop_stage_seconds_total", "stage",
+                              npsd_stage_name((npsd_stage_t)st));
         assert_string_equal(npsd_stage_name(NPSD_STAGE_TIMERS), "timers");
         assert_string_equal(npsd_stage_name(NPSD_STAGE__CNT), "unknown");
         free(out);
