@@ -159,8 +159,6 @@ static void fill(npsd_metrics_snapshot_t *s) {
         s->redis_up = 1;
 }
 
-/* ---- histograms ---------------------------------------------------------- */
-
 /* Asserts that out holds a series metric{label="value"}. */
 static void assert_series(const char *out, const char *metric,
                           const char *label, const char *value) {
@@ -169,6 +167,8 @@ static void assert_series(const char *out, const char *metric,
         snprintf(want, sizeof(want), "%s{%s=\"%s\"}", metric, label, value);
         assert_non_null(strstr(out, want));
 }
+
+/* ---- histograms ---------------------------------------------------------- */
 
 static void test_hist_bounds(void **state) {
         (void)state;
