@@ -879,9 +879,10 @@ local function loop_member(rid, stage) return A .. '\t' .. rid .. '\t' .. stage 
 -- A loop has one member in the timer set <prefix>:loops, for its next
 -- deadline: the earliest of 'end' (midnight UTC when the detractor's day
 -- leaves the long window) and the stages neither met nor already acted on
--- by the timer (a stage before 'end' on a tie, the earlier stage on a tie). Four members per loop, one per deadline, cost about 2.7 KiB of
--- Redis per account; earlier versions' per-stage members still fire and are
--- handled the same way.
+-- by the timer (on a tie a stage before 'end', the earlier stage first).
+-- Four members per loop, one per deadline, cost about 2.7 KiB of Redis per
+-- account; earlier versions' per-stage members still fire and are handled
+-- the same way.
 local function loop_end_ms(lp)
   return (math.floor(tonumber(lp.submitted_ms) / 86400000) + L) * 86400000
 end
