@@ -384,6 +384,20 @@ static void npsctl_print_card(FILE *fp, const char *id,
                 npsctl_fmt_1(npsctl_hget(sum, "benchmark"), b1, sizeof(b1)),
                 npsctl_fmt_signed(npsctl_hget(sum, "benchmark_delta"), b2,
                                   sizeof(b2)));
+        /* survey-type medians, for the slices that have responses */
+        for (int i = 0; i < 2; i++) {
+                static const char *const types[] = {"relationship",
+                                                    "transactional"};
+                char f1[48], f2[48];
+                snprintf(f1, sizeof(f1), "benchmark.%s", types[i]);
+                snprintf(f2, sizeof(f2), "benchmark_delta.%s", types[i]);
+                if (!npsctl_hget(sum, f2))
+                        continue;
+                fprintf(fp, "  %-16s %s (delta %s)\n", types[i],
+                        npsctl_fmt_1(npsctl_hget(sum, f1), b1, sizeof(b1)),
+                        npsctl_fmt_signed(npsctl_hget(sum, f2), b2,
+                                          sizeof(b2)));
+        }
         v = npsctl_hget(sum, "last_response_at");
         fprintf(fp, "  %-16s %s (score %s) %s%s%s\n", "last response",
                 npsctl_or_dash(v), npsctl_or_dash(npsctl_hget(sum,

@@ -100,6 +100,12 @@ static const npsd_opt_t npsd_opts[] = {
          -100, 100, NULL, 0, "Median NPS, segment mid_market"},
         {"benchmark.enterprise", NPSD_OPT_DBL, O(benchmark_enterprise), "32",
          -100, 100, NULL, 0, "Median NPS, segment enterprise"},
+        {"benchmark.relationship", NPSD_OPT_DBL, O(benchmark_relationship),
+         "35", -100, 100, NULL, 0,
+         "Median NPS of relationship surveys (the relationship slice)"},
+        {"benchmark.transactional", NPSD_OPT_DBL, O(benchmark_transactional),
+         "50", -100, 100, NULL, 0,
+         "Median NPS of transactional surveys (the transactional slice)"},
 
         /* batching */
         {"batch.max", NPSD_OPT_INT, O(batch_max), "2000", 1, 100000, NULL, 0,

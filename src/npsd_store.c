@@ -268,6 +268,8 @@ static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
                 "\"gap_threshold\":%.17g,\"gap_min\":%d,"
                 "\"benchmark\":{\"all\":%.17g,\"smb\":%.17g,"
                 "\"mid_market\":%.17g,\"enterprise\":%.17g},"
+                "\"survey_benchmark\":{\"relationship\":%.17g,"
+                "\"transactional\":%.17g},"
                 "\"dedupe_ttl\":%lld,\"replay_ttl\":%lld,"
                 "\"suppress_ms\":%lld,\"previous\":%d,\"now_str\":\"%s\","
                 "\"usage_dedupe_ttl\":%d,"
@@ -282,7 +284,9 @@ static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
                 windows, c->long_window_days, c->low_confidence_n,
                 c->role_gap_threshold, c->role_gap_min_responses,
                 c->benchmark_all, c->benchmark_smb, c->benchmark_mid_market,
-                c->benchmark_enterprise, (long long)c->dedupe_days * 86400,
+                c->benchmark_enterprise, c->benchmark_relationship,
+                c->benchmark_transactional,
+                (long long)c->dedupe_days * 86400,
                 (long long)c->replay_days * 86400,
                 (long long)c->suppress_days * NPSD_MS_PER_DAY,
                 c->previous_count, now_str,

@@ -54,6 +54,8 @@ typedef struct npsd_conf_s {
         int role_gap_min_responses;
         double benchmark_all, benchmark_smb, benchmark_mid_market,
                 benchmark_enterprise;
+        /* medians of the relationship and transactional slices */
+        double benchmark_relationship, benchmark_transactional;
         int priority_renewal_days;
         double priority_arr;
         int followup_ack_hours, followup_route_days, followup_close_days;

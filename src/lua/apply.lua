@@ -542,6 +542,22 @@ local function metrics_of(T, acct, summary)
   return m, comps
 end
 
+-- The survey-type comparison (summary only; the output's metrics keep the
+-- specification's fields): the long window's relationship and
+-- transactional slices against their medians, while the slice has
+-- responses.
+local function survey_benchmarks(T, m)
+  local lt = T[long_index()]
+  for i, st in ipairs(SURVEYS) do
+    local r = slice_nps(lt, 1 + i) -- slices 2 and 3
+    if r then
+      local b = C.survey_benchmark[st]
+      m['benchmark.' .. st] = b
+      m['benchmark_delta.' .. st] = round1(r.nps - b)
+    end
+  end
+end
+
 -- Summary fields rewrite() owns and deletes when they have no data; the
 -- usage fields (usage_summary()) and loop counters (counter()) are written
 -- where they change.
@@ -556,6 +572,10 @@ local function owned_fields()
   f[#f + 1] = 'role_gap_flag'
   f[#f + 1] = 'benchmark'
   f[#f + 1] = 'benchmark_delta'
+  for _, st in ipairs(SURVEYS) do
+    f[#f + 1] = 'benchmark.' .. st
+    f[#f + 1] = 'benchmark_delta.' .. st
+  end
   f[#f + 1] = 'health'
   f[#f + 1] = 'health_band'
   for _, c in ipairs({'nps', 'adoption', 'engagement', 'support', 'followup'}) do
@@ -644,6 +664,7 @@ local function rewrite(acct, meta, T, cause, windows, health_only)
     m.health, m.health_band, comps = health_of(T, summary, acct)
   else
     m, comps = metrics_of(T, acct, summary)
+    survey_benchmarks(T, m)
     fields = owned_fields()
   end
   for c, v in pairs(comps) do m['health.' .. c] = round1(v) end

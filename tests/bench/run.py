@@ -772,6 +772,7 @@ def conf_json(now_ms):
     return json.dumps({
         "windows": [30, 90], "long": 90, "low_conf_n": 50,
         "gap_threshold": 15, "gap_min": 3,
+        "survey_benchmark": {"relationship": 35, "transactional": 50},
         "benchmark": {"all": 38, "smb": 42, "mid_market": 35,
                       "enterprise": 32},
         "dedupe_ttl": 400 * 86400, "replay_ttl": 7 * 86400,

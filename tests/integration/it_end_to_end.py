@@ -14,6 +14,7 @@ TODAY = epoch_day(NOW)
 SLICES = ["relationship", "transactional", "end_user", "admin",
           "decision_maker", "other"]
 BENCH = {"smb": 42, "mid_market": 35, "enterprise": 32}
+SURVEY_BENCH = {"relationship": 35, "transactional": 50}
 
 
 def expected_from(lines):
@@ -94,6 +95,7 @@ def test(build):
         by_acct = defaultdict(list)
         for r in responses:
             by_acct[r["account_id"]].append(r)
+        seen_types = set()
         for acct, rs in by_acct.items():
             w30 = [r for r in rs if in_window(r, 30)]
             w90 = [r for r in rs if in_window(r, 90)]
@@ -113,6 +115,17 @@ def test(build):
                 assert float(s["benchmark_delta"]) == round1(f90["nps"] - bench)
             else:
                 assert "nps_90d" not in s and "moe_90d" not in s
+            # survey-type medians, per slice with responses
+            for typ, median in SURVEY_BENCH.items():
+                c = c90.get(typ)
+                if c:
+                    seen_types.add(typ)
+                    assert float(s["benchmark." + typ]) == median, (acct, s)
+                    assert float(s["benchmark_delta." + typ]) == round1(
+                        nps_fields(*c)["nps"] - median), (acct, typ, c, s)
+                else:
+                    assert "benchmark." + typ not in s, (acct, s)
+                    assert "benchmark_delta." + typ not in s, (acct, s)
             if f90 and fprev:
                 assert float(s["trend_90d"]) == round1(f90["nps"] - fprev["nps"])
             else:
@@ -131,6 +144,7 @@ def test(build):
             if f90:
                 assert rank == f90["nps"]
 
+        assert seen_types == set(SURVEY_BENCH), seen_types
         # cohorts converge within a few timer ticks
         allw90 = [r for r in responses if in_window(r, 90)]
         exp = nps_fields(*counts(allw90)["all"])

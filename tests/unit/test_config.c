@@ -122,6 +122,8 @@ static void test_defaults(void **state) {
         assert_true(c->benchmark_smb == 42.0);
         assert_true(c->benchmark_mid_market == 35.0);
         assert_true(c->benchmark_enterprise == 32.0);
+        assert_true(c->benchmark_relationship == 35.0);
+        assert_true(c->benchmark_transactional == 50.0);
         assert_int_equal(c->priority_renewal_days, 90);
         assert_true(c->priority_arr == 100000.0);
         assert_int_equal(c->followup_ack_hours, 48);
@@ -154,6 +156,8 @@ static void test_set_and_errors(void **state) {
         assert_true(c->priority_arr == 250000.5);
         set_ok(c, "benchmark.smb", "-12.5");
         assert_true(c->benchmark_smb == -12.5);
+        set_ok(c, "benchmark.transactional", "61");
+        assert_true(c->benchmark_transactional == 61.0);
         set_ok(c, "log.level", "debug");
         set_ok(c, "now", "2026-11-20T10:00:00Z");
         set_ok(c, "now", "");
@@ -199,9 +203,8 @@ static void test_set_and_errors(void **state) {
         set_err(c, "cohort.attributes", "lifecycle_stage", "built-in");
         set_err(c, "cohort.attributes", "language,channel", "'language'");
         set_err(c, "cohort.attributes", "survey_type", "built-in");
-        set_err(c, "benchmark.relationship", "35",
-                "unknown key 'benchmark.relationship'");
-        set_err(c, "benchmark.transactional", "50", "unknown key");
+        set_err(c, "benchmark.transactional", "101", "out of range");
+        set_err(c, "benchmark.relationship", "-100.5", "out of range");
         assert_int_equal(c->cohort_attr_cnt, 0); /* errors change nothing */
         assert_int_equal(c->redis_port, 6380);
         npsd_conf_destroy(c);
