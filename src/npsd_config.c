@@ -64,6 +64,11 @@ static const npsd_opt_t npsd_opts[] = {
          NULL, 0, "Output: account-level alerts"},
         {"topic.dlq", NPSD_OPT_STR, O(topic_dlq), "nps.dlq", 0, 0, NULL, 0,
          "Output: rejected input messages with the reason"},
+        {"accounts.first.s", NPSD_OPT_INT, O(accounts_first_s), "30", 0,
+         3600, NULL, 0,
+         "After a partition assignment, hold responses, usage and follow-ups "
+         "until the assigned accounts partitions are read to their end, for "
+         "at most this many seconds (0: do not hold)"},
 
         /* redis */
         {"redis.host", NPSD_OPT_STR, O(redis_host), "127.0.0.1", 0, 0, NULL, 0,

@@ -19,6 +19,12 @@ struct npsd_kafka_s {
         volatile int brokers_down; /* set by error_cb, cleared on traffic */
         int paused;
 
+        /* Context first: after an assignment, the other inputs' partitions
+         * (held) stay paused until every assigned accounts partition
+         * (ctx_wait) reported its end, or until held_until. */
+        rd_kafka_topic_partition_list_t *held, *ctx_wait;
+        int64_t held_until;
+
         /* consumer lag per partition, from the last statistics report */
         pthread_mutex_t lag_lock;
         npsd_metrics_lag_t *lags;
@@ -119,6 +125,80 @@ static int npsd_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t json_len,
         return 0; /* librdkafka frees json */
 }
 
+/* Releases the partitions held for account context: resumed unless all
+ * consumption is paused (then npsd_kafka_resume() resumes them). */
+static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
+        if (!kafka->held)
+                return;
+        npsd_info("msg=\"account context read, other inputs resumed\" "
+                  "partitions=%d reason=%s",
+                  kafka->held->cnt, why);
+        if (!kafka->paused)
+                rd_kafka_resume_partitions(kafka->consumer, kafka->held);
+        rd_kafka_topic_partition_list_destroy(kafka->held);
+        kafka->held = NULL;
+        if (kafka->ctx_wait) {
+                rd_kafka_topic_partition_list_destroy(kafka->ctx_wait);
+                kafka->ctx_wait = NULL;
+        }
+}
+
+/* Context first. Responses, usage and follow-ups are keyed like the
+ * account records, but each topic is fetched on its own: after a reset,
+ * a replay or a backlog, a response could be counted (and its snapshot,
+ * priority and cohorts taken) before its account's context that sits
+ * earlier in the accounts topic. So an assignment pauses the other inputs'
+ * new partitions until each new accounts partition reports its end (a
+ * partition-EOF event, which librdkafka queues after the partition's last
+ * message), for at most accounts.first.s. A batch applies context before
+ * responses, so whatever the account records up to that end hold is in
+ * Redis before the first held message counts. */
+static void npsd_kafka_hold(npsd_kafka_t *kafka,
+                            const rd_kafka_topic_partition_list_t *parts) {
+        const char *accounts = kafka->conf->topic_accounts;
+        int nacc = 0;
+
+        if (kafka->conf->accounts_first_s <= 0 || !accounts || !*accounts)
+                return;
+        for (int i = 0; i < parts->cnt; i++)
+                nacc += !strcmp(parts->elems[i].topic, accounts);
+        if (!nacc || nacc == parts->cnt)
+                return;
+        if (!kafka->held)
+                kafka->held = rd_kafka_topic_partition_list_new(parts->cnt);
+        if (!kafka->ctx_wait)
+                kafka->ctx_wait = rd_kafka_topic_partition_list_new(nacc);
+        for (int i = 0; i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &parts->elems[i];
+                rd_kafka_topic_partition_list_add(
+                        strcmp(p->topic, accounts) ? kafka->held
+                                                   : kafka->ctx_wait,
+                        p->topic, p->partition);
+        }
+        rd_kafka_pause_partitions(kafka->consumer, kafka->held);
+        kafka->held_until = npsd_kafka_mono_ms() +
+                            kafka->conf->accounts_first_s * 1000LL;
+        npsd_info("msg=\"holding other inputs until account context is "
+                  "read\" held=%d accounts_partitions=%d",
+                  kafka->held->cnt, kafka->ctx_wait->cnt);
+}
+
+/* Forgets revoked partitions from the context-first lists. */
+static void npsd_kafka_unhold(npsd_kafka_t *kafka,
+                              const rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &parts->elems[i];
+                if (kafka->held)
+                        rd_kafka_topic_partition_list_del(
+                                kafka->held, p->topic, p->partition);
+                if (kafka->ctx_wait)
+                        rd_kafka_topic_partition_list_del(
+                                kafka->ctx_wait, p->topic, p->partition);
+        }
+        if (kafka->ctx_wait && kafka->ctx_wait->cnt == 0)
+                npsd_kafka_release(kafka, "accounts_revoked");
+}
+
 /* Assignments follow the group's protocol: incremental for
  * cooperative-sticky, whole for the eager strategies. Nothing needs
  * committing on revoke: every batch commits when it completes, and a batch
@@ -140,9 +220,11 @@ static void npsd_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rd_kafka_assign(rk, parts);
                 if (kafka->paused)
                         rd_kafka_pause_partitions(rk, parts);
+                npsd_kafka_hold(kafka, parts);
                 kafka->brokers_down = 0;
         } else {
                 npsd_info("msg=\"partitions revoked\" count=%d", parts->cnt);
+                npsd_kafka_unhold(kafka, parts);
                 if (coop)
                         rd_kafka_error_destroy(
                                 rd_kafka_incremental_unassign(rk, parts));
@@ -199,6 +281,11 @@ npsd_kafka_t *npsd_kafka_new(const npsd_conf_t *conf, const char *bootstraps,
                               errstr_size) ||
             npsd_kafka_conf_apply(conf, cconf, 0, bootstraps, errstr,
                                   errstr_size))
+                goto fail;
+        /* partition-EOF events end the context-first hold (they are
+         * dropped otherwise) */
+        if (rd_kafka_conf_set(cconf, "enable.partition.eof", "true", errstr,
+                              errstr_size))
                 goto fail;
         rd_kafka_conf_set_opaque(cconf, kafka);
         rd_kafka_conf_set_stats_cb(cconf, npsd_kafka_stats_cb);
@@ -269,6 +356,14 @@ static int npsd_kafka_keep(npsd_kafka_t *kafka, rd_kafka_message_t *msg) {
                 kafka->brokers_down = 0;
                 return 1;
         }
+        if (msg->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && kafka->ctx_wait &&
+            msg->rkt) {
+                rd_kafka_topic_partition_list_del(kafka->ctx_wait,
+                                                  rd_kafka_topic_name(msg->rkt),
+                                                  msg->partition);
+                if (kafka->ctx_wait->cnt == 0)
+                        npsd_kafka_release(kafka, "accounts_read");
+        }
         if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 npsd_warn("msg=\"consumer error\" err=%s detail=\"%s\"",
                           rd_kafka_err2name(msg->err),
@@ -282,6 +377,8 @@ size_t npsd_kafka_poll_batch(npsd_kafka_t *kafka, rd_kafka_message_t **msgs,
         size_t cnt = 0;
         int64_t deadline = 0;
 
+        if (kafka->held && npsd_kafka_mono_ms() >= kafka->held_until)
+                npsd_kafka_release(kafka, "accounts.first.s");
         while (cnt < max) {
                 int timeout;
                 rd_kafka_message_t *msg;
@@ -320,10 +417,15 @@ static void npsd_kafka_pause_set(npsd_kafka_t *kafka, int pause) {
         kafka->paused = pause;
         if (rd_kafka_assignment(kafka->consumer, &parts) || !parts)
                 return;
-        if (pause)
+        if (pause) {
                 rd_kafka_pause_partitions(kafka->consumer, parts);
-        else
+        } else {
                 rd_kafka_resume_partitions(kafka->consumer, parts);
+                /* still waiting for account context */
+                if (kafka->held)
+                        rd_kafka_pause_partitions(kafka->consumer,
+                                                  kafka->held);
+        }
         rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -428,6 +530,10 @@ void npsd_kafka_destroy(npsd_kafka_t *kafka) {
                 rd_kafka_destroy(kafka->consumer);
         if (kafka->producer)
                 rd_kafka_destroy(kafka->producer);
+        if (kafka->held)
+                rd_kafka_topic_partition_list_destroy(kafka->held);
+        if (kafka->ctx_wait)
+                rd_kafka_topic_partition_list_destroy(kafka->ctx_wait);
         pthread_mutex_destroy(&kafka->lag_lock);
         free(kafka->lags);
         free(kafka);

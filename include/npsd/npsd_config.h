@@ -30,6 +30,9 @@ typedef struct npsd_conf_s {
         char *topic_responses, *topic_usage, *topic_accounts, *topic_followups;
         char *topic_detractors, *topic_passives, *topic_promoters;
         char *topic_alerts, *topic_dlq;
+        /* after an assignment, hold the other inputs for at most this long
+         * while the assigned accounts partitions are read to their end */
+        int accounts_first_s;
 
         char *redis_host;
         int redis_port;
