@@ -150,9 +150,11 @@ static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
  * earlier in the accounts topic. So an assignment pauses the other inputs'
  * new partitions until each new accounts partition reports its end (a
  * partition-EOF event, which librdkafka queues after the partition's last
- * message), for at most accounts.first.s. A batch applies context before
- * responses, so whatever the account records up to that end hold is in
- * Redis before the first held message counts. */
+ * message), for at most accounts.first.s of consumption (a Redis outage
+ * restarts the limit; a cooperative addition to a hold keeps it). Only an
+ * assignment with both accounts and other partitions holds anything. A
+ * batch applies context before responses, so whatever the account records
+ * up to that end hold is in Redis before the first held message counts. */
 static void npsd_kafka_hold(npsd_kafka_t *kafka,
                             const rd_kafka_topic_partition_list_t *parts) {
         const char *accounts = kafka->conf->topic_accounts;
@@ -164,6 +166,10 @@ static void npsd_kafka_hold(npsd_kafka_t *kafka,
                 nacc += !strcmp(parts->elems[i].topic, accounts);
         if (!nacc || nacc == parts->cnt)
                 return;
+        if (!kafka->held) /* a new hold; a cooperative addition keeps its
+                           * time limit */
+                kafka->held_until = npsd_kafka_mono_ms() +
+                                    kafka->conf->accounts_first_s * 1000LL;
         if (!kafka->held)
                 kafka->held = rd_kafka_topic_partition_list_new(parts->cnt);
         if (!kafka->ctx_wait)
@@ -176,8 +182,6 @@ static void npsd_kafka_hold(npsd_kafka_t *kafka,
                         p->topic, p->partition);
         }
         rd_kafka_pause_partitions(kafka->consumer, kafka->held);
-        kafka->held_until = npsd_kafka_mono_ms() +
-                            kafka->conf->accounts_first_s * 1000LL;
         npsd_info("msg=\"holding other inputs until account context is "
                   "read\" held=%d accounts_partitions=%d",
                   kafka->held->cnt, kafka->ctx_wait->cnt);
@@ -218,8 +222,13 @@ static void npsd_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                 rd_kafka_incremental_assign(rk, parts));
                 else
                         rd_kafka_assign(rk, parts);
+                /* librdkafka keeps an application pause across
+                 * unassign and reassign: a partition revoked while held
+                 * or during a Redis outage would never be fetched again */
                 if (kafka->paused)
                         rd_kafka_pause_partitions(rk, parts);
+                else
+                        rd_kafka_resume_partitions(rk, parts);
                 npsd_kafka_hold(kafka, parts);
                 kafka->brokers_down = 0;
         } else {
@@ -421,10 +430,15 @@ static void npsd_kafka_pause_set(npsd_kafka_t *kafka, int pause) {
                 rd_kafka_pause_partitions(kafka->consumer, parts);
         } else {
                 rd_kafka_resume_partitions(kafka->consumer, parts);
-                /* still waiting for account context */
-                if (kafka->held)
+                /* still waiting for account context: the time limit
+                 * counts from now, not through the outage */
+                if (kafka->held) {
                         rd_kafka_pause_partitions(kafka->consumer,
                                                   kafka->held);
+                        kafka->held_until =
+                                npsd_kafka_mono_ms() +
+                                kafka->conf->accounts_first_s * 1000LL;
+                }
         }
         rd_kafka_topic_partition_list_destroy(parts);
 }
