@@ -385,9 +385,8 @@ static void npsctl_print_card(FILE *fp, const char *id,
                 npsctl_fmt_signed(npsctl_hget(sum, "benchmark_delta"), b2,
                                   sizeof(b2)));
         /* survey-type medians, for the slices that have responses */
-        for (int i = 0; i < 2; i++) {
-                static const char *const types[] = {"relationship",
-                                                    "transactional"};
+        static const char *const types[] = {"relationship", "transactional"};
+        for (size_t i = 0; i < sizeof(types) / sizeof(*types); i++) {
                 char f1[48], f2[48];
                 snprintf(f1, sizeof(f1), "benchmark.%s", types[i]);
                 snprintf(f2, sizeof(f2), "benchmark_delta.%s", types[i]);

@@ -125,6 +125,11 @@ static int npsd_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t json_len,
         return 0; /* librdkafka frees json */
 }
 
+/* The end of a context-first hold that starts (or restarts) now. */
+static int64_t npsd_kafka_hold_deadline(const npsd_kafka_t *kafka) {
+        return npsd_kafka_mono_ms() + kafka->conf->accounts_first_s * 1000LL;
+}
+
 /* Releases the partitions held for account context: resumed unless all
  * consumption is paused (then npsd_kafka_resume() resumes them). */
 static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
@@ -166,12 +171,11 @@ static void npsd_kafka_hold(npsd_kafka_t *kafka,
                 nacc += !strcmp(parts->elems[i].topic, accounts);
         if (!nacc || nacc == parts->cnt)
                 return;
-        if (!kafka->held) /* a new hold; a cooperative addition keeps its
-                           * time limit */
-                kafka->held_until = npsd_kafka_mono_ms() +
-                                    kafka->conf->accounts_first_s * 1000LL;
-        if (!kafka->held)
+        if (!kafka->held) { /* a new hold; a cooperative addition keeps
+                             * its time limit */
+                kafka->held_until = npsd_kafka_hold_deadline(kafka);
                 kafka->held = rd_kafka_topic_partition_list_new(parts->cnt);
+        }
         if (!kafka->ctx_wait)
                 kafka->ctx_wait = rd_kafka_topic_partition_list_new(nacc);
         for (int i = 0; i < parts->cnt; i++) {
@@ -435,9 +439,7 @@ static void npsd_kafka_pause_set(npsd_kafka_t *kafka, int pause) {
                 if (kafka->held) {
                         rd_kafka_pause_partitions(kafka->consumer,
                                                   kafka->held);
-                        kafka->held_until =
-                                npsd_kafka_mono_ms() +
-                                kafka->conf->accounts_first_s * 1000LL;
+                        kafka->held_until = npsd_kafka_hold_deadline(kafka);
                 }
         }
         rd_kafka_topic_partition_list_destroy(parts);

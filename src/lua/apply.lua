@@ -1212,10 +1212,8 @@ if mode == 'followups' then
       status = 'duplicate'
     else
       local lk = loop_key(rid)
-      local flat = redis.call('HGETALL', lk)
-      if #flat > 0 then
-        local lp = {}
-        for j = 1, #flat, 2 do lp[flat[j]] = flat[j + 1] end
+      local lp = hgetall_map(lk)
+      if next(lp) then
         if loop_apply(lk, lp, acct, ACTIONS[action], at_ms, at_str, fid) then
           changed, cause = true, fid
         end
@@ -1248,10 +1246,8 @@ if mode == 'tick' then
     local rid, stage = ARGV[i], ARGV[i + 1]
     if redis.call('ZREM', P .. ':loops', loop_member(rid, stage)) == 1 then
       local lk = loop_key(rid)
-      local flat = redis.call('HGETALL', lk)
-      if #flat > 0 then
-        local lp = {}
-        for j = 1, #flat, 2 do lp[flat[j]] = flat[j + 1] end
+      local lp = hgetall_map(lk)
+      if next(lp) then
         -- act on this deadline and on every later one already past (strictly,
         -- as loops_due lists them), then schedule the loop's next one
         while true do

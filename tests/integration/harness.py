@@ -249,11 +249,6 @@ def dedupe_markers(r, kind="ev"):
     return out
 
 
-def has_marker(r, acct, eid, kind="ev"):
-    return any(r.hexists(k, eid) for k in
-               r.scan_iter("nps:{%s}:%sp:*" % (acct, kind), count=1000))
-
-
 def epoch_day(ts):
     """RFC 3339 string or epoch ms -> UTC epoch day."""
     if isinstance(ts, int):
