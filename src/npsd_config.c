@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "npsd/npsd_time.h"
 
@@ -30,6 +31,9 @@ typedef enum {
 } npsd_opt_type_t;
 
 #define NPSD_OPT_SECRET 0x1 /* masked by npsd_conf_dump() */
+/* Applied by a running npsd on SIGHUP (npsd_conf_apply_live()); a change
+ * to any other key is logged as needing a restart. */
+#define NPSD_OPT_LIVE 0x2
 
 typedef struct npsd_opt_s {
         const char *name;
@@ -93,23 +97,23 @@ static const npsd_opt_t npsd_opts[] = {
         {"low_confidence.n", NPSD_OPT_INT, O(low_confidence_n), "50", 1,
          1000000, NULL, 0, "Sample size below which low_confidence = 1"},
         {"role_gap.threshold", NPSD_OPT_DBL, O(role_gap_threshold), "15", 0,
-         200, NULL, 0, "Role gap flagged when |gap| is above this"},
+         200, NULL, NPSD_OPT_LIVE, "Role gap flagged when |gap| is above this"},
         {"role_gap.min_responses", NPSD_OPT_INT, O(role_gap_min_responses),
-         "3", 1, 1000000, NULL, 0,
+         "3", 1, 1000000, NULL, NPSD_OPT_LIVE,
          "Responses each role needs before a gap is flagged"},
         {"benchmark.all", NPSD_OPT_DBL, O(benchmark_all), "38", -100, 100,
-         NULL, 0, "Median NPS of all B2B SaaS accounts"},
+         NULL, NPSD_OPT_LIVE, "Median NPS of all B2B SaaS accounts"},
         {"benchmark.smb", NPSD_OPT_DBL, O(benchmark_smb), "42", -100, 100,
-         NULL, 0, "Median NPS, segment smb"},
+         NULL, NPSD_OPT_LIVE, "Median NPS, segment smb"},
         {"benchmark.mid_market", NPSD_OPT_DBL, O(benchmark_mid_market), "35",
-         -100, 100, NULL, 0, "Median NPS, segment mid_market"},
+         -100, 100, NULL, NPSD_OPT_LIVE, "Median NPS, segment mid_market"},
         {"benchmark.enterprise", NPSD_OPT_DBL, O(benchmark_enterprise), "32",
-         -100, 100, NULL, 0, "Median NPS, segment enterprise"},
+         -100, 100, NULL, NPSD_OPT_LIVE, "Median NPS, segment enterprise"},
         {"benchmark.relationship", NPSD_OPT_DBL, O(benchmark_relationship),
-         "35", -100, 100, NULL, 0,
+         "35", -100, 100, NULL, NPSD_OPT_LIVE,
          "Median NPS of relationship surveys (the relationship slice)"},
         {"benchmark.transactional", NPSD_OPT_DBL, O(benchmark_transactional),
-         "50", -100, 100, NULL, 0,
+         "50", -100, 100, NULL, NPSD_OPT_LIVE,
          "Median NPS of transactional surveys (the transactional slice)"},
 
         /* batching */
@@ -138,10 +142,10 @@ static const npsd_opt_t npsd_opts[] = {
 
         /* priority & follow-up */
         {"priority.renewal_days", NPSD_OPT_INT, O(priority_renewal_days), "90",
-         0, 3650, NULL, 0,
+         0, 3650, NULL, NPSD_OPT_LIVE,
          "Detractor (p1) or passive (p2) renewing within this many days"},
         {"priority.arr", NPSD_OPT_DBL, O(priority_arr), "100000", 0, 1e15,
-         NULL, 0, "Detractor with at least this ARR is p1"},
+         NULL, NPSD_OPT_LIVE, "Detractor with at least this ARR is p1"},
         {"followup.ack_hours", NPSD_OPT_INT, O(followup_ack_hours), "48", 1,
          8760, NULL, 0, "Detractor must be acknowledged within"},
         {"followup.route_days", NPSD_OPT_INT, O(followup_route_days), "7", 1,
@@ -151,50 +155,54 @@ static const npsd_opt_t npsd_opts[] = {
 
         /* health model (SPEC §5) */
         {"health.weight.nps", NPSD_OPT_DBL, O(health_w_nps), "40", 0, 1000,
-         NULL, 0, "Weight of the NPS component"},
+         NULL, NPSD_OPT_LIVE, "Weight of the NPS component"},
         {"health.weight.adoption", NPSD_OPT_DBL, O(health_w_adoption), "20", 0,
-         1000, NULL, 0, "Weight of the adoption component"},
+         1000, NULL, NPSD_OPT_LIVE, "Weight of the adoption component"},
         {"health.weight.engagement", NPSD_OPT_DBL, O(health_w_engagement),
-         "15", 0, 1000, NULL, 0, "Weight of the engagement component"},
+         "15", 0, 1000, NULL, NPSD_OPT_LIVE, "Weight of the engagement component"},
         {"health.weight.support", NPSD_OPT_DBL, O(health_w_support), "10", 0,
-         1000, NULL, 0, "Weight of the support component"},
+         1000, NULL, NPSD_OPT_LIVE, "Weight of the support component"},
         {"health.weight.followup", NPSD_OPT_DBL, O(health_w_followup), "15", 0,
-         1000, NULL, 0, "Weight of the follow-up component"},
-        {"health.green", NPSD_OPT_INT, O(health_green), "70", 0, 100, NULL, 0,
+         1000, NULL, NPSD_OPT_LIVE, "Weight of the follow-up component"},
+        {"health.green", NPSD_OPT_INT, O(health_green), "70", 0, 100, NULL, NPSD_OPT_LIVE,
          "Health at or above: green band"},
-        {"health.yellow", NPSD_OPT_INT, O(health_yellow), "40", 0, 100, NULL, 0,
+        {"health.yellow", NPSD_OPT_INT, O(health_yellow), "40", 0, 100, NULL, NPSD_OPT_LIVE,
          "Health at or above: yellow band (below: red)"},
         {"health.ticket_penalty", NPSD_OPT_DBL, O(health_ticket_penalty), "15",
-         0, 100, NULL, 0, "Support score lost per open ticket"},
+         0, 100, NULL, NPSD_OPT_LIVE, "Support score lost per open ticket"},
         {"health.error_penalty", NPSD_OPT_DBL, O(health_error_penalty), "2", 0,
-         100, NULL, 0, "Support score lost per error in 7 days"},
+         100, NULL, NPSD_OPT_LIVE, "Support score lost per error in 7 days"},
         {"health.overdue_penalty", NPSD_OPT_DBL, O(health_overdue_penalty),
-         "34", 0, 100, NULL, 0, "Follow-up score lost per overdue detractor"},
+         "34", 0, 100, NULL, NPSD_OPT_LIVE, "Follow-up score lost per overdue detractor"},
 
         /* alert rules (SPEC §6) */
         {"alert.nps_drop.points", NPSD_OPT_DBL, O(alert_nps_drop_points), "-4",
-         -200, 0, NULL, 0, "nps_drop when the trend is at or below"},
+         -200, 0, NULL, NPSD_OPT_LIVE, "nps_drop when the trend is at or below"},
         {"alert.nps_drop.min_responses", NPSD_OPT_INT,
-         O(alert_nps_drop_min_responses), "10", 1, 1000000, NULL, 0,
+         O(alert_nps_drop_min_responses), "10", 1, 1000000, NULL, NPSD_OPT_LIVE,
          "nps_drop needs this many responses in each period"},
         {"alert.usage_drop.min_users", NPSD_OPT_INT,
-         O(alert_usage_drop_min_users), "5", 1, 1000000, NULL, 0,
+         O(alert_usage_drop_min_users), "5", 1, 1000000, NULL, NPSD_OPT_LIVE,
          "usage_drop needs this many active users the 7 days before"},
         {"alert.usage_drop.ratio", NPSD_OPT_DBL, O(alert_usage_drop_ratio),
-         "0.7", 0, 1, NULL, 0,
+         "0.7", 0, 1, NULL, NPSD_OPT_LIVE,
          "usage_drop when active users 7d fall below this share"},
 
         /* cohorts & themes */
         {"cohort.attributes", NPSD_OPT_LIST, O(cohort_attributes), "region", 0,
          0, NULL, 0, "Response attribute keys that get their own cohorts"},
-        {"themes.file", NPSD_OPT_STR, O(themes_file), "", 0, 0, NULL, 0,
+        {"themes.file", NPSD_OPT_STR, O(themes_file), "", 0, 0, NULL, NPSD_OPT_LIVE,
          "Theme lexicon file (empty: built-in lexicon)"},
 
         /* logging, http, clock */
         {"log.level", NPSD_OPT_ENUM, O(log_level), "info", 0, 0,
-         "error|warn|info|debug", 0, "Log threshold"},
+         "error|warn|info|debug", NPSD_OPT_LIVE, "Log threshold"},
         {"http.listen", NPSD_OPT_ADDR, O(http_listen), "127.0.0.1:9464", 0, 0,
-         NULL, 0, "Address of /metrics and /healthz (empty: off)"},
+         NULL, 0, "Address of /metrics, /livez, /readyz (empty: off)"},
+        {"http.livez.stall.s", NPSD_OPT_INT, O(http_livez_stall_s), "60", 1,
+         86400, NULL, NPSD_OPT_LIVE,
+         "/livez answers 503 once the main loop has not come round for "
+         "this long"},
         {"now", NPSD_OPT_TIME, O(now), "", 0, 0, NULL, 0,
          "Pinned clock, RFC 3339 (empty: wall clock)"},
 };
@@ -679,6 +687,16 @@ void npsd_conf_destroy(npsd_conf_t *conf) {
         free(conf);
 }
 
+const char *npsd_conf_find_file(const char *given) {
+        if (given)
+                return given;
+        if (access("config/npsd.conf", R_OK) == 0)
+                return "config/npsd.conf";
+        if (access(NPSD_SYSCONF_FILE, R_OK) == 0)
+                return NPSD_SYSCONF_FILE;
+        return NULL;
+}
+
 int npsd_conf_load_file(npsd_conf_t *conf, const char *path, char *errstr,
                         size_t errstr_size) {
         FILE *fp;
@@ -757,8 +775,21 @@ static void npsd_env_name(const char *key, char *buf, size_t size) {
         buf[i] = '\0';
 }
 
-int npsd_conf_load_env(npsd_conf_t *conf, char **envp, char *errstr,
-                       size_t errstr_size) {
+/* Kubernetes injects service-link variables for every Service of the
+ * namespace into every pod: a Service named "npsd" gives NPSD_SERVICE_HOST,
+ * NPSD_SERVICE_PORT, NPSD_SERVICE_PORT_<NAME>, NPSD_PORT and
+ * NPSD_PORT_<PORT>_<PROTO>[_ADDR|_PORT|_PROTO]. None names a setting, and
+ * none is the operator's doing: they are ignored without a word. */
+static int npsd_env_service_link(const char *name) {
+        return !strcmp(name, "NPSD_SERVICE_HOST") ||
+               !strcmp(name, "NPSD_SERVICE_PORT") ||
+               !strncmp(name, "NPSD_SERVICE_PORT_", 18) ||
+               !strcmp(name, "NPSD_PORT") || !strncmp(name, "NPSD_PORT_", 10);
+}
+
+int npsd_conf_load_env(npsd_conf_t *conf, char **envp,
+                       npsd_conf_warn_cb_t *warn, void *opaque,
+                       char *errstr, size_t errstr_size) {
         char name[256], key[256], err[512];
 
         for (; envp && *envp; envp++) {
@@ -770,9 +801,14 @@ int npsd_conf_load_env(npsd_conf_t *conf, char **envp, char *errstr,
                         continue;
                 nlen = (size_t)(eq - kv);
                 if (nlen >= sizeof(name)) {
-                        snprintf(errstr, errstr_size,
-                                 "environment: %.64s... is too long", kv);
-                        return -1;
+                        if (warn) {
+                                snprintf(err, sizeof(err),
+                                         "environment: %.64s... is too long "
+                                         "to name a setting; ignored",
+                                         kv);
+                                warn(err, opaque);
+                        }
+                        continue;
                 }
                 memcpy(name, kv, nlen);
                 name[nlen] = '\0';
@@ -797,10 +833,17 @@ int npsd_conf_load_env(npsd_conf_t *conf, char **envp, char *errstr,
                                 }
                         }
                         if (!opt) {
-                                snprintf(errstr, errstr_size,
-                                         "environment: %s does not name a "
-                                         "setting", name);
-                                return -1;
+                                /* NPSD_NOW is the setting "now": found
+                                 * above. Anything else is not ours to
+                                 * refuse a start over. */
+                                if (!npsd_env_service_link(name) && warn) {
+                                        snprintf(err, sizeof(err),
+                                                 "environment: %s does not "
+                                                 "name a setting; ignored",
+                                                 name);
+                                        warn(err, opaque);
+                                }
+                                continue;
                         }
                         snprintf(key, sizeof(key), "%s", opt->name);
                 }
@@ -884,10 +927,34 @@ static int npsd_kafka_secret(const char *prop) {
                strstr(prop, "ssl.key");
 }
 
+/* The value of one table option as text. mask hides a set secret. DBL
+ * values are written with 17 digits, so that the text parses back to the
+ * same double (npsd_conf_apply_live() copies values through it). */
+static void npsd_opt_text(const npsd_conf_t *conf, const npsd_opt_t *opt,
+                          int mask, int digits, char *buf, size_t size) {
+        const char *s;
+
+        switch (opt->type) {
+        case NPSD_OPT_INT:
+                snprintf(buf, size, "%d", *NPSD_CONF_FIELD(conf, opt, int));
+                break;
+        case NPSD_OPT_DBL:
+                snprintf(buf, size, "%.*g", digits,
+                         *NPSD_CONF_FIELD(conf, opt, double));
+                break;
+        default:
+                s = *NPSD_CONF_FIELD(conf, opt, char *);
+                snprintf(buf, size, "%s",
+                         mask && (opt->flags & NPSD_OPT_SECRET) && *s ? "****"
+                                                                       : s);
+                break;
+        }
+}
+
 void npsd_conf_dump(const npsd_conf_t *conf,
                     void (*emit)(const char *line, void *opaque),
                     void *opaque) {
-        char line[4096];
+        char line[4096], value[4000];
         size_t i;
 
         for (i = 0; i < conf->kafka_cnt; i++) {
@@ -900,25 +967,77 @@ void npsd_conf_dump(const npsd_conf_t *conf,
                 emit(line, opaque);
         }
         for (i = 0; i < NPSD_OPT_CNT; i++) {
-                const npsd_opt_t *opt = &npsd_opts[i];
-                const char *s;
-
-                switch (opt->type) {
-                case NPSD_OPT_INT:
-                        snprintf(line, sizeof(line), "%s = %d", opt->name,
-                                 *NPSD_CONF_FIELD(conf, opt, int));
-                        break;
-                case NPSD_OPT_DBL:
-                        snprintf(line, sizeof(line), "%s = %.15g", opt->name,
-                                 *NPSD_CONF_FIELD(conf, opt, double));
-                        break;
-                default:
-                        s = *NPSD_CONF_FIELD(conf, opt, char *);
-                        snprintf(line, sizeof(line), "%s = %s", opt->name,
-                                 (opt->flags & NPSD_OPT_SECRET) && *s ? "****"
-                                                                      : s);
-                        break;
-                }
+                npsd_opt_text(conf, &npsd_opts[i], 1, 15, value,
+                              sizeof(value));
+                snprintf(line, sizeof(line), "%s = %s", npsd_opts[i].name,
+                         value);
                 emit(line, opaque);
         }
+}
+
+int npsd_conf_is_live(const char *key) {
+        const npsd_opt_t *opt = npsd_opt_find(key);
+
+        return opt && (opt->flags & NPSD_OPT_LIVE);
+}
+
+/* Appends ",key" (or "key") to a comma list, cut with "..." when full. */
+static void npsd_list_add(char *list, size_t size, const char *key) {
+        size_t len = strlen(list);
+
+        if (!size || len + 4 >= size)
+                return;
+        if ((size_t)snprintf(list + len, size - len, "%s%s", len ? "," : "",
+                             key) >= size - len)
+                snprintf(list + size - 4, 4, "...");
+}
+
+int npsd_conf_apply_live(npsd_conf_t *conf, const npsd_conf_t *fresh,
+                         char *applied, size_t applied_size, char *restart,
+                         size_t restart_size, char *errstr,
+                         size_t errstr_size) {
+        char a[4000], b[4000], key[300];
+        size_t i;
+        int cnt = 0;
+
+        if (applied_size)
+                *applied = '\0';
+        if (restart_size)
+                *restart = '\0';
+        /* kafka.*: every property is read once, when the clients are made */
+        for (i = 0; i < fresh->kafka_cnt; i++) {
+                const char *old = npsd_conf_kafka_get(conf,
+                                                      fresh->kafka[i].key);
+
+                if (!old || strcmp(old, fresh->kafka[i].value)) {
+                        snprintf(key, sizeof(key), "kafka.%s",
+                                 fresh->kafka[i].key);
+                        npsd_list_add(restart, restart_size, key);
+                }
+        }
+        for (i = 0; i < conf->kafka_cnt; i++) {
+                if (!npsd_conf_kafka_get(fresh, conf->kafka[i].key)) {
+                        snprintf(key, sizeof(key), "kafka.%s",
+                                 conf->kafka[i].key);
+                        npsd_list_add(restart, restart_size, key);
+                }
+        }
+        for (i = 0; i < NPSD_OPT_CNT; i++) {
+                const npsd_opt_t *opt = &npsd_opts[i];
+
+                npsd_opt_text(conf, opt, 0, 17, a, sizeof(a));
+                npsd_opt_text(fresh, opt, 0, 17, b, sizeof(b));
+                if (!strcmp(a, b))
+                        continue;
+                if (!(opt->flags & NPSD_OPT_LIVE)) {
+                        npsd_list_add(restart, restart_size, opt->name);
+                        continue;
+                }
+                /* validated in fresh already: only memory can fail */
+                if (npsd_opt_set(conf, opt, b, errstr, errstr_size) == -1)
+                        return -1;
+                npsd_list_add(applied, applied_size, opt->name);
+                cnt++;
+        }
+        return cnt;
 }

@@ -2,8 +2,13 @@
  * npsd — the daemon: configuration, signals, the consume loop and timers.
  *
  *   npsd [--config FILE] [--set key=value]... [--now RFC3339] [--check-config]
+ *
+ * Signals: SIGTERM and SIGINT finish the batch in hand and exit 0; SIGHUP
+ * re-reads the configuration between two batches and applies what can
+ * change while running (npsd_reload()).
  */
 #include <getopt.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,13 +27,20 @@
 #include "npsd/npsd_themes.h"
 #include "npsd/npsd_time.h"
 
+#ifndef NPSD_VERSION
+#define NPSD_VERSION "unknown"
+#endif
+
 extern char **environ;
 
 static volatile sig_atomic_t npsd_stop;
+static volatile sig_atomic_t npsd_hup;
 
 static void npsd_on_signal(int sig) {
-        (void)sig;
-        npsd_stop = 1;
+        if (sig == SIGHUP)
+                npsd_hup = 1;
+        else
+                npsd_stop = 1;
 }
 
 static void npsd_usage(FILE *fp) {
@@ -36,7 +48,7 @@ static void npsd_usage(FILE *fp) {
                 "usage: npsd [--config FILE] [--set key=value]... "
                 "[--now RFC3339] [--check-config]\n"
                 "  --config FILE   settings file (default: config/npsd.conf "
-                "when present)\n"
+                "when present, else " NPSD_SYSCONF_FILE " when present)\n"
                 "  --set k=v       override one setting (highest precedence)\n"
                 "  --now TIME      pin the clock (tests, backfills); also "
                 "NPSD_NOW\n"
@@ -44,7 +56,10 @@ static void npsd_usage(FILE *fp) {
                 "configuration (secrets masked), exit\n"
                 "Every kafka.<property> setting is passed to librdkafka. With "
                 "no kafka.bootstrap.servers, an embedded development broker "
-                "is started.\n");
+                "is started.\n"
+                "SIGHUP reloads the configuration (log.level, themes, "
+                "benchmarks, health, alert and priority settings apply at "
+                "once; other changes need a restart).\n");
 }
 
 static void npsd_emit_line(const char *line, void *opaque) {
@@ -106,27 +121,37 @@ static npsd_themes_t *npsd_load_themes(const npsd_conf_t *conf, char *errstr,
         return themes;
 }
 
-/* Builds the configuration from defaults, file, environment and --set. */
-static npsd_conf_t *npsd_configure(int argc, char **argv, int *check_only) {
-        static const struct option opts[] = {
-                {"config", required_argument, NULL, 'c'},
-                {"set", required_argument, NULL, 's'},
-                {"now", required_argument, NULL, 'n'},
-                {"check-config", no_argument, NULL, 'C'},
-                {"help", no_argument, NULL, 'h'},
-                {NULL, 0, NULL, 0}};
-        npsd_conf_t *conf = npsd_conf_new();
-        const char *config_path = NULL;
-        char errstr[512];
+/* The command line, kept for a reload: SIGHUP reads the same sources. */
+typedef struct npsd_args_s {
+        int argc;
+        char **argv;
+        const char *config_path; /* the file read at start, NULL for none */
+        int check_only;
+} npsd_args_t;
+
+static const struct option npsd_long_opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"set", required_argument, NULL, 's'},
+        {"now", required_argument, NULL, 'n'},
+        {"check-config", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+
+/* First pass over the command line: the file and the mode. Exits on
+ * --help and on a bad option. */
+static void npsd_args_parse(int argc, char **argv, npsd_args_t *args) {
+        const char *given = NULL;
         int opt;
 
-        *check_only = 0;
-        /* first pass: the file, so that --set wins over it */
-        while ((opt = getopt_long(argc, argv, "c:s:n:Ch", opts, NULL)) != -1) {
+        memset(args, 0, sizeof(*args));
+        args->argc = argc;
+        args->argv = argv;
+        while ((opt = getopt_long(argc, argv, "c:s:n:Ch", npsd_long_opts,
+                                  NULL)) != -1) {
                 if (opt == 'c')
-                        config_path = optarg;
+                        given = optarg;
                 else if (opt == 'C')
-                        *check_only = 1;
+                        args->check_only = 1;
                 else if (opt == 'h') {
                         npsd_usage(stdout);
                         exit(0);
@@ -135,46 +160,83 @@ static npsd_conf_t *npsd_configure(int argc, char **argv, int *check_only) {
                         exit(2);
                 }
         }
-        if (!config_path && access("config/npsd.conf", R_OK) == 0)
-                config_path = "config/npsd.conf";
-        if (config_path &&
-            npsd_conf_load_file(conf, config_path, errstr, sizeof(errstr)))
+        args->config_path = npsd_conf_find_file(given);
+}
+
+/* An environment warning: on stderr for --check-config (opaque is the
+ * stream), else in the log. */
+static void npsd_env_warning(const char *msg, void *opaque) {
+        char buf[512];
+
+        if (opaque) {
+                fprintf((FILE *)opaque, "npsd: warning: %s\n", msg);
+                return;
+        }
+        snprintf(buf, sizeof(buf), "%s", msg);
+        for (char *p = buf; *p; p++)
+                if (*p == '"' || *p == '\\')
+                        *p = '\'';
+        npsd_warn("msg=\"%s\"", buf);
+}
+
+/* Builds the configuration from defaults, the file, the environment and
+ * --set / --now, in that order of precedence, and checks it. At start and
+ * on every reload. Returns a configuration the caller must destroy, or
+ * NULL with errstr. */
+static npsd_conf_t *npsd_conf_build(const npsd_args_t *args,
+                                    npsd_conf_warn_cb_t *warn, void *opaque,
+                                    char *errstr, size_t errstr_size) {
+        npsd_conf_t *conf = npsd_conf_new();
+        int opt;
+
+        if (!conf) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return NULL;
+        }
+        if (args->config_path &&
+            npsd_conf_load_file(conf, args->config_path, errstr, errstr_size))
                 goto fail;
-        if (npsd_conf_load_env(conf, environ, errstr, sizeof(errstr)))
+        if (npsd_conf_load_env(conf, environ, warn, opaque, errstr,
+                               errstr_size))
                 goto fail;
-        optind = 1;
-        while ((opt = getopt_long(argc, argv, "c:s:n:Ch", opts, NULL)) != -1) {
+        optind = 0; /* GNU: a full restart of getopt's scan */
+        opterr = 0; /* the first pass reported bad options already */
+        while ((opt = getopt_long(args->argc, args->argv, "c:s:n:Ch",
+                                  npsd_long_opts, NULL)) != -1) {
                 if (opt == 's') {
                         char *eq = strchr(optarg, '=');
+                        int rc;
+
                         if (!eq) {
-                                snprintf(errstr, sizeof(errstr),
+                                snprintf(errstr, errstr_size,
                                          "--set %s: expected key=value",
                                          optarg);
                                 goto fail;
                         }
                         *eq = '\0';
-                        if (npsd_conf_set(conf, optarg, eq + 1, errstr,
-                                          sizeof(errstr)))
-                                goto fail;
+                        rc = npsd_conf_set(conf, optarg, eq + 1, errstr,
+                                           errstr_size);
                         *eq = '=';
+                        if (rc)
+                                goto fail;
                 } else if (opt == 'n') {
                         if (npsd_conf_set(conf, "now", optarg, errstr,
-                                          sizeof(errstr)))
+                                          errstr_size))
                                 goto fail;
                 }
         }
-        if (npsd_conf_finalize(conf, errstr, sizeof(errstr)))
+        if (npsd_conf_finalize(conf, errstr, errstr_size))
                 goto fail;
         return conf;
 
 fail:
-        fprintf(stderr, "npsd: configuration error: %s\n", errstr);
         npsd_conf_destroy(conf);
-        exit(2);
+        return NULL;
 }
 
-/* The loop's side of /metrics and /healthz: the adapters it reads, and the
- * last Redis error seen (the reason /healthz gives while Redis is away). */
+/* The loop's side of /metrics and the probes: the adapters it reads, and
+ * the last Redis error seen (the reason /readyz gives while Redis is
+ * away). Every publish is also the heartbeat /livez checks. */
 typedef struct npsd_observe_s {
         npsd_metrics_t *metrics;   /* NULL when http.listen is "" */
         npsd_pipeline_t *pipeline; /* NULL until created: nothing published */
@@ -227,18 +289,95 @@ static void npsd_observe_publish(npsd_observe_t *ob) {
                 snprintf(reason + off, sizeof(reason) - off,
                          "%skafka: all brokers down", off ? "; " : "");
         npsd_metrics_publish(ob->metrics, st, kafka_up, redis_up, reason,
-                             mono);
+                             npsd_store_server_version(ob->store), mono);
         lags = npsd_kafka_lag(ob->kafka, &lag_cnt);
         npsd_metrics_publish_lag(ob->metrics, lags, lag_cnt);
 }
 
-/* Pipeline tick (a batch waiting on Redis or the broker): keeps /healthz
- * current while the loop itself cannot run. */
+/* Pipeline tick (a batch waiting on Redis or the broker): keeps /readyz
+ * current and /livez alive while the batch retries: waiting for Redis to
+ * come back is the loop working, not wedged. */
 static void npsd_observe_tick(void *opaque) {
         npsd_observe_t *ob = opaque;
 
+        if (npsd_hup == 1) {
+                /* said now, done once the batch in hand is through */
+                npsd_hup = 2;
+                npsd_info("msg=\"SIGHUP received: the configuration is "
+                          "reloaded after the batch in hand\"");
+        }
         if (npsd_mono_ms() >= ob->next_ms)
                 npsd_observe_publish(ob);
+}
+
+/* What a reload may swap: the running configuration (changed in place, so
+ * that the store and the pipeline, which keep a pointer to it, see the new
+ * values) and the theme lexicon (replaced). */
+typedef struct npsd_live_s {
+        const npsd_args_t *args;
+        npsd_conf_t *conf;
+        npsd_themes_t *themes;
+        npsd_store_t *store;
+        npsd_pipeline_t *pipeline;
+        npsd_metrics_t *metrics;
+} npsd_live_t;
+
+/* SIGHUP, between two batches: reads the configuration again from the same
+ * sources, and applies the keys marked live in the settings table. The
+ * store builds the script's settings argument from conf at every round
+ * trip, so benchmarks, health and alert settings reach Redis with the next
+ * batch; the pipeline copies priority settings and the lexicon. Changed
+ * keys that need a restart are named and left as they are. A file or
+ * lexicon that does not load is refused whole: nothing changes. */
+static void npsd_reload(npsd_live_t *lv) {
+        npsd_conf_t *fresh;
+        npsd_themes_t *themes = NULL;
+        char errstr[512], applied[1024], restart[1024];
+        const char *file = lv->args->config_path ? lv->args->config_path
+                                                 : "none";
+        int cnt;
+
+        npsd_info("msg=\"SIGHUP: reloading the configuration\" file=%s",
+                  file);
+        if (!(fresh = npsd_conf_build(lv->args, NULL, NULL, errstr,
+                                      sizeof(errstr))))
+                goto refused;
+        if (!(themes = npsd_load_themes(fresh, errstr, sizeof(errstr))))
+                goto refused;
+        cnt = npsd_conf_apply_live(lv->conf, fresh, applied, sizeof(applied),
+                                   restart, sizeof(restart), errstr,
+                                   sizeof(errstr));
+        npsd_conf_destroy(fresh);
+        fresh = NULL;
+        if (cnt < 0) {
+                npsd_error("msg=\"reload incomplete\" error=\"%s\"", errstr);
+                cnt = 0;
+        }
+        if (*restart)
+                npsd_warn("msg=\"reload: changed settings need a restart; "
+                          "still running with the old values\" keys=%s",
+                          restart);
+        npsd_log_set_level(lv->conf->log_level);
+        npsd_pipeline_reconfigure(lv->pipeline, themes);
+        npsd_store_set_themes(lv->store, themes);
+        npsd_themes_destroy(lv->themes);
+        lv->themes = themes;
+        npsd_metrics_set_stall(lv->metrics,
+                               lv->conf->http_livez_stall_s * 1000LL);
+        npsd_info("msg=\"configuration reloaded\" file=%s applied=%s "
+                  "themes=%d",
+                  file, cnt ? applied : "none", npsd_themes_count(themes));
+        return;
+
+refused:
+        npsd_themes_destroy(themes);
+        npsd_conf_destroy(fresh);
+        for (char *p = errstr; *p; p++)
+                if (*p == '"')
+                        *p = '\'';
+        npsd_error("msg=\"reload refused: keeping the running configuration\" "
+                   "error=\"%s\"",
+                   errstr);
 }
 
 int main(int argc, char **argv) {
@@ -254,14 +393,23 @@ int main(int argc, char **argv) {
         int64_t next_cohorts = 0;
         const char *bootstraps = NULL;
         char errstr[512];
-        int check_only, rc = 1;
+        int rc = 1;
         struct sigaction sa;
         npsd_observe_t obs;
+        npsd_args_t args;
+        npsd_live_t live;
 
         memset(&obs, 0, sizeof(obs));
+        memset(&live, 0, sizeof(live));
 
-        conf = npsd_configure(argc, argv, &check_only);
-        if (check_only) {
+        npsd_args_parse(argc, argv, &args);
+        if (!(conf = npsd_conf_build(&args, npsd_env_warning,
+                                     args.check_only ? stderr : NULL, errstr,
+                                     sizeof(errstr)))) {
+                fprintf(stderr, "npsd: configuration error: %s\n", errstr);
+                return 2;
+        }
+        if (args.check_only) {
                 /* kafka.* names and values librdkafka can check now */
                 if (npsd_kafka_check_conf(conf, errstr, sizeof(errstr))) {
                         fprintf(stderr, "npsd: configuration error: %s\n",
@@ -269,11 +417,17 @@ int main(int argc, char **argv) {
                         npsd_conf_destroy(conf);
                         return 2;
                 }
+                printf("# configuration file: %s\n",
+                       args.config_path ? args.config_path
+                                        : "none (defaults, environment and "
+                                          "--set only)");
                 npsd_conf_dump(conf, npsd_emit_line, stdout);
                 npsd_conf_destroy(conf);
                 return 0;
         }
         npsd_log_set_level(conf->log_level);
+        npsd_info("msg=\"configuration read\" file=%s",
+                  args.config_path ? args.config_path : "none");
         if (*conf->now &&
             npsd_time_parse_rfc3339(conf->now, strlen(conf->now), &pinned_ms))
                 pinned_ms = -1;
@@ -282,19 +436,32 @@ int main(int argc, char **argv) {
         sa.sa_handler = npsd_on_signal;
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
+        /* a reload flag only: interrupted calls carry on */
+        sa.sa_flags = SA_RESTART;
+        sigaction(SIGHUP, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
 
         if (*conf->http_listen) {
-                if (!(obs.metrics = npsd_metrics_new(conf->http_listen,
-                                                     errstr,
-                                                     sizeof(errstr)))) {
-                        npsd_error("msg=\"cannot serve /metrics and "
-                                   "/healthz\" error=\"%s\"",
+                npsd_metrics_build_t build;
+
+                memset(&build, 0, sizeof(build));
+                snprintf(build.version, sizeof(build.version), "%s",
+                         NPSD_VERSION);
+                snprintf(build.librdkafka, sizeof(build.librdkafka), "%s",
+                         rd_kafka_version_str());
+                snprintf(build.hiredis, sizeof(build.hiredis), "%d.%d.%d",
+                         HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+                if (!(obs.metrics = npsd_metrics_new(
+                              conf->http_listen, &build,
+                              conf->http_livez_stall_s * 1000LL, errstr,
+                              sizeof(errstr)))) {
+                        npsd_error("msg=\"cannot serve /metrics and the "
+                                   "probes\" error=\"%s\"",
                                    errstr);
                         goto done;
                 }
-                npsd_info("msg=\"serving /metrics and /healthz\" "
-                          "listen=%s",
+                npsd_info("msg=\"serving /metrics, /livez, /readyz and "
+                          "/healthz\" listen=%s",
                           conf->http_listen);
         }
         if (!(themes = npsd_load_themes(conf, errstr, sizeof(errstr)))) {
@@ -360,6 +527,12 @@ int main(int argc, char **argv) {
         obs.kafka = kafka;
         obs.store = store;
         npsd_pipeline_set_tick(pipeline, npsd_observe_tick, &obs);
+        live.args = &args;
+        live.conf = conf;
+        live.themes = themes;
+        live.store = store;
+        live.pipeline = pipeline;
+        live.metrics = obs.metrics;
         npsd_observe_publish(&obs);
         npsd_info("msg=\"npsd started\" group=%s responses=%s accounts=%s "
                   "usage=%s followups=%s pinned_now=%s",
@@ -369,9 +542,17 @@ int main(int argc, char **argv) {
                   *conf->now ? conf->now : "no");
 
         while (!npsd_stop) {
-                int64_t now_ms = pinned_ms >= 0 ? pinned_ms : npsd_wall_ms();
-                int64_t mono = npsd_mono_ms();
+                int64_t now_ms, mono;
                 size_t cnt = carry_cnt;
+
+                if (npsd_hup) {
+                        /* between batches: nothing of one is in flight */
+                        npsd_hup = 0;
+                        npsd_reload(&live);
+                        themes = live.themes;
+                }
+                now_ms = pinned_ms >= 0 ? pinned_ms : npsd_wall_ms();
+                mono = npsd_mono_ms();
 
                 memcpy(msgs, carry, carry_cnt * sizeof(*msgs));
                 carry_cnt = 0;

@@ -1,7 +1,8 @@
 /*
- * npsd_metrics — the HTTP server of /metrics and /healthz (see
- * include/npsd/npsd_metrics.h). libmicrohttpd serves requests from its own
- * thread, answering from the last published snapshot only.
+ * npsd_metrics — the HTTP server of /metrics, /livez, /readyz and /healthz
+ * (see include/npsd/npsd_metrics.h). libmicrohttpd serves requests from its
+ * own thread, answering from the last published snapshot only (and, for
+ * the process_* metrics, from /proc/self at the time of the request).
  */
 #include "npsd/npsd_metrics.h"
 
@@ -12,8 +13,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #ifdef NPSD_HAVE_MHD
@@ -23,11 +26,13 @@
 #include "npsd/npsd_log.h"
 #include "npsd/npsd_pipeline.h"
 
-/* A snapshot older than this means the main loop is stuck: /healthz 503. */
+/* A snapshot older than this means the main loop is stuck: /readyz 503.
+ * (/livez has its own limit, http.livez.stall.s.) */
 #define NPSD_METRICS_STALE_MS 30000
 
 struct npsd_metrics_s {
-        pthread_mutex_t lock; /* guards snap and lags */
+        pthread_mutex_t lock; /* guards snap, lags and stall_ms */
+        int64_t stall_ms;
         npsd_metrics_snapshot_t snap;
         npsd_metrics_lag_t *lags; /* owned; snap.lags points here */
 #ifdef NPSD_HAVE_MHD
@@ -38,7 +43,7 @@ struct npsd_metrics_s {
 void npsd_metrics_publish(npsd_metrics_t *m,
                           const struct npsd_pipeline_stats_s *st,
                           int kafka_up, int redis_up, const char *reason,
-                          int64_t now_ms) {
+                          const char *redis_version, int64_t now_ms) {
         npsd_metrics_snapshot_t *s;
 
         if (!m)
@@ -63,6 +68,17 @@ void npsd_metrics_publish(npsd_metrics_t *m,
         s->kafka_up = kafka_up;
         s->redis_up = redis_up;
         snprintf(s->reason, sizeof(s->reason), "%s", reason ? reason : "");
+        if (redis_version && *redis_version)
+                snprintf(s->build.redis_server, sizeof(s->build.redis_server),
+                         "%s", redis_version);
+        pthread_mutex_unlock(&m->lock);
+}
+
+void npsd_metrics_set_stall(npsd_metrics_t *m, int64_t stall_ms) {
+        if (!m)
+                return;
+        pthread_mutex_lock(&m->lock);
+        m->stall_ms = stall_ms;
         pthread_mutex_unlock(&m->lock);
 }
 
@@ -118,6 +134,61 @@ static enum MHD_Result npsd_metrics_reply(struct MHD_Connection *conn,
         return rc;
 }
 
+/* "btime" of /proc/stat: the boot time process start times count from.
+ * Read once: it does not change while the system runs. */
+static double npsd_metrics_boot_time(void) {
+        static double btime = -1;
+        char line[256];
+        FILE *fp;
+
+        if (btime >= 0)
+                return btime;
+        if (!(fp = fopen("/proc/stat", "r")))
+                return 0;
+        while (fgets(line, sizeof(line), fp)) {
+                if (!strncmp(line, "btime ", 6)) {
+                        btime = strtod(line + 6, NULL);
+                        break;
+                }
+        }
+        fclose(fp);
+        return btime >= 0 ? btime : 0;
+}
+
+/* The process_* metrics from /proc/self, the way Prometheus' client
+ * libraries report them, so that standard dashboards work on npsd. */
+static void npsd_metrics_read_process(npsd_metrics_process_t *p) {
+        char buf[1024];
+        struct rlimit rl;
+        struct dirent *de;
+        size_t n;
+        FILE *fp;
+        DIR *dir;
+
+        memset(p, 0, sizeof(*p));
+        p->open_fds = p->max_fds = -1;
+        if (!(fp = fopen("/proc/self/stat", "r")))
+                return;
+        n = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[n] = '\0';
+        if (npsd_metrics_parse_proc_stat(buf, sysconf(_SC_CLK_TCK),
+                                         sysconf(_SC_PAGESIZE),
+                                         npsd_metrics_boot_time(), p))
+                return;
+        if ((dir = opendir("/proc/self/fd"))) {
+                long long cnt = 0;
+
+                while ((de = readdir(dir)))
+                        if (de->d_name[0] != '.')
+                                cnt++;
+                closedir(dir);
+                p->open_fds = cnt - 1; /* not the directory stream's own */
+        }
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+                p->max_fds = (long long)rl.rlim_cur;
+}
+
 /* Runs on libmicrohttpd's thread: reads the snapshot under the lock only. */
 static enum MHD_Result npsd_metrics_handler(void *cls,
                                             struct MHD_Connection *conn,
@@ -136,10 +207,15 @@ static enum MHD_Result npsd_metrics_handler(void *cls,
                                           text, "method not allowed\n", 19,
                                           0);
         if (!strcmp(url, "/metrics")) {
+                npsd_metrics_process_t proc;
                 size_t len = 0;
                 char *body;
 
+                /* /proc is read outside the lock: the loop never waits on
+                 * it */
+                npsd_metrics_read_process(&proc);
                 pthread_mutex_lock(&m->lock);
+                m->snap.process = proc;
                 body = npsd_metrics_render(&m->snap, &len);
                 pthread_mutex_unlock(&m->lock);
                 if (!body)
@@ -151,14 +227,22 @@ static enum MHD_Result npsd_metrics_handler(void *cls,
                         "text/plain; version=0.0.4; charset=utf-8", body, len,
                         1);
         }
-        if (!strcmp(url, "/healthz")) {
+        if (!strcmp(url, "/livez") || !strcmp(url, "/readyz") ||
+            !strcmp(url, "/healthz")) {
                 char reason[NPSD_METRICS_REASON_MAX + 2];
                 int ok;
 
                 pthread_mutex_lock(&m->lock);
-                ok = npsd_metrics_health(&m->snap, npsd_metrics_mono_ms(),
-                                         NPSD_METRICS_STALE_MS, reason,
-                                         sizeof(reason) - 1);
+                if (!strcmp(url, "/livez"))
+                        ok = npsd_metrics_live(&m->snap,
+                                               npsd_metrics_mono_ms(),
+                                               m->stall_ms, reason,
+                                               sizeof(reason) - 1);
+                else
+                        ok = npsd_metrics_health(&m->snap,
+                                                 npsd_metrics_mono_ms(),
+                                                 NPSD_METRICS_STALE_MS,
+                                                 reason, sizeof(reason) - 1);
                 pthread_mutex_unlock(&m->lock);
                 if (ok)
                         return npsd_metrics_reply(conn, MHD_HTTP_OK, text,
@@ -168,9 +252,13 @@ static enum MHD_Result npsd_metrics_handler(void *cls,
                                           MHD_HTTP_SERVICE_UNAVAILABLE, text,
                                           reason, strlen(reason), 0);
         }
-        return npsd_metrics_reply(conn, MHD_HTTP_NOT_FOUND, text,
-                                  "not found: try /metrics or /healthz\n", 36,
-                                  0);
+        {
+                static const char nf[] = "not found: try /metrics, /livez, "
+                                         "/readyz or /healthz\n";
+
+                return npsd_metrics_reply(conn, MHD_HTTP_NOT_FOUND, text,
+                                          (char *)nf, sizeof(nf) - 1, 0);
+        }
 }
 
 static void npsd_metrics_mhd_log(void *cls, const char *fmt, va_list ap) {
@@ -258,7 +346,9 @@ static int npsd_metrics_listen(const char *addr, char *errstr,
 
 #endif /* NPSD_HAVE_MHD */
 
-npsd_metrics_t *npsd_metrics_new(const char *addr, char *errstr,
+npsd_metrics_t *npsd_metrics_new(const char *addr,
+                                 const npsd_metrics_build_t *build,
+                                 int64_t stall_ms, char *errstr,
                                  size_t errstr_size) {
 #ifdef NPSD_HAVE_MHD
         npsd_metrics_t *m = calloc(1, sizeof(*m));
@@ -269,6 +359,9 @@ npsd_metrics_t *npsd_metrics_new(const char *addr, char *errstr,
                 return NULL;
         }
         pthread_mutex_init(&m->lock, NULL);
+        m->snap.build = *build;
+        m->snap.started_ms = npsd_metrics_mono_ms();
+        m->stall_ms = stall_ms;
         if ((fd = npsd_metrics_listen(addr, errstr, errstr_size)) == -1)
                 goto fail;
         m->daemon = MHD_start_daemon(
@@ -295,6 +388,8 @@ fail:
         free(m);
         return NULL;
 #else
+        (void)build;
+        (void)stall_ms;
         snprintf(errstr, errstr_size,
                  "http.listen '%s': npsd was built without libmicrohttpd "
                  "(set http.listen to \"\" to run without /metrics)",

@@ -232,12 +232,121 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
                        s->kafka_up ? 1 : 0);
         npsd_buf_gauge(&b, "npsd_redis_up", "1 while Redis is reachable.",
                        s->redis_up ? 1 : 0);
+        npsd_buf_head(&b, "npsd_build_info", "gauge",
+                      "Versions of npsd, the libraries it was built with, "
+                      "and the Redis server (\"unknown\" until connected).");
+        npsd_buf_printf(&b, "npsd_build_info{version=\"");
+        npsd_buf_label(&b, s->build.version);
+        npsd_buf_printf(&b, "\",librdkafka=\"");
+        npsd_buf_label(&b, s->build.librdkafka);
+        npsd_buf_printf(&b, "\",hiredis=\"");
+        npsd_buf_label(&b, s->build.hiredis);
+        npsd_buf_printf(&b, "\",redis_server=\"");
+        npsd_buf_label(&b, *s->build.redis_server ? s->build.redis_server
+                                                   : "unknown");
+        npsd_buf_printf(&b, "\"} 1\n");
+        if (s->process.ok) {
+                const npsd_metrics_process_t *p = &s->process;
+
+                npsd_buf_head(&b, "process_cpu_seconds_total", "counter",
+                              "Total user and system CPU time spent in "
+                              "seconds.");
+                npsd_buf_printf(&b, "process_cpu_seconds_total %.2f\n",
+                                p->cpu_seconds);
+                npsd_buf_head(&b, "process_resident_memory_bytes", "gauge",
+                              "Resident memory size in bytes.");
+                npsd_buf_printf(&b, "process_resident_memory_bytes %.0f\n",
+                                p->resident_bytes);
+                npsd_buf_head(&b, "process_virtual_memory_bytes", "gauge",
+                              "Virtual memory size in bytes.");
+                npsd_buf_printf(&b, "process_virtual_memory_bytes %.0f\n",
+                                p->virtual_bytes);
+                npsd_buf_head(&b, "process_start_time_seconds", "gauge",
+                              "Start time of the process since unix epoch "
+                              "in seconds.");
+                npsd_buf_printf(&b, "process_start_time_seconds %.2f\n",
+                                p->start_time_s);
+        }
+        if (s->process.open_fds >= 0 && s->process.ok)
+                npsd_buf_gauge(&b, "process_open_fds",
+                               "Number of open file descriptors.",
+                               s->process.open_fds);
+        if (s->process.max_fds >= 0 && s->process.ok)
+                npsd_buf_gauge(&b, "process_max_fds",
+                               "Maximum number of open file descriptors.",
+                               s->process.max_fds);
         if (b.oom) {
                 free(b.p);
                 return NULL;
         }
         *lenp = b.len;
         return b.p;
+}
+
+int npsd_metrics_live(const npsd_metrics_snapshot_t *s, int64_t now_ms,
+                      int64_t stall_ms, char *reason, size_t reason_size) {
+        int64_t beat = s->published ? s->published_ms : s->started_ms;
+
+        if (now_ms - beat > stall_ms) {
+                snprintf(reason, reason_size,
+                         "npsd: main loop has not come round for %lld s "
+                         "(limit %lld s)",
+                         (long long)((now_ms - beat) / 1000),
+                         (long long)(stall_ms / 1000));
+                return 0;
+        }
+        if (reason_size)
+                *reason = '\0';
+        return 1;
+}
+
+/* /proc/<pid>/stat: "pid (comm) state ppid ...". comm may hold spaces and
+ * parentheses, so fields are counted from the last ')'. */
+int npsd_metrics_parse_proc_stat(const char *text, long clk_tck,
+                                 long page_size, double boot_time_s,
+                                 npsd_metrics_process_t *out) {
+        const char *p = strrchr(text, ')');
+        unsigned long long v[22];
+        int field;
+
+        out->ok = 0;
+        if (!p || clk_tck <= 0 || page_size <= 0)
+                return -1;
+        p++;
+        /* v[0] is field 3 (state, skipped), v[k] field k + 3 */
+        for (field = 0; field < 22; field++) {
+                char *end;
+
+                while (*p == ' ')
+                        p++;
+                if (!*p)
+                        return -1;
+                if (field == 0) {
+                        while (*p && *p != ' ')
+                                p++;
+                        v[0] = 0;
+                        continue;
+                }
+                /* every field used here is unsigned; ppid and others may
+                 * be -1, read them as 0 */
+                if (*p == '-') {
+                        v[field] = 0;
+                        while (*p && *p != ' ')
+                                p++;
+                        continue;
+                }
+                v[field] = strtoull(p, &end, 10);
+                if (end == p)
+                        return -1;
+                p = end;
+        }
+        /* utime 14, stime 15, starttime 22, vsize 23, rss 24 */
+        out->cpu_seconds = (double)(v[11] + v[12]) / (double)clk_tck;
+        out->start_time_s = boot_time_s + (double)v[19] / (double)clk_tck;
+        out->virtual_bytes = (double)v[20];
+        out->resident_bytes = (double)v[21] * (double)page_size;
+        out->ok = 1;
+        return 0;
 }
 
 int npsd_metrics_health(const npsd_metrics_snapshot_t *s, int64_t now_ms,

@@ -53,6 +53,8 @@ struct npsd_pipeline_s {
         size_t outs_size, out_cnt;
 };
 
+static void npsd_pipeline_enrich_conf(npsd_pipeline_t *pl);
+
 npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
                                    npsd_store_t *store, npsd_kafka_t *kafka,
                                    const npsd_themes_t *themes) {
@@ -69,6 +71,15 @@ npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
         pl->limits.max_comment_bytes = (size_t)conf->comment_max_bytes;
         pl->limits.future_allowance_ms =
                 (int64_t)conf->future_allowance_s * 1000;
+        npsd_pipeline_enrich_conf(pl);
+        return pl;
+}
+
+/* The enrichment settings (priority, follow-up deadlines) are copied out
+ * of conf: at creation, and again when a reload changed conf. */
+static void npsd_pipeline_enrich_conf(npsd_pipeline_t *pl) {
+        const npsd_conf_t *conf = pl->conf;
+
         npsd_enrich_conf_default(&pl->enrich);
         pl->enrich.p1_renewal_days = conf->priority_renewal_days;
         pl->enrich.p2_renewal_days = conf->priority_renewal_days;
@@ -78,7 +89,12 @@ npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
                 (int64_t)conf->followup_route_days * 86400000LL;
         pl->enrich.close_ms =
                 (int64_t)conf->followup_close_days * 86400000LL;
-        return pl;
+}
+
+void npsd_pipeline_reconfigure(npsd_pipeline_t *pl,
+                               const npsd_themes_t *themes) {
+        npsd_pipeline_enrich_conf(pl);
+        pl->themes = themes;
 }
 
 static void npsd_pipeline_clear_outs(npsd_pipeline_t *pl) {

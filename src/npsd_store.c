@@ -29,6 +29,7 @@ struct npsd_store_s {
         redisContext *redis;
         char sha[41];
         int up;
+        char server_version[64]; /* INFO server's redis_version, "" before */
 
         /* grow-only scratch, reused across batches */
         redisReply **replies;
@@ -102,6 +103,14 @@ void npsd_store_destroy(npsd_store_t *store) {
 
 int npsd_store_up(const npsd_store_t *store) {
         return store->up;
+}
+
+const char *npsd_store_server_version(const npsd_store_t *store) {
+        return store->server_version;
+}
+
+void npsd_store_set_themes(npsd_store_t *store, const npsd_themes_t *themes) {
+        store->themes = themes;
 }
 
 /* Runs one command on a fresh connection during connect; returns the reply
@@ -183,9 +192,29 @@ static int npsd_store_connect(npsd_store_t *store, char *errstr,
                 store->sha[40] = '\0';
                 freeReplyObject(reply);
         }
+        {
+                /* for npsd_build_info; a server that refuses INFO (ACL)
+                 * still serves npsd */
+                const char *info[2] = {"INFO", "server"};
+                const char *v;
+
+                reply = redisCommandArgv(store->redis, 2, info, NULL);
+                if (!reply) {
+                        snprintf(errstr, errstr_size, "redis INFO: %s",
+                                 store->redis->errstr);
+                        goto fail;
+                }
+                if (reply->type == REDIS_REPLY_STRING &&
+                    (v = strstr(reply->str, "redis_version:")))
+                        sscanf(v + 14, "%63[^\r\n]", store->server_version);
+                freeReplyObject(reply);
+        }
         if (!store->up)
-                npsd_info("msg=\"redis connected\" host=%s port=%d db=%d",
-                          conf->redis_host, conf->redis_port, conf->redis_db);
+                npsd_info("msg=\"redis connected\" host=%s port=%d db=%d "
+                          "version=%s",
+                          conf->redis_host, conf->redis_port, conf->redis_db,
+                          *store->server_version ? store->server_version
+                                                 : "unknown");
         store->up = 1;
         return 0;
 

@@ -44,6 +44,14 @@ npsd_pipeline_t *npsd_pipeline_new(const npsd_conf_t *conf,
                                    const npsd_themes_t *themes);
 void npsd_pipeline_destroy(npsd_pipeline_t *pipeline);
 
+/* Takes up a reload between batches: re-reads the settings it copies out
+ * of conf (priority and follow-up deadlines; conf itself was changed in
+ * place) and classifies comments with themes from now on (not owned; it
+ * must outlive the pipeline or the next reconfigure). Never during
+ * npsd_pipeline_run(). */
+void npsd_pipeline_reconfigure(npsd_pipeline_t *pipeline,
+                               const npsd_themes_t *themes);
+
 /* Processes msgs (ownership stays with the caller). now_ms is the batch's
  * "now". Returns 0 when the batch's state is in Redis, its outputs are
  * acknowledged and its offsets committed; -1 when *stop was raised before

@@ -39,13 +39,24 @@ typedef struct npsd_store_result_s {
 
 /* Creates a store for conf's Redis settings and tries to connect (a failed
  * first connection is not an error: every call reconnects). conf and themes
- * must outlive the store. Must be destroyed with npsd_store_destroy(). */
+ * must outlive the store. The store reads conf at every round trip, so a
+ * reload that changes conf in place (npsd_conf_apply_live()) reaches the
+ * script's settings argument at the next batch. Must be destroyed with npsd_store_destroy(). */
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                              const npsd_themes_t *themes);
 void npsd_store_destroy(npsd_store_t *store);
 
 /* 1 while the last command reached Redis. */
 int npsd_store_up(const npsd_store_t *store);
+
+/* The Redis server's version (INFO server), "" until a connection told it.
+ * Owned by the store; valid until the next call on it. */
+const char *npsd_store_server_version(const npsd_store_t *store);
+
+/* Replaces the lexicon theme names are taken from (a reloaded one; not
+ * owned: it must outlive the store or the next call). Between round trips
+ * only. */
+void npsd_store_set_themes(npsd_store_t *store, const npsd_themes_t *themes);
 
 /* Connects if needed and PINGs. Returns 0, or -1 with errstr. */
 int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "npsd/npsd_config.h"
@@ -248,7 +249,7 @@ static void test_precedence(void **state) {
 
         assert_int_equal(npsd_conf_load_file(c, path, errstr, sizeof(errstr)),
                          0);
-        assert_int_equal(npsd_conf_load_env(c, env, errstr, sizeof(errstr)),
+        assert_int_equal(npsd_conf_load_env(c, env, NULL, NULL, errstr, sizeof(errstr)),
                          0);
         set_ok(c, "redis.db", "5");
         assert_int_equal(npsd_conf_finalize(c, errstr, sizeof(errstr)), 0);
@@ -297,8 +298,14 @@ static void test_file_errors(void **state) {
         npsd_conf_destroy(c);
 }
 
+/* Collects environment warnings, one per line. */
+static void warn_collect(const char *msg, void *opaque) {
+        dump_emit(msg, opaque);
+}
+
 static void test_env(void **state) {
         npsd_conf_t *c = npsd_conf_new();
+        dump_t *w = calloc(1, sizeof(*w));
         char *env[] = {"NPSD_KAFKA_SASL_USERNAME=alice",
                        "NPSD_KAFKA_BOOTSTRAP_SERVERS=k1:9092,k2:9092",
                        "NPSD_LOW_CONFIDENCE_N=30",
@@ -306,11 +313,23 @@ static void test_env(void **state) {
                        "NPSD_PRIORITY_RENEWAL_DAYS=60",
                        "NPSD_NOW=2026-11-20T10:00:00Z",
                        "NPSDX=ignored", "HOME=/root", NULL};
-        char *bad[] = {"NPSD_REDIS_PORTT=1", NULL};
+        /* what the kubelet injects for a Service named npsd */
+        char *k8s[] = {"NPSD_SERVICE_HOST=10.0.0.7",
+                       "NPSD_SERVICE_PORT=9464",
+                       "NPSD_SERVICE_PORT_METRICS=9464",
+                       "NPSD_PORT=tcp://10.0.0.7:9464",
+                       "NPSD_PORT_9464_TCP=tcp://10.0.0.7:9464",
+                       "NPSD_PORT_9464_TCP_PROTO=tcp",
+                       "NPSD_PORT_9464_TCP_PORT=9464",
+                       "NPSD_PORT_9464_TCP_ADDR=10.0.0.7", NULL};
+        char *unknown[] = {"NPSD_REDIS_PORTT=1", "NPSD_REDIS_HOST=h2",
+                           "NPSD_SERVICEX=1", NULL};
         char *badval[] = {"NPSD_REDIS_PORT=x", NULL};
         char errstr[512];
 
-        assert_int_equal(npsd_conf_load_env(c, env, errstr, sizeof(errstr)),
+        assert_non_null(w);
+        assert_int_equal(npsd_conf_load_env(c, env, warn_collect, w, errstr,
+                                            sizeof(errstr)),
                          0);
         assert_string_equal(npsd_conf_kafka_get(c, "sasl.username"), "alice");
         assert_string_equal(npsd_conf_kafka_get(c, "bootstrap.servers"),
@@ -319,15 +338,146 @@ static void test_env(void **state) {
         assert_int_equal(c->message_max_bytes, 2048);
         assert_int_equal(c->priority_renewal_days, 60);
         assert_string_equal(c->now, "2026-11-20T10:00:00Z");
+        assert_int_equal(w->len, 0); /* every NPSD_* above is a setting */
 
-        assert_int_equal(npsd_conf_load_env(c, bad, errstr, sizeof(errstr)),
-                         -1);
-        assert_non_null(strstr(errstr, "NPSD_REDIS_PORTT"));
-        assert_int_equal(npsd_conf_load_env(c, badval, errstr, sizeof(errstr)),
+        /* service links: silent, and nothing changes */
+        assert_int_equal(npsd_conf_load_env(c, k8s, warn_collect, w, errstr,
+                                            sizeof(errstr)),
+                         0);
+        assert_int_equal(w->len, 0);
+        assert_int_equal(c->redis_port, 6379);
+        assert_string_equal(c->http_listen, "127.0.0.1:9464");
+
+        /* unknown names: one warning each, the start goes on, the known
+         * one next to them still applies */
+        assert_int_equal(npsd_conf_load_env(c, unknown, warn_collect, w,
+                                            errstr, sizeof(errstr)),
+                         0);
+        assert_string_equal(w->buf,
+                            "environment: NPSD_REDIS_PORTT does not name a "
+                            "setting; ignored\n"
+                            "environment: NPSD_SERVICEX does not name a "
+                            "setting; ignored\n");
+        assert_string_equal(c->redis_host, "h2");
+        assert_int_equal(c->redis_port, 6379);
+        /* no callback: still not an error */
+        assert_int_equal(npsd_conf_load_env(c, unknown, NULL, NULL, errstr,
+                                            sizeof(errstr)),
+                         0);
+
+        /* a bad value of a real setting is still refused */
+        assert_int_equal(npsd_conf_load_env(c, badval, warn_collect, w,
+                                            errstr, sizeof(errstr)),
                          -1);
         assert_non_null(strstr(errstr, "NPSD_REDIS_PORT"));
         assert_non_null(strstr(errstr, "not an integer"));
+        free(w);
         npsd_conf_destroy(c);
+}
+
+/* The live column: what SIGHUP applies, what it leaves for a restart. */
+static void test_apply_live(void **state) {
+        npsd_conf_t *c = npsd_conf_new(), *f = npsd_conf_new();
+        char applied[256], restart[256], errstr[512];
+        char tiny[12];
+
+        assert_true(npsd_conf_is_live("benchmark.smb"));
+        assert_true(npsd_conf_is_live("health.weight.nps"));
+        assert_true(npsd_conf_is_live("health.green"));
+        assert_true(npsd_conf_is_live("alert.nps_drop.points"));
+        assert_true(npsd_conf_is_live("priority.arr"));
+        assert_true(npsd_conf_is_live("log.level"));
+        assert_true(npsd_conf_is_live("themes.file"));
+        assert_true(npsd_conf_is_live("http.livez.stall.s"));
+        assert_false(npsd_conf_is_live("redis.port"));
+        assert_false(npsd_conf_is_live("http.listen"));
+        assert_false(npsd_conf_is_live("topic.responses"));
+        assert_false(npsd_conf_is_live("windows"));
+        assert_false(npsd_conf_is_live("kafka.bootstrap.servers"));
+        assert_false(npsd_conf_is_live("no.such.key"));
+
+        /* nothing changed: nothing to say */
+        assert_int_equal(npsd_conf_apply_live(c, f, applied, sizeof(applied),
+                                              restart, sizeof(restart),
+                                              errstr, sizeof(errstr)),
+                         0);
+        assert_string_equal(applied, "");
+        assert_string_equal(restart, "");
+
+        set_ok(f, "benchmark.smb", "12.5");
+        set_ok(f, "alert.usage_drop.ratio", "0.1");
+        set_ok(f, "log.level", "debug");
+        set_ok(f, "redis.port", "7000");
+        set_ok(f, "redis.password", "s3cret");
+        set_ok(f, "kafka.bootstrap.servers", "k:9092");
+        set_ok(f, "kafka.client.id", "other");
+        assert_int_equal(npsd_conf_apply_live(c, f, applied, sizeof(applied),
+                                              restart, sizeof(restart),
+                                              errstr, sizeof(errstr)),
+                         3);
+        assert_string_equal(applied,
+                            "benchmark.smb,alert.usage_drop.ratio,log.level");
+        assert_string_equal(restart, "kafka.bootstrap.servers,"
+                                     "kafka.client.id,redis.port,"
+                                     "redis.password");
+        /* live ones copied exactly, the others left alone */
+        assert_true(c->benchmark_smb == 12.5);
+        assert_true(c->alert_usage_drop_ratio == 0.1);
+        assert_string_equal(c->log_level, "debug");
+        assert_int_equal(c->redis_port, 6379);
+        assert_string_equal(c->redis_password, "");
+        assert_string_equal(npsd_conf_kafka_get(c, "bootstrap.servers"), "");
+        assert_null(strstr(restart, "s3cret"));
+
+        /* applied again: the live keys are equal now, restart ones not */
+        assert_int_equal(npsd_conf_apply_live(c, f, applied, sizeof(applied),
+                                              restart, sizeof(restart),
+                                              errstr, sizeof(errstr)),
+                         0);
+        assert_string_equal(applied, "");
+        assert_non_null(strstr(restart, "redis.port"));
+
+        /* a property only the running one has counts too; lists are cut */
+        set_ok(c, "kafka.linger.ms", "5");
+        assert_int_equal(npsd_conf_apply_live(c, f, applied, sizeof(applied),
+                                              tiny, sizeof(tiny), errstr,
+                                              sizeof(errstr)),
+                         0);
+        assert_true(strlen(tiny) < sizeof(tiny));
+        assert_non_null(strstr(tiny, "..."));
+        npsd_conf_destroy(f);
+        npsd_conf_destroy(c);
+}
+
+/* --config, then ./config/npsd.conf, then NPSD_SYSCONF_FILE. */
+static void test_find_file(void **state) {
+        const char *tmp = getenv("TMPDIR");
+        char cwd[4096], dir[4096];
+        int sys = access(NPSD_SYSCONF_FILE, R_OK) == 0;
+        FILE *fp;
+
+        snprintf(dir, sizeof(dir), "%s/npsd_test_cwd_XXXXXX",
+                 tmp && *tmp ? tmp : "/tmp");
+        assert_non_null(getcwd(cwd, sizeof(cwd)));
+        assert_non_null(mkdtemp(dir));
+        assert_int_equal(chdir(dir), 0);
+        assert_string_equal(npsd_conf_find_file("x.conf"), "x.conf");
+        /* no config/ here: the system file when present, else none */
+        if (sys)
+                assert_string_equal(npsd_conf_find_file(NULL),
+                                    NPSD_SYSCONF_FILE);
+        else
+                assert_null(npsd_conf_find_file(NULL));
+        assert_int_equal(mkdir("config", 0700), 0);
+        fp = fopen("config/npsd.conf", "w");
+        assert_non_null(fp);
+        fclose(fp);
+        assert_string_equal(npsd_conf_find_file(NULL), "config/npsd.conf");
+        assert_string_equal(npsd_conf_find_file("x.conf"), "x.conf");
+        unlink("config/npsd.conf");
+        rmdir("config");
+        assert_int_equal(chdir(cwd), 0);
+        rmdir(dir);
 }
 
 /* Every setting is reachable from the environment under NPSD_<KEY>. */
@@ -352,7 +502,7 @@ static void test_env_every_key(void **state) {
                                                   : (char)toupper(
                                                             (unsigned char)line[i]);
                 snprintf(var + o, sizeof(var) - o, "=%s", eq + 3);
-                if (npsd_conf_load_env(c, env, errstr, sizeof(errstr)))
+                if (npsd_conf_load_env(c, env, NULL, NULL, errstr, sizeof(errstr)))
                         fail_msg("%s: %s", var, errstr);
         }
         free(d);
@@ -469,6 +619,8 @@ int main(void) {
                 cmocka_unit_test(test_precedence),
                 cmocka_unit_test(test_file_errors),
                 cmocka_unit_test(test_env),
+                cmocka_unit_test(test_apply_live),
+                cmocka_unit_test(test_find_file),
                 cmocka_unit_test(test_env_every_key),
                 cmocka_unit_test(test_dump_masks_secrets),
                 cmocka_unit_test(test_shipped_conf),

@@ -1,7 +1,8 @@
 /*
  * Unit tests for npsd_metrics_text: histograms, the Prometheus text
- * rendering of a snapshot (exposition format 0.0.4), the /healthz verdict
- * and the librdkafka statistics parser.
+ * rendering of a snapshot (exposition format 0.0.4), build and process
+ * metrics, the /livez and /readyz verdicts, the /proc stat parser and the
+ * librdkafka statistics parser.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -348,7 +349,141 @@ static void test_render_lag(void **state) {
         free(out);
 }
 
+/* npsd_build_info: one series, labels escaped, "unknown" before Redis. */
+static void test_render_build_info(void **state) {
+        npsd_metrics_snapshot_t s;
+        char *out;
+
+        (void)state;
+        fill(&s);
+        strcpy(s.build.version, "0.1.0");
+        strcpy(s.build.librdkafka, "2.0.2");
+        strcpy(s.build.hiredis, "0.14.1");
+        out = render(&s);
+        check_exposition(out);
+        assert_true(has_line(out, "# TYPE npsd_build_info gauge"));
+        assert_true(has_line(out, "npsd_build_info{version=\"0.1.0\","
+                                  "librdkafka=\"2.0.2\",hiredis=\"0.14.1\","
+                                  "redis_server=\"unknown\"} 1"));
+        free(out);
+        strcpy(s.build.redis_server, "7.0.\"15\"");
+        out = render(&s);
+        check_exposition(out);
+        assert_true(has_line(out, "npsd_build_info{version=\"0.1.0\","
+                                  "librdkafka=\"2.0.2\",hiredis=\"0.14.1\","
+                                  "redis_server=\"7.0.\\\"15\\\"\"} 1"));
+        free(out);
+}
+
+/* process_*: rendered when read, with the types Prometheus' client
+ * libraries use; left out when /proc could not be read. */
+static void test_render_process(void **state) {
+        npsd_metrics_snapshot_t s;
+        char *out;
+
+        (void)state;
+        fill(&s);
+        s.process.open_fds = s.process.max_fds = -1;
+        out = render(&s);
+        assert_null(strstr(out, "process_"));
+        free(out);
+
+        s.process.ok = 1;
+        s.process.cpu_seconds = 1.25;
+        s.process.resident_bytes = 8388608;
+        s.process.virtual_bytes = 104857600;
+        s.process.start_time_s = 1795000000.5;
+        s.process.open_fds = 17;
+        s.process.max_fds = 1024;
+        out = render(&s);
+        check_exposition(out);
+        assert_true(has_line(out, "# TYPE process_cpu_seconds_total counter"));
+        assert_true(has_line(out, "process_cpu_seconds_total 1.25"));
+        assert_true(has_line(out, "# TYPE process_resident_memory_bytes "
+                                  "gauge"));
+        assert_true(has_line(out, "process_resident_memory_bytes 8388608"));
+        assert_true(has_line(out, "process_virtual_memory_bytes 104857600"));
+        assert_true(has_line(out, "process_start_time_seconds "
+                                  "1795000000.50"));
+        assert_true(has_line(out, "process_open_fds 17"));
+        assert_true(has_line(out, "process_max_fds 1024"));
+        free(out);
+        /* an unknown limit is left out, the rest stays */
+        s.process.max_fds = -1;
+        out = render(&s);
+        assert_null(strstr(out, "process_max_fds"));
+        assert_true(has_line(out, "process_open_fds 17"));
+        free(out);
+}
+
+static void test_parse_proc_stat(void **state) {
+        /* shaped like /proc/self/stat on Linux 6.1, with a space and a
+         * parenthesis in comm so that fields must be counted from the
+         * last ')' */
+        static const char line[] =
+                "4242 (np sd) x) S 1 4242 4242 0 -1 4194560 2190 0 0 0 "
+                "150 50 0 0 20 0 5 0 123400 209715200 2048 "
+                "18446744073709551615 1 1 0 0 0 0 0 4096 17920 0 0 0 17 1 "
+                "0 0 0 0 0\n";
+        npsd_metrics_process_t p;
+
+        (void)state;
+        memset(&p, 0, sizeof(p));
+        assert_int_equal(npsd_metrics_parse_proc_stat(line, 100, 4096,
+                                                      1790000000.0, &p),
+                         0);
+        assert_int_equal(p.ok, 1);
+        assert_true(fabs(p.cpu_seconds - 2.0) < 1e-9);  /* (150+50)/100 */
+        assert_true(fabs(p.start_time_s - 1790001234.0) < 1e-6);
+        assert_true(p.virtual_bytes == 209715200.0);
+        assert_true(p.resident_bytes == 2048.0 * 4096);
+
+        assert_int_equal(npsd_metrics_parse_proc_stat("garbage", 100, 4096,
+                                                      0, &p),
+                         -1);
+        assert_int_equal(p.ok, 0);
+        assert_int_equal(npsd_metrics_parse_proc_stat("1 (x) S 1 2 3", 100,
+                                                      4096, 0, &p),
+                         -1);
+        assert_int_equal(npsd_metrics_parse_proc_stat(line, 0, 4096, 0, &p),
+                         -1);
+}
+
 /* ---- health -------------------------------------------------------------- */
+
+/* /livez: the heartbeat only; Redis and Kafka do not matter. */
+static void test_live(void **state) {
+        npsd_metrics_snapshot_t s;
+        char reason[NPSD_METRICS_REASON_MAX];
+
+        (void)state;
+        memset(&s, 0, sizeof(s));
+        s.started_ms = 500;
+        /* starting: alive for the stall time from the server's start */
+        assert_int_equal(npsd_metrics_live(&s, 5000, 60000, reason,
+                                           sizeof(reason)),
+                         1);
+        assert_string_equal(reason, "");
+        assert_int_equal(npsd_metrics_live(&s, 60501, 60000, reason,
+                                           sizeof(reason)),
+                         0);
+        fill(&s); /* published at 1000 */
+        s.started_ms = 500;
+        s.redis_up = 0;
+        s.kafka_up = 0;
+        assert_int_equal(npsd_metrics_live(&s, 3000, 2000, reason,
+                                           sizeof(reason)),
+                         1);
+        assert_int_equal(npsd_metrics_live(&s, 3001, 2000, reason,
+                                           sizeof(reason)),
+                         0);
+        assert_string_equal(reason, "npsd: main loop has not come round for "
+                                    "2 s (limit 2 s)");
+        /* the limit decides, not a constant */
+        assert_int_equal(npsd_metrics_live(&s, 3001, 60000, reason,
+                                           sizeof(reason)),
+                         1);
+}
 
 static void test_health(void **state) {
         npsd_metrics_snapshot_t s;
@@ -528,6 +663,10 @@ int main(void) {
                 cmocka_unit_test(test_render_stages),
                 cmocka_unit_test(test_render_histograms),
                 cmocka_unit_test(test_render_lag),
+                cmocka_unit_test(test_render_build_info),
+                cmocka_unit_test(test_render_process),
+                cmocka_unit_test(test_parse_proc_stat),
+                cmocka_unit_test(test_live),
                 cmocka_unit_test(test_health),
                 cmocka_unit_test(test_parse_stats),
                 cmocka_unit_test(test_parse_stats_edges),
