@@ -1,15 +1,22 @@
-"""Observability: /metrics (Prometheus text 0.0.4) and /healthz of the real
-npsd, against a real redis-server and the embedded broker.
+"""Observability: /metrics (Prometheus text 0.0.4), /livez, /readyz and
+/healthz of the real npsd, against a real redis-server and the embedded
+broker.
 
 Checks the counters after a few good and bad messages, the histograms and
-the consumer lag gauge, then stops Redis: /healthz turns 503 naming Redis
-within seconds (also while a batch waits for Redis), and returns to 200 once
-Redis is back, with the waiting batch processed. A second npsd on the same
-http.listen exits 1 with a clear message.
+the consumer lag gauge, npsd_build_info and the process_* metrics, and that
+`promtool check metrics` accepts the live output. Then stops Redis for longer
+than the /livez stall limit: /readyz (and /healthz) turn 503 naming Redis
+within seconds (also while a batch waits for Redis), /livez stays 200 all
+along, and /readyz returns to 200 once Redis is back, with the waiting batch
+processed. Then Redis holds every client (CLIENT PAUSE) for longer than the
+stall limit: npsd's loop is stuck inside a Redis call, and /livez turns 503
+until the pause ends. A second npsd on the same http.listen exits 1 with a
+clear message.
 """
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import urllib.error
@@ -76,13 +83,18 @@ def test(build):
     st = Stack(build, name="metrics")
     try:
         port = free_port()
+        t_spawn = time.time()
+        # /livez stalls after 3 s without the loop coming round; a Redis
+        # call may block for 30 s before it times out (the wedge below)
         npsd = st.npsd("http.listen=127.0.0.1:%d" % port,
-                       "kafka.statistics.interval.ms=500", "log.level=warn")
-        wait_for(lambda: get(port, "/healthz")[0] == 200, 60,
-                 "/healthz 200 after start")
-        status, ctype, body = get(port, "/healthz")
-        assert body == "ok\n", repr(body)
-        assert ctype.startswith("text/plain"), ctype
+                       "kafka.statistics.interval.ms=500", "log.level=warn",
+                       "http.livez.stall.s=3", "redis.timeout.ms=30000")
+        wait_for(lambda: get(port, "/readyz")[0] == 200, 60,
+                 "/readyz 200 after start")
+        for path in ("/readyz", "/healthz", "/livez"):
+            status, ctype, body = get(port, path)
+            assert (status, body) == (200, "ok\n"), (path, status, body)
+            assert ctype.startswith("text/plain"), ctype
 
         ts = (datetime.now(timezone.utc) - timedelta(minutes=5)).strftime(
             "%Y-%m-%dT%H:%M:%SZ")
@@ -147,6 +159,50 @@ def test(build):
         assert set(lag_known_) <= {"0", "1", "2", "3"}, lag_known_
         assert get(port, "/nope")[0] == 404
 
+        # build info: the versions, the Redis server's from INFO
+        tck = os.sysconf("SC_CLK_TCK")
+
+        def cpu_now():
+            with open("/proc/%d/stat" % npsd.pid) as f:
+                fl = f.read().rsplit(")", 1)[1].split()
+            return (int(fl[11]) + int(fl[12])) / tck
+        cpu0 = cpu_now()
+        body = get(port, "/metrics")[2]
+        cpu1 = cpu_now()
+        ms = parse_metrics(body)
+        server = st.r.info("server")["redis_version"]
+        infos = [dict(k[1]) for k in ms if k[0] == "npsd_build_info"]
+        assert len(infos) == 1, infos
+        info = infos[0]
+        assert info["redis_server"] == server, (info, server)
+        assert re.match(r"^\d+\.\d+\.\d+$", info["version"]), info
+        assert re.match(r"^\d+\.\d+\.\d+", info["librdkafka"]), info
+        assert re.match(r"^\d+\.\d+\.\d+$", info["hiredis"]), info
+        assert metric(ms, "npsd_build_info", **info) == 1
+        # process_* as Prometheus' client libraries report them, from
+        # /proc/<pid> of this very process
+        with open("/proc/%d/stat" % npsd.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as f:
+            btime = [int(ln.split()[1]) for ln in f if ln.startswith("btime")][0]
+        start = btime + int(fields[19]) / tck
+        assert abs(metric(ms, "process_start_time_seconds") - start) < 0.02
+        assert t_spawn - 2 < start < t_spawn + 30, (start, t_spawn)
+        assert metric(ms, "process_resident_memory_bytes") > 1 << 20
+        assert metric(ms, "process_virtual_memory_bytes") >= \
+            metric(ms, "process_resident_memory_bytes")
+        assert cpu0 - 0.006 <= metric(ms, "process_cpu_seconds_total") \
+            <= cpu1 + 0.006, (cpu0, metric(ms, "process_cpu_seconds_total"),
+                              cpu1)
+        fds = len(os.listdir("/proc/%d/fd" % npsd.pid))
+        assert abs(metric(ms, "process_open_fds") - fds) <= 5, \
+            (metric(ms, "process_open_fds"), fds)
+        assert metric(ms, "process_max_fds") >= metric(ms, "process_open_fds")
+        # and the live output passes Prometheus' own checker
+        chk = subprocess.run(["promtool", "check", "metrics"], input=body,
+                             capture_output=True, text=True, timeout=60)
+        assert chk.returncode == 0, (chk.stdout, chk.stderr)
+
         # A second npsd cannot bind the same address: exit 1, clear message.
         second = st.npsd("http.listen=127.0.0.1:%d" % port,
                          "kafka.group.id=second", log="npsd-2.log")
@@ -158,11 +214,12 @@ def test(build):
         # Redis goes away while npsd is idle: 503 naming Redis.
         st.stop_redis()
         t0 = time.time()
-        wait_for(lambda: get(port, "/healthz")[0] == 503, 10,
-                 "/healthz 503 with Redis down")
-        status, _, body = get(port, "/healthz")
-        assert "redis" in body.lower(), body
-        assert body.endswith("\n") and body.count("\n") == 1, repr(body)
+        wait_for(lambda: get(port, "/readyz")[0] == 503, 10,
+                 "/readyz 503 with Redis down")
+        for path in ("/readyz", "/healthz"):
+            status, _, body = get(port, path)
+            assert status == 503 and "redis" in body.lower(), (path, body)
+            assert body.endswith("\n") and body.count("\n") == 1, repr(body)
         print("healthz down after %.1fs: %s" % (time.time() - t0,
                                                 body.strip()))
         assert metric(parse_metrics(get(port, "/metrics")[2]),
@@ -176,6 +233,17 @@ def test(build):
         time.sleep(1.5)
         status, _, body = get(port, "/healthz")
         assert status == 503 and "redis" in body.lower(), (status, body)
+        # the loop is busy retrying that batch, not wedged: /livez stays
+        # 200 for twice the stall limit
+        t1 = time.time()
+        while time.time() - t1 < 6:
+            status, _, body = get(port, "/livez")
+            assert (status, body) == (200, "ok\n"), \
+                "/livez %s during the Redis outage: %s" % (status, body)
+            assert get(port, "/readyz")[0] == 503
+            time.sleep(0.25)
+        assert metric(parse_metrics(get(port, "/metrics")[2]),
+                      "npsd_messages_produced_total") == 8
 
         # Redis is back: 200 again, the waiting batch is processed.
         st.start_redis()
@@ -189,6 +257,22 @@ def test(build):
         ms = parse_metrics(get(port, "/metrics")[2])
         assert metric(ms, "npsd_redis_up") == 1
         assert metric(ms, "npsd_messages_consumed_total") == 9
+        assert get(port, "/readyz")[0] == 200
+        assert get(port, "/livez")[0] == 200
+
+        # Redis holds every command for 10 s: the loop's next Redis call
+        # (the cohort timer, every second) blocks inside hiredis, the loop
+        # stops coming round, and /livez says so after its 3 s limit.
+        st.r.execute_command("CLIENT", "PAUSE", "10000", "ALL")
+        t0 = time.time()
+        wait_for(lambda: get(port, "/livez")[0] == 503, 10,
+                 "/livez 503 with the loop stuck in a Redis call")
+        status, _, body = get(port, "/livez")
+        print("livez 503 after %.1fs: %s" % (time.time() - t0, body.strip()))
+        assert "main loop" in body, body
+        wait_for(lambda: get(port, "/livez")[0] == 200, 30,
+                 "/livez 200 once the pause ends")
+        assert time.time() - t0 > 5, "livez back before the pause ended"
 
         assert st.stop(npsd) == 0
         # log.level=warn: warnings (Redis lost), nothing below
