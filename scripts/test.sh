@@ -6,8 +6,8 @@
 #
 #   bash scripts/test.sh [--quick]   (--quick: normal build only, no fuzz)
 #   FUZZ_SECONDS=60                  fuzzing time (default 60; not NPSD_*:
-#                                    npsd reads every NPSD_* variable as a
-#                                    setting and refuses unknown ones)
+#                                    npsd reads NPSD_* variables as settings
+#                                    and warns about unknown ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=0
