@@ -458,13 +458,13 @@ static void test_live(void **state) {
 
         (void)state;
         memset(&s, 0, sizeof(s));
-        s.started_ms = 500;
+        s.started_ms = 100000; /* monotonic: far from 0 */
         /* starting: alive for the stall time from the server's start */
-        assert_int_equal(npsd_metrics_live(&s, 5000, 60000, reason,
+        assert_int_equal(npsd_metrics_live(&s, 105000, 60000, reason,
                                            sizeof(reason)),
                          1);
         assert_string_equal(reason, "");
-        assert_int_equal(npsd_metrics_live(&s, 60501, 60000, reason,
+        assert_int_equal(npsd_metrics_live(&s, 160001, 60000, reason,
                                            sizeof(reason)),
                          0);
         fill(&s); /* published at 1000 */
