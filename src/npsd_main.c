@@ -428,6 +428,12 @@ int main(int argc, char **argv) {
         npsd_log_set_level(conf->log_level);
         npsd_info("msg=\"configuration read\" file=%s",
                   args.config_path ? args.config_path : "none");
+        if (*conf->http_listen &&
+            conf->http_livez_stall_s * 1000LL <= conf->redis_timeout_ms)
+                npsd_warn("msg=\"http.livez.stall.s is not above "
+                          "redis.timeout.ms: a slow Redis call shows as a "
+                          "stuck loop on /livez\" stall_s=%d timeout_ms=%d",
+                          conf->http_livez_stall_s, conf->redis_timeout_ms);
         if (*conf->now &&
             npsd_time_parse_rfc3339(conf->now, strlen(conf->now), &pinned_ms))
                 pinned_ms = -1;

@@ -95,7 +95,7 @@ typedef struct npsd_conf_s {
         int alert_usage_drop_min_users; /* active users the 7 days before: 5 */
         double alert_usage_drop_ratio;  /* below this share of them: 0.7 */
         char *log_level;      /* error, warn, info, debug */
-        char *http_listen;    /* host:port of /metrics and the probes, "" = off */
+        char *http_listen;    /* host:port of /metrics and probes, "" = off */
         int http_livez_stall_s; /* /livez 503 after the loop stalls this long */
         char *now;            /* pinned clock (RFC 3339), "" = wall clock */
 } npsd_conf_t;

@@ -130,9 +130,9 @@ int npsd_metrics_parse_proc_stat(const char *text, long clk_tck,
                                  long page_size, double boot_time_s,
                                  npsd_metrics_process_t *out);
 
-/* The /readyz (and /healthz) verdict for snap at monotonic time now_ms: 1 when healthy,
- * else 0 with a one-line reason ("redis: ...", "kafka: ...", "npsd: ...")
- * written to reason. A snapshot older than stale_ms means the main loop is
+/* The /readyz (and /healthz) verdict for snap at monotonic time now_ms: 1
+ * when healthy, else 0 with a one-line reason ("redis: ...", "kafka: ...",
+ * "npsd: ...") written to reason. A snapshot older than stale_ms means the main loop is
  * stuck: unhealthy. */
 int npsd_metrics_health(const npsd_metrics_snapshot_t *snap, int64_t now_ms,
                         int64_t stale_ms, char *reason, size_t reason_size);

@@ -41,7 +41,8 @@ typedef struct npsd_store_result_s {
  * first connection is not an error: every call reconnects). conf and themes
  * must outlive the store. The store reads conf at every round trip, so a
  * reload that changes conf in place (npsd_conf_apply_live()) reaches the
- * script's settings argument at the next batch. Must be destroyed with npsd_store_destroy(). */
+ * script's settings argument at the next batch. Must be destroyed with
+ * npsd_store_destroy(). */
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                              const npsd_themes_t *themes);
 void npsd_store_destroy(npsd_store_t *store);

@@ -249,7 +249,8 @@ static void test_precedence(void **state) {
 
         assert_int_equal(npsd_conf_load_file(c, path, errstr, sizeof(errstr)),
                          0);
-        assert_int_equal(npsd_conf_load_env(c, env, NULL, NULL, errstr, sizeof(errstr)),
+        assert_int_equal(npsd_conf_load_env(c, env, NULL, NULL, errstr,
+                                            sizeof(errstr)),
                          0);
         set_ok(c, "redis.db", "5");
         assert_int_equal(npsd_conf_finalize(c, errstr, sizeof(errstr)), 0);
@@ -502,7 +503,8 @@ static void test_env_every_key(void **state) {
                                                   : (char)toupper(
                                                             (unsigned char)line[i]);
                 snprintf(var + o, sizeof(var) - o, "=%s", eq + 3);
-                if (npsd_conf_load_env(c, env, NULL, NULL, errstr, sizeof(errstr)))
+                if (npsd_conf_load_env(c, env, NULL, NULL, errstr,
+                                            sizeof(errstr)))
                         fail_msg("%s: %s", var, errstr);
         }
         free(d);
