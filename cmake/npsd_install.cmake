@@ -31,11 +31,33 @@ add_custom_command(
   DEPENDS ${CMAKE_SOURCE_DIR}/config/npsd.conf
           ${CMAKE_SOURCE_DIR}/cmake/npsd_conf_install.cmake
   COMMENT "Preparing the installed npsd.conf")
-add_custom_target(npsd_install_files ALL DEPENDS ${NPSD_CONF_INSTALLED})
+
+# Man pages are installed gzipped (-n: no name or time stamp, so the same
+# page gives the same bytes), as Debian policy asks; plain without gzip.
+find_program(NPSD_GZIP gzip)
+set(NPSD_MAN_INSTALLED)
+foreach(page npsd.8 npsctl.1)
+  if(NPSD_GZIP)
+    set(npsd_man_out ${CMAKE_BINARY_DIR}/install/${page}.gz)
+    add_custom_command(
+      OUTPUT ${npsd_man_out}
+      COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_SOURCE_DIR}/docs/man/${page}
+              ${CMAKE_BINARY_DIR}/install/${page}
+      COMMAND ${NPSD_GZIP} -9nf ${CMAKE_BINARY_DIR}/install/${page}
+      DEPENDS ${CMAKE_SOURCE_DIR}/docs/man/${page}
+      COMMENT "Compressing ${page}")
+  else()
+    set(npsd_man_out ${CMAKE_SOURCE_DIR}/docs/man/${page})
+  endif()
+  list(APPEND NPSD_MAN_INSTALLED ${npsd_man_out})
+  string(REGEX REPLACE ".*\\." "" npsd_man_sec ${page})
+  install(FILES ${npsd_man_out}
+          DESTINATION ${CMAKE_INSTALL_MANDIR}/man${npsd_man_sec})
+endforeach()
 
 install(TARGETS npsd npsctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
-install(FILES docs/man/npsd.8 DESTINATION ${CMAKE_INSTALL_MANDIR}/man8)
-install(FILES docs/man/npsctl.1 DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
+add_custom_target(npsd_install_files ALL
+                  DEPENDS ${NPSD_CONF_INSTALLED} ${NPSD_MAN_INSTALLED})
 install(FILES ${NPSD_CONF_INSTALLED} config/themes.conf
         DESTINATION ${NPSD_CONFDIR})
 install(FILES README.md docs/contract.md docs/observability.md
@@ -90,6 +112,7 @@ role gaps and health live in Redis, and publishes classified responses and
 account alerts to Kafka. Includes npsctl, its command-line companion.")
 set(CPACK_PACKAGING_INSTALL_PREFIX "/usr")
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # npsd_<version>_<arch>.deb
+set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_PACKAGE_SECTION "net")
 set(CPACK_DEBIAN_PACKAGE_PRIORITY "optional")
 # dpkg-shlibdeps names the runtime libraries from the binaries, with the

@@ -11,7 +11,7 @@ redis-server and the development broker: a comment is tagged with a theme
 added to /etc/npsd/themes.conf, so the installed configuration points at
 the installed lexicon. Changed conffiles survive an upgrade. `dpkg -r` then
 `dpkg -P` must leave nothing behind: no file of the package, no /etc/npsd,
-no user or group npsd, no statoverride.
+no user or group npsd, no statoverride, no link left by `systemctl enable`.
 
 Works with a sanitizer build too (its runtime is a Depends then). Exits 77
 (skipped) when not run as root.
@@ -34,7 +34,8 @@ from harness import REPO, Stack, main, read_topic, wait_for  # noqa: E402
 SKIP = 77
 CONFDIR = "/etc/npsd"
 UNIT = "/usr/lib/systemd/system/npsd.service"
-MAN = ["/usr/share/man/man8/npsd.8", "/usr/share/man/man1/npsctl.1"]
+MAN = ["/usr/share/man/man8/npsd.8.gz", "/usr/share/man/man1/npsctl.1.gz"]
+WANTS = "/etc/systemd/system/multi-user.target.wants/npsd.service"
 BINS = ["/usr/bin/npsd", "/usr/bin/npsctl"]
 # a theme of our own: the built-in lexicon does not know the word
 THEME_LINE = "zz_installed = flibbertigibbet\n"
@@ -183,14 +184,16 @@ def check_installed(version):
     assert statoverride(CONFDIR + "/npsd.conf").split() == [
         "root", "npsd", "640", CONFDIR + "/npsd.conf"], \
         statoverride(CONFDIR + "/npsd.conf")
-    # man pages: in place, found by man, no groff warning
+    # man pages: in place (gzipped), found by man, no groff warning
     for page in MAN:
-        p = run(["groff", "-man", "-ww", "-z", page])
+        with open(page, "rb") as f:
+            assert f.read(2) == b"\x1f\x8b", page + " is not gzipped"
+        p = run(["sh", "-c", 'zcat "$1" | groff -man -ww -z', "sh", page])
         assert p.stdout == "" and p.stderr == "", (page, p.stderr)
     for sec, name in (("8", "npsd"), ("1", "npsctl")):
         p = run(["man", "-w", sec, name])
-        assert p.stdout.strip().startswith(
-            "/usr/share/man/man%s/%s.%s" % (sec, name, sec)), p.stdout
+        assert p.stdout.strip() == "/usr/share/man/man%s/%s.%s.gz" % (
+            sec, name, sec), p.stdout
         p = run(["man", "-P", "cat", sec, name], env=dict(
             clean_env(), MANWIDTH="80", LANG="C.UTF-8"))
         assert "EXIT STATUS" in p.stdout and "FILES" in p.stdout, name
@@ -266,6 +269,8 @@ def purge_quietly():
         run(["dpkg", "-P", "npsd"], check=False)
     for cmd in (["userdel", "npsd"], ["groupdel", "npsd"]):
         run(cmd, check=False)
+    if os.path.islink(WANTS):
+        os.unlink(WANTS)
 
 
 def test(build):
@@ -319,6 +324,10 @@ def test(build):
 
         run_installed(build, "warn")
 
+        # the operator enabled the service (offline: no systemd running)
+        run(["systemctl", "enable", "npsd.service"])
+        assert os.path.islink(WANTS), WANTS
+
         # remove: the program goes, configuration and user stay
         run(["dpkg", "-r", "npsd"])
         assert dpkg_status("npsd") == "rc", dpkg_status("npsd")
@@ -339,6 +348,7 @@ def test(build):
         assert not group_exists("npsd"), "group npsd left behind"
         assert not statoverride(CONFDIR + "/npsd.conf"), \
             "statoverride left behind"
+        assert not os.path.lexists(WANTS), WANTS + " left behind"
     except BaseException:
         purge_quietly()
         raise
