@@ -96,4 +96,80 @@ npsd_cluster_redirect_parse(const char *err, size_t len,
 int npsd_cluster_map_moved(npsd_cluster_map_t *map,
                            const npsd_cluster_redirect_t *redirect);
 
+/* ---- connections and the routed pipeline ---------------------------- */
+
+typedef enum {
+        NPSD_CLUSTER_MODE_AUTO = 0, /* ask the first node (INFO cluster) */
+        NPSD_CLUSTER_MODE_ON,
+        NPSD_CLUSTER_MODE_OFF,
+} npsd_cluster_mode_t;
+
+/* Where and how to connect. Strings are copied by npsd_cluster_new(). */
+typedef struct npsd_cluster_conf_s {
+        const char *host;     /* the first node */
+        int port;
+        const char *nodes;    /* more seeds, "host:port,host:port", or "" */
+        const char *user;     /* ACL user, "" for none */
+        const char *password; /* "" for none */
+        int db;               /* standalone only: a cluster has db 0 */
+        int timeout_ms;
+        npsd_cluster_mode_t mode;
+} npsd_cluster_conf_t;
+
+typedef struct npsd_cluster_s npsd_cluster_t;
+
+/* Creates a router; connects lazily (npsd_cluster_connect() or the first
+ * exec). Returns NULL when out of memory or nodes does not parse, with
+ * errstr. Destroy with npsd_cluster_destroy(). */
+npsd_cluster_t *npsd_cluster_new(const npsd_cluster_conf_t *conf,
+                                 char *errstr, size_t errstr_size);
+void npsd_cluster_destroy(npsd_cluster_t *cluster);
+
+/* Connects to the first reachable node, decides the mode (auto: from
+ * "cluster_enabled" of INFO cluster) and, in cluster mode, loads the slot
+ * map. Returns 0, or -1 with errstr. */
+int npsd_cluster_connect(npsd_cluster_t *cluster, char *errstr,
+                         size_t errstr_size);
+
+/* 1 in cluster mode (as of the last connect), else 0. */
+int npsd_cluster_enabled(const npsd_cluster_t *cluster);
+
+/* The router's map (node table and slot owners), for inspection. */
+const npsd_cluster_map_t *npsd_cluster_map(const npsd_cluster_t *cluster);
+
+/* Counts since creation: redirections followed, map reloads, node
+ * connections dropped after an error. */
+typedef struct npsd_cluster_stats_s {
+        uint64_t moved, ask, map_loads, node_errors;
+} npsd_cluster_stats_t;
+void npsd_cluster_stats(const npsd_cluster_t *cluster,
+                        npsd_cluster_stats_t *stats);
+
+/* Starts a new pipeline, freeing the previous one's replies. */
+void npsd_cluster_begin(npsd_cluster_t *cluster);
+
+/* Appends a command for slot (ignored in standalone mode). argv and
+ * argvlen are borrowed: they must stay valid until npsd_cluster_exec()
+ * returns. Returns the command's index (its reply's), or -1 when out of
+ * memory. */
+long npsd_cluster_append(npsd_cluster_t *cluster, unsigned slot, int argc,
+                         const char **argv, const size_t *argvlen);
+
+/* Sends the pipeline: one batch of commands per node, every node written
+ * before any is read, then follows MOVED (the map entry changes, and the
+ * whole map is reloaded before the next pipeline) and ASK (ASKING, then
+ * the command, on the named node) for at most 5 rounds. Error replies
+ * other than redirections are left for the caller to read. Returns 0, or
+ * -1 with errstr when a node could not be reached or answered garbage:
+ * then some commands may have run and others not (the caller retries the
+ * whole pipeline; its writes must be safe to repeat), and the map is
+ * reloaded on the next call. */
+int npsd_cluster_exec(npsd_cluster_t *cluster, char *errstr,
+                      size_t errstr_size);
+
+/* The reply of command idx of the last exec (owned by the router, valid
+ * until the next npsd_cluster_begin()), or NULL. */
+const struct redisReply *npsd_cluster_reply(const npsd_cluster_t *cluster,
+                                            long idx);
+
 #endif
