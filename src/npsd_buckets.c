@@ -4,6 +4,8 @@
  */
 #include "npsd/npsd_buckets.h"
 
+#include "npsd/npsd_codec.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,93 +147,56 @@ int32_t npsd_buckets_next_change(const npsd_buckets_t *b,
         return best;
 }
 
-/* ---- serialised form: unsigned LEB128 varints ------------------------- */
-
-static size_t npsd_varint_put(uint64_t v, unsigned char *buf, size_t off,
-                              size_t size) {
-        do {
-                unsigned char byte = v & 0x7f;
-                v >>= 7;
-                if (v)
-                        byte |= 0x80;
-                if (off < size)
-                        buf[off] = byte;
-                off++;
-        } while (v);
-        return off;
-}
-
-/* Reads one varint at *off; -1 when truncated or longer than 64 bits. */
-static int npsd_varint_get(const unsigned char *buf, size_t len, size_t *off,
-                           uint64_t *v) {
-        uint64_t out = 0;
-
-        for (int shift = 0; shift < 64; shift += 7) {
-                unsigned char byte;
-                if (*off >= len)
-                        return -1;
-                byte = buf[(*off)++];
-                out |= (uint64_t)(byte & 0x7f) << shift;
-                if (!(byte & 0x80)) {
-                        *v = out;
-                        return 0;
-                }
-        }
-        return -1;
-}
+/* ---- serialised form ------------------------------------------------ */
 
 size_t npsd_buckets_encode(const npsd_buckets_t *b, unsigned char *buf,
                            size_t size) {
-        size_t off = npsd_varint_put(b->cnt, buf, 0, size);
+        npsd_codec_writer_t w = {.buf = buf, .size = size};
 
+        npsd_codec_put_uint(&w, b->cnt);
         for (size_t i = 0; i < b->cnt; i++) {
                 const npsd_bucket_t *k = &b->v[i];
-                uint64_t day;
-                if (i == 0) /* zig-zag: days before 1970 stay small */
-                        day = k->day < 0 ? ((uint64_t)(-(int64_t)k->day) << 1) - 1
-                                         : (uint64_t)k->day << 1;
+                if (i == 0)
+                        npsd_codec_put_int(&w, k->day);
                 else
-                        day = (uint64_t)(k->day - b->v[i - 1].day);
-                off = npsd_varint_put(day, buf, off, size);
-                off = npsd_varint_put(k->slot, buf, off, size);
-                off = npsd_varint_put(k->count, buf, off, size);
+                        npsd_codec_put_uint(&w,
+                                            (uint64_t)(k->day - b->v[i - 1].day));
+                npsd_codec_put_uint(&w, k->slot);
+                npsd_codec_put_uint(&w, k->count);
         }
-        return off;
+        return w.off;
 }
 
 size_t npsd_buckets_decode(npsd_buckets_t *b, const unsigned char *buf,
                            size_t len) {
-        uint64_t cnt, day, slot, count;
-        int64_t cur = 0;
-        size_t off = 0;
+        npsd_codec_reader_t r = {.buf = buf, .len = len};
+        uint64_t cnt = npsd_codec_get_uint_max(&r, len);
+        int64_t day = 0;
 
         b->cnt = 0;
-        if (npsd_varint_get(buf, len, &off, &cnt) == -1 || cnt > len ||
-            npsd_buckets_reserve(b, (size_t)cnt) == -1)
+        if (r.err || npsd_buckets_reserve(b, (size_t)cnt) == -1)
                 goto fail;
         for (uint64_t i = 0; i < cnt; i++) {
                 npsd_bucket_t *k = &b->v[i];
-                if (npsd_varint_get(buf, len, &off, &day) == -1 ||
-                    npsd_varint_get(buf, len, &off, &slot) == -1 ||
-                    npsd_varint_get(buf, len, &off, &count) == -1 ||
-                    slot >= NPSD_SLOT_CNT || count == 0 ||
-                    count > UINT32_MAX || day > INT32_MAX)
-                        goto fail;
+                uint64_t delta = 0;
                 if (i == 0)
-                        cur = (day & 1) ? -(int64_t)((day + 1) >> 1)
-                                        : (int64_t)(day >> 1);
-                else if (day == 0 && slot <= b->v[i - 1].slot)
-                        goto fail; /* not in (day, slot) order */
+                        day = npsd_codec_get_int(&r);
                 else
-                        cur += (int64_t)day;
-                if (cur < INT32_MIN || cur > INT32_MAX)
+                        day += (int64_t)(delta = npsd_codec_get_uint_max(
+                                                 &r, INT32_MAX));
+                k->slot = (uint8_t)npsd_codec_get_uint_max(&r,
+                                                           NPSD_SLOT_CNT - 1);
+                k->count = (uint32_t)npsd_codec_get_uint_max(&r, UINT32_MAX);
+                if (r.err || k->count == 0 || day < INT32_MIN ||
+                    day > INT32_MAX)
                         goto fail;
-                k->day = (int32_t)cur;
-                k->slot = (uint8_t)slot;
-                k->count = (uint32_t)count;
+                /* (day, slot) strictly ascending */
+                if (i > 0 && delta == 0 && k->slot <= b->v[i - 1].slot)
+                        goto fail;
+                k->day = (int32_t)day;
         }
         b->cnt = (size_t)cnt;
-        return off;
+        return r.off;
 
 fail:
         b->cnt = 0;

@@ -97,10 +97,10 @@ int32_t npsd_buckets_next_change(const npsd_buckets_t *b,
                                  const npsd_periods_t *periods,
                                  int32_t today);
 
-/* Serialised form (for the state record): a count of buckets, then per
- * bucket the day as a delta from the previous one, the slot and the count,
- * each an unsigned LEB128 varint (the first day zig-zag encoded). Returns
- * the bytes needed; writes them when they fit in size. */
+/* Serialised form (for the state record, npsd_codec varints): a count of
+ * buckets, then per bucket the day (the first one signed, then each as a
+ * delta from the one before), the slot and the count. Returns the bytes
+ * needed; writes them when they fit in size. */
 size_t npsd_buckets_encode(const npsd_buckets_t *b, unsigned char *buf,
                            size_t size);
 
