@@ -213,42 +213,34 @@ void npsd_view_metrics(const npsd_totals_t *totals,
         npsd_health_compute(&hin, &hc, &m->health);
 }
 
+/* Adds "<base>_<days>d" with a one-decimal value, or nothing when absent. */
+static int npsd_add_metric(npsd_fields_t *out, const char *base, int days,
+                           int has, double value) {
+        char name[NPSD_FIELD_NAME_MAX], v[NPSD_FIELD_VALUE_MAX];
+
+        snprintf(name, sizeof(name), "%s_%dd", base, days);
+        return npsd_fields_add(out, name,
+                               has ? npsd_metric_format(value, v) : NULL);
+}
+
 int npsd_view_summary(const npsd_account_metrics_t *m,
                       const npsd_periods_t *periods, npsd_fields_t *out) {
         char name[NPSD_FIELD_NAME_MAX], v[NPSD_FIELD_VALUE_MAX];
         int L = periods->long_days, err = 0;
 
         out->cnt = 0;
-        for (int w = 0; w < periods->window_cnt; w++) {
-                snprintf(name, sizeof(name), "nps_%dd",
-                         periods->window_days[w]);
-                err |= npsd_fields_add(out, name,
-                                       m->has_nps[w]
-                                               ? npsd_metric_format(m->nps[w], v)
-                                               : NULL);
-        }
+        for (int w = 0; w < periods->window_cnt; w++)
+                err |= npsd_add_metric(out, "nps", periods->window_days[w],
+                                       m->has_nps[w], m->nps[w]);
         snprintf(name, sizeof(name), "responses_%dd", L);
         npsd_fmt_int(m->responses_long, v);
         err |= npsd_fields_add(out, name, v);
-        snprintf(name, sizeof(name), "moe_%dd", L);
-        err |= npsd_fields_add(out, name,
-                               m->has_long ? npsd_metric_format(m->moe_long, v)
-                                           : NULL);
-        snprintf(name, sizeof(name), "nps_prev_%dd", L);
-        err |= npsd_fields_add(out, name,
-                               m->has_prev
-                                       ? npsd_metric_format(m->nps_prev_long, v)
-                                       : NULL);
-        snprintf(name, sizeof(name), "trend_%dd", L);
-        err |= npsd_fields_add(out, name,
-                               m->has_trend
-                                       ? npsd_metric_format(m->trend_long, v)
-                                       : NULL);
-        snprintf(name, sizeof(name), "role_gap_%dd", L);
-        err |= npsd_fields_add(out, name,
-                               m->has_gap
-                                       ? npsd_metric_format(m->role_gap_long, v)
-                                       : NULL);
+        err |= npsd_add_metric(out, "moe", L, m->has_long, m->moe_long);
+        err |= npsd_add_metric(out, "nps_prev", L, m->has_prev,
+                               m->nps_prev_long);
+        err |= npsd_add_metric(out, "trend", L, m->has_trend, m->trend_long);
+        err |= npsd_add_metric(out, "role_gap", L, m->has_gap,
+                               m->role_gap_long);
         err |= npsd_fields_add(out, "role_gap_flag",
                                m->role_gap_flag ? "1" : "0");
         err |= npsd_fields_add(out, "benchmark",

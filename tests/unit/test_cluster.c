@@ -183,31 +183,32 @@ static void test_map_partial_and_malformed(void **state) {
 }
 
 static void test_redirects(void **state) {
+        static const struct {
+                const char *text;
+                npsd_cluster_redirect_type_t type;
+                unsigned slot;
+                const char *host;
+                int port;
+        } cases[] = {
+                {"MOVED 3999 127.0.0.1:6381", NPSD_CLUSTER_REDIRECT_MOVED,
+                 3999, "127.0.0.1", 6381},
+                {"ASK 16383 redis-2.example:7000", NPSD_CLUSTER_REDIRECT_ASK,
+                 16383, "redis-2.example", 7000},
+                {"MOVED 7 [::1]:7001", NPSD_CLUSTER_REDIRECT_MOVED, 7, "::1",
+                 7001},
+                {"MOVED 0 fe80::1:7001", NPSD_CLUSTER_REDIRECT_MOVED, 0,
+                 "fe80::1", 7001},
+        };
         npsd_cluster_redirect_t r;
-        const char *m = "MOVED 3999 127.0.0.1:6381";
 
-        assert_int_equal(npsd_cluster_redirect_parse(m, strlen(m), &r),
-                         NPSD_CLUSTER_REDIRECT_MOVED);
-        assert_int_equal(r.slot, 3999);
-        assert_string_equal(r.host, "127.0.0.1");
-        assert_int_equal(r.port, 6381);
-
-        m = "ASK 16383 redis-2.example:7000";
-        assert_int_equal(npsd_cluster_redirect_parse(m, strlen(m), &r),
-                         NPSD_CLUSTER_REDIRECT_ASK);
-        assert_int_equal(r.slot, 16383);
-        assert_string_equal(r.host, "redis-2.example");
-        assert_int_equal(r.port, 7000);
-
-        m = "MOVED 7 [::1]:7001";
-        assert_int_equal(npsd_cluster_redirect_parse(m, strlen(m), &r),
-                         NPSD_CLUSTER_REDIRECT_MOVED);
-        assert_string_equal(r.host, "::1");
-        assert_int_equal(r.port, 7001);
-        m = "MOVED 7 fe80::1:7001";
-        assert_int_equal(npsd_cluster_redirect_parse(m, strlen(m), &r),
-                         NPSD_CLUSTER_REDIRECT_MOVED);
-        assert_string_equal(r.host, "fe80::1");
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                const char *m = cases[i].text;
+                assert_int_equal(npsd_cluster_redirect_parse(m, strlen(m), &r),
+                                 cases[i].type);
+                assert_int_equal(r.slot, cases[i].slot);
+                assert_string_equal(r.host, cases[i].host);
+                assert_int_equal(r.port, cases[i].port);
+        }
 
         /* anything else is an ordinary error */
         static const char *const other[] = {
