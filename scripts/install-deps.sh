@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config clang
       librdkafka-dev libjansson-dev libhiredis-dev libcmocka-dev libmicrohttpd-dev
       redis-server redis-tools python3 python3-redis python3-confluent-kafka
       python3-yaml)
+pkgs+=(python3-jsonschema)  # message schemas (docs/schemas) checked in the tests
 pkgs+=(dpkg-dev systemd groff-base man-db adduser)  # it_package: cpack's dpkg-shlibdeps, systemd-analyze verify, man pages, postinst
 
 missing=()
