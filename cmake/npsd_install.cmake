@@ -61,8 +61,10 @@ add_custom_target(npsd_install_files ALL
 install(FILES ${NPSD_CONF_INSTALLED} config/themes.conf
         DESTINATION ${NPSD_CONFDIR})
 install(FILES README.md docs/contract.md docs/observability.md
-              docs/benchmarks.md
+              docs/benchmarks.md docs/asyncapi.yaml
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
+# JSON Schemas of every message, for downstream consumers.
+install(DIRECTORY docs/schemas DESTINATION ${CMAKE_INSTALL_DOCDIR})
 # The annotated defaults, for comparison with a changed /etc/npsd/npsd.conf.
 install(FILES config/npsd.conf RENAME npsd.conf.example
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
@@ -102,7 +104,9 @@ file(WRITE ${CMAKE_BINARY_DIR}/debian/conffiles
 set(CPACK_GENERATOR "DEB")
 set(CPACK_PACKAGE_NAME "npsd")
 set(CPACK_PACKAGE_VENDOR "npsd")
-set(CPACK_PACKAGE_CONTACT "npsd maintainers <npsd@localhost>")
+set(NPSD_PACKAGE_CONTACT "npsd maintainers <npsd@localhost>" CACHE STRING
+    "Maintainer field of the Debian package (name <address>)")
+set(CPACK_PACKAGE_CONTACT "${NPSD_PACKAGE_CONTACT}")
 set(CPACK_PACKAGE_DESCRIPTION_SUMMARY
     "NPS stream processor for customer-success teams (Kafka, Redis)")
 set(CPACK_PACKAGE_DESCRIPTION
