@@ -8,6 +8,8 @@ pkgs=(build-essential cmake pkg-config clang
       redis-server redis-tools python3 python3-redis python3-confluent-kafka
       python3-yaml)
 pkgs+=(prometheus)  # promtool check metrics on npsd's /metrics (tests/integration/it_metrics.py)
+pkgs+=(python3-jsonschema)  # message schemas (docs/schemas) checked in the tests
+pkgs+=(dpkg-dev systemd groff-base man-db adduser)  # it_package: cpack's dpkg-shlibdeps, systemd-analyze verify, man pages, postinst
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -304,17 +304,19 @@ static json_t *npsctl_hash_json(const npsctl_hash_t *h) {
 
 static void npsctl_account_usage(FILE *fp) {
         fprintf(fp,
-                "usage: npsctl account ID [--windows 30d,90d] [--json] "
-                "[--redis-host H] [--redis-port P] [--prefix P] ...\n"
+                "usage: npsctl account ID [--windows 30d,90d] [--all] "
+                "[--json] [--redis-host H] [--redis-port P] [--prefix P] "
+                "...\n"
                 "\n"
                 "Prints an account's card from Redis: context, NPS per window "
                 "and slice,\n"
                 "role gap, trend, benchmark, health and its components, "
                 "usage, the open\n"
-                "follow-ups with their deadlines and the recent alerts. "
-                "--json prints the\n"
-                "raw hashes instead (plus \"followups\" and \"alerts\" "
-                "arrays).\n"
+                "follow-ups with their deadlines (overdue first, at most "
+                "10 unless --all)\n"
+                "and the recent alerts. --json prints the raw hashes "
+                "instead (plus\n"
+                "\"followups\", every open loop, and \"alerts\" arrays).\n"
                 "Exits 1 when Redis holds no data for the account.\n");
 }
 
@@ -491,14 +493,26 @@ static int64_t npsctl_hget_ll(const npsctl_hash_t *h, const char *field) {
         return v ? strtoll(v, NULL, 10) : 0;
 }
 
-/* Oldest loop first (the one closest to its deadlines), then by id, so
- * that the card and --json list them in the same stable order. */
+/* A loop npsd has marked overdue (a deadline missed, not closed). */
+static int npsctl_loop_is_overdue(const npsctl_hash_t *lp) {
+        const char *ov = npsctl_hget(lp, "overdue");
+
+        return ov && !strcmp(ov, "1");
+}
+
+/* Overdue loops first (they need someone now), then the oldest (the one
+ * closest to its deadlines), then by id, so that the card and --json list
+ * them in the same stable order and a capped card shows the urgent ones. */
 static int npsctl_loop_cmp(const void *a, const void *b, void *opaque) {
         const npsctl_extra_t *x = opaque;
         size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
+        int oa = npsctl_loop_is_overdue(&x->loops[ia]);
+        int ob = npsctl_loop_is_overdue(&x->loops[ib]);
         int64_t sa = npsctl_hget_ll(&x->loops[ia], "submitted_ms");
         int64_t sb = npsctl_hget_ll(&x->loops[ib], "submitted_ms");
 
+        if (oa != ob)
+                return oa ? -1 : 1;
         if (sa != sb)
                 return sa < sb ? -1 : 1;
         return strcmp(x->loop_rid[ia], x->loop_rid[ib]);
@@ -645,13 +659,27 @@ static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
                 C_RESET);
 }
 
-static void npsctl_print_followups(FILE *fp, const npsctl_extra_t *x) {
-        static const char *stages[] = {"acknowledge", "route", "close"};
+#define NPSCTL_LOOPS_SHOWN 10 /* follow-ups on the card without --all */
 
-        fprintf(fp, "  %-16s %zu open\n", "follow-ups", x->loop_cnt);
-        for (size_t i = 0; i < x->loop_cnt; i++) {
+/* The open loops in npsctl_loop_cmp() order (overdue first): all of them
+ * with all != 0, else at most NPSCTL_LOOPS_SHOWN and a line counting the
+ * rest, so that an account with dozens of open detractors still fits on a
+ * screen with the urgent ones in view. */
+static void npsctl_print_followups(FILE *fp, const npsctl_extra_t *x,
+                                   int all) {
+        static const char *stages[] = {"acknowledge", "route", "close"};
+        size_t overdue = 0, shown = x->loop_cnt;
+
+        for (size_t i = 0; i < x->loop_cnt; i++)
+                overdue += npsctl_loop_is_overdue(&x->loops[i]);
+        if (!all && shown > NPSCTL_LOOPS_SHOWN)
+                shown = NPSCTL_LOOPS_SHOWN;
+        fprintf(fp, "  %-16s %zu open", "follow-ups", x->loop_cnt);
+        if (overdue)
+                fprintf(fp, " (%s%zu overdue%s)", C_RED, overdue, C_RESET);
+        fputc('\n', fp);
+        for (size_t i = 0; i < shown; i++) {
                 const npsctl_hash_t *lp = &x->loops[i];
-                const char *ov = npsctl_hget(lp, "overdue");
                 const char *owner = npsctl_hget(lp, "owner");
 
                 fprintf(fp, "    %s%s%s · submitted %s", C_BOLD,
@@ -659,12 +687,15 @@ static void npsctl_print_followups(FILE *fp, const npsctl_extra_t *x) {
                         npsctl_or_dash(npsctl_hget(lp, "submitted_at")));
                 if (owner && *owner)
                         fprintf(fp, " · owner %s", owner);
-                if (ov && !strcmp(ov, "1"))
+                if (npsctl_loop_is_overdue(lp))
                         fprintf(fp, " · %soverdue%s", C_RED, C_RESET);
                 fputc('\n', fp);
                 for (size_t s = 0; s < 3; s++)
                         npsctl_print_stage(fp, lp, stages[s]);
         }
+        if (shown < x->loop_cnt)
+                fprintf(fp, "    … and %zu more; --all to list them\n",
+                        x->loop_cnt - shown);
 }
 
 /* A JSON number as short text ("-12.5", "30"), a string as itself, "—"
@@ -759,6 +790,7 @@ static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
                 npsctl_fpad(fp, npsctl_or_dash(json_string_value(
                                     json_object_get(a, "fired_at"))),
                             -24);
+                fputc(' ', fp); /* a fired_at with milliseconds fills 24 */
                 fputs(sev && !strcmp(sev, "high")
                               ? C_RED
                               : (sev && !strcmp(sev, "medium") ? C_YELLOW
@@ -831,7 +863,7 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         npsctl_hash_t h[2 + NPSCTL_WINDOWS_MAX];
         char wbuf[256], *wnames[NPSCTL_WINDOWS_MAX], *save, *tok;
         const char *id = NULL, *windows = "30d,90d", *v;
-        int i, r, json = 0, wcnt = 0, rc = 1, nkeys, any = 0;
+        int i, r, json = 0, all = 0, wcnt = 0, rc = 1, nkeys, any = 0;
         redisContext *rc_redis = NULL;
         npsctl_extra_t extra;
         char errstr[512];
@@ -845,6 +877,8 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                 }
                 if (!strcmp(argv[i], "--json")) {
                         json = 1;
+                } else if (!strcmp(argv[i], "--all")) {
+                        all = 1;
                 } else if ((r = npsctl_optval(argc, argv, &i, "--windows",
                                               &v))) {
                         if (r < 0)
@@ -927,7 +961,7 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                 npsctl_print_card(stdout, id, &h[0], &h[1], &h[2], wnames,
                                   wcnt);
                 fputc('\n', stdout);
-                npsctl_print_followups(stdout, &extra);
+                npsctl_print_followups(stdout, &extra, all);
                 npsctl_print_alerts(stdout, &extra);
         }
         rc = fflush(stdout) ? 1 : 0;

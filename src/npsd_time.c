@@ -233,14 +233,34 @@ int npsd_date_parse(const char *s, size_t len, int32_t *day) {
         return 0;
 }
 
+/* Writes v as exactly n decimal digits (leading zeros), most significant
+ * first; v must be below 10^n. */
+static void npsd_put_digits(char *p, unsigned v, int n) {
+        while (n-- > 0) {
+                p[n] = (char)('0' + v % 10);
+                v /= 10;
+        }
+}
+
+/* Only years 0000-9999 fit "YYYY-MM-DD" (and are what npsd_date_parse()
+ * accepts), so a day outside them is clamped to the first or last day of
+ * that range: the output is always a valid date that parses back. Digits
+ * are written by hand because the ranges are then known here, where a
+ * printf format would have to allow for any int and draw gcc's
+ * -Wformat-truncation at -O2 and above. */
 char *npsd_date_format(int32_t day, char *buf) {
+        int32_t lo = npsd_days_from_civil(0, 1, 1);
+        int32_t hi = npsd_days_from_civil(9999, 12, 31);
         int y;
         unsigned m, d;
 
-        npsd_civil_from_days(day, &y, &m, &d);
-        /* 11 bytes covers years 0000-9999, the only ones a valid input can
-         * carry; wider years are cut rather than overflowing the buffer. */
-        snprintf(buf, 11, "%04d-%02u-%02u", y, m, d);
+        npsd_civil_from_days(day < lo ? lo : day > hi ? hi : day, &y, &m, &d);
+        npsd_put_digits(buf, (unsigned)y, 4);
+        buf[4] = '-';
+        npsd_put_digits(buf + 5, m, 2);
+        buf[7] = '-';
+        npsd_put_digits(buf + 8, d, 2);
+        buf[10] = '\0';
         return buf;
 }
 

@@ -29,7 +29,8 @@ int32_t npsd_time_day(int64_t ms);
 /* Parses "YYYY-MM-DD" into an epoch day. Returns 0 or -1. */
 int npsd_date_parse(const char *s, size_t len, int32_t *day);
 
-/* Formats an epoch day as "YYYY-MM-DD"; buf holds >= 11 bytes. Returns buf. */
+/* Formats an epoch day as "YYYY-MM-DD"; buf holds >= 11 bytes. Days before
+ * 0000-01-01 or after 9999-12-31 give those dates. Returns buf. */
 char *npsd_date_format(int32_t day, char *buf);
 
 /* Epoch day <-> civil date (proleptic Gregorian). */

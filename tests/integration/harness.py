@@ -19,6 +19,8 @@ import time
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+import contract
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -147,6 +149,7 @@ class Stack:
                 out.append(m)
             pos[m.partition()] = m.offset() + 1
         c.close()
+        contract.check_topic(topic, [m.value() for m in out])
         return out
 
     def count(self, topic):
@@ -334,6 +337,7 @@ def read_topic(st, topic, timeout=30):
     finally:
         c.close()
     out.sort(key=lambda m: (m.partition(), m.offset()))
+    contract.check_topic(topic, [m.value() for m in out])
     return out
 
 

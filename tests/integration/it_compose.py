@@ -8,8 +8,12 @@ npsd uses. The npsd service's NPSD_* environment is fed to the real
 setting it names; an unknown NPSD_* variable is only a warning, and a bad
 value of a known one must be refused. The
 Dockerfile must be multi-stage, Debian 12 based, build with CMake, copy
-only paths that exist, and run as a non-root user.
+only paths that exist, and run as a non-root user. Prometheus and Grafana
+come only with the profile "observability": Prometheus scrapes npsd,
+Grafana gets the redis-datasource plugin and its provisioning (data
+sources, the dashboard directory) from files that exist.
 """
+import json
 import os
 import re
 import shlex
@@ -123,6 +127,75 @@ def check_dockerfile(path, context):
             assert needed not in pats, ".dockerignore drops " + needed
 
 
+def mounts(svc):
+    """{container path: host path (absolute)} of a service's bind mounts
+    (short syntax "./host:/container[:ro]"); named volumes left out."""
+    out = {}
+    for v in svc.get("volumes", []):
+        if isinstance(v, dict):
+            if v.get("type") == "bind":
+                out[v["target"]] = os.path.normpath(os.path.join(REPO, v["source"]))
+            continue
+        parts = v.split(":")
+        if parts[0].startswith((".", "/")):
+            out[parts[1]] = os.path.normpath(os.path.join(REPO, parts[0]))
+    return out
+
+
+def check_observability(services, npsd_listen):
+    """Prometheus and Grafana, only under the profile "observability":
+    Prometheus scrapes npsd where it listens; Grafana installs the
+    redis-datasource plugin and is provisioned with both data sources and
+    the dashboard directory, every mounted file existing here."""
+    for name in ("kafka", "redis", "npsd"):
+        assert not services[name].get("profiles"), \
+            "%s must start without a profile" % name
+    for name in ("prometheus", "grafana"):
+        assert name in services, "service %s missing" % name
+        assert services[name].get("profiles") == ["observability"], \
+            "%s: profiles %s" % (name, services[name].get("profiles"))
+
+    prom = services["prometheus"]
+    assert prom["image"].startswith("prom/prometheus:"), prom["image"]
+    pm = mounts(prom)
+    cfg_path = pm.get("/etc/prometheus/prometheus.yml")
+    assert cfg_path and os.path.isfile(cfg_path), pm
+    with open(cfg_path) as f:
+        cfg = yaml.safe_load(f)
+    port = npsd_listen.rsplit(":", 1)[1]
+    targets = [t for job in cfg["scrape_configs"]
+               for sc in job.get("static_configs", [])
+               for t in sc.get("targets", [])]
+    assert "npsd:%s" % port in targets, \
+        "prometheus does not scrape npsd:%s: %s" % (port, targets)
+    assert all(job.get("metrics_path", "/metrics") == "/metrics"
+               for job in cfg["scrape_configs"])
+
+    graf = services["grafana"]
+    assert graf["image"].startswith("grafana/grafana"), graf["image"]
+    genv = env_dict(graf)
+    assert "redis-datasource" in genv.get("GF_INSTALL_PLUGINS", "").split(","), genv
+    gm = mounts(graf)
+    prov = gm.get("/etc/grafana/provisioning")
+    assert prov and os.path.isdir(prov), gm
+    with open(os.path.join(prov, "datasources", "datasources.yaml")) as f:
+        ds = {d["type"]: d for d in yaml.safe_load(f)["datasources"]}
+    assert ds["prometheus"]["url"] == "http://prometheus:9090", ds
+    assert re.match(r"redis://redis:6379(/0)?$", ds["redis-datasource"]["url"]), ds
+    with open(os.path.join(prov, "dashboards", "dashboards.yaml")) as f:
+        providers = yaml.safe_load(f)["providers"]
+    for pv in providers:
+        path = pv["options"]["path"]
+        assert path in gm, "dashboards path %s is not mounted: %s" % (path, gm)
+        files = [f for f in os.listdir(gm[path]) if f.endswith(".json")]
+        assert files, "no dashboard JSON in %s" % gm[path]
+        for fn in files:
+            with open(os.path.join(gm[path], fn)) as f:
+                json.load(f)
+    assert "prometheus" in depends(graf) and "redis" in depends(graf), \
+        depends(graf)
+
+
 def test(build):
     with open(os.path.join(REPO, "docker-compose.yml")) as f:
         doc = yaml.safe_load(f)
@@ -231,6 +304,7 @@ def test(build):
         assert opt in helptext, "npsctl gen has no %s" % opt
     assert creators[0] in depends(gen), depends(gen)
 
+    check_observability(services, env["NPSD_HTTP_LISTEN"])
     os.rmdir(work)
 
 

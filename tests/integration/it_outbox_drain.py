@@ -9,9 +9,12 @@ from harness import Stack, main, wait_for
 def test(build):
     st = Stack(build, name="outbox")
     try:
-        msg = {"alert_id": "role_gap:acct-x:1", "type": "role_gap",
-               "severity": "medium", "account_id": "acct-x",
-               "fired_at": "2026-11-20T12:00:00Z", "details": {},
+        # shaped as npsd raises it (docs/schemas/alert.json)
+        msg = {"alert_id": "role_gap:acct-x:1:1795190400000",
+               "type": "role_gap", "severity": "medium",
+               "account_id": "acct-x", "fired_at": "2026-11-20T12:00:00Z",
+               "details": {"role_gap": -40, "end_user_nps": -50,
+                           "decision_maker_nps": -10, "window": "90d"},
                "account": {}, "event_id": "r-1"}
         st.r.hset("nps:outbox", msg["alert_id"], json.dumps(msg))
         npsd = st.npsd("roll.interval.s=1")

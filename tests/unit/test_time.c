@@ -209,6 +209,23 @@ static void test_date_parse_format(void **state) {
         assert_int_equal(day, -1);
         assert_string_equal(npsd_date_format(-1, buf), "1969-12-31");
         assert_int_equal(npsd_date_parse("2000-02-29", 10, &day), 0);
+        /* Four-digit years only: the ends of that range, and days beyond
+         * them clamped to those ends (never a cut or wider string). */
+        assert_string_equal(npsd_date_format(-719528, buf), "0000-01-01");
+        assert_string_equal(npsd_date_format(2932896, buf), "9999-12-31");
+        assert_string_equal(npsd_date_format(-719529, buf), "0000-01-01");
+        assert_string_equal(npsd_date_format(2932897, buf), "9999-12-31");
+        assert_string_equal(npsd_date_format(INT32_MIN, buf), "0000-01-01");
+        assert_string_equal(npsd_date_format(INT32_MAX, buf), "9999-12-31");
+        /* Every formatted day parses back to itself. */
+        for (int32_t z = -719528; z <= 2932896; z += 7) {
+                int32_t back;
+
+                assert_int_equal(npsd_date_parse(npsd_date_format(z, buf), 10,
+                                                 &back),
+                                 0);
+                assert_int_equal(back, z);
+        }
 
         assert_int_equal(npsd_date_parse("2023-02-29", 10, &day), -1);
         assert_int_equal(npsd_date_parse("1900-02-29", 10, &day), -1);
