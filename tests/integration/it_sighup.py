@@ -1,5 +1,8 @@
-"""SIGHUP and the environment, with the real npsd against a real
-redis-server and the development broker.
+"""SIGHUP, the environment and the configuration file lookup, with the real
+npsd against a real redis-server and the development broker.
+
+Without --config, --check-config names ./config/npsd.conf when there is
+one, else the system file when it exists, else none.
 
 npsd starts from its own configuration file with log.level=warn and the
 default smb benchmark and priority.arr, next to an unknown NPSD_* variable
@@ -19,6 +22,7 @@ committed, and npsd still exits 0 on SIGTERM.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -95,6 +99,27 @@ def test(build):
         assert chk.stderr == ("npsd: warning: environment: "
                               "NPSD_NO_SUCH_SETTING does not name a setting; "
                               "ignored\n"), chk.stderr
+
+        # the file lookup without --config: ./config/npsd.conf first, else
+        # the system file (its path as the binary was built, from --help)
+        helptext = subprocess.run([argv[0], "--help"], capture_output=True,
+                                  text=True, timeout=30).stdout
+        sysconf = re.search(r"else (/\S+) when present", helptext).group(1)
+        empty = os.path.join(st.dir, "empty")
+        os.makedirs(os.path.join(empty, "config"))
+        for cwd, want in ((st.dir, sysconf if os.path.exists(sysconf)
+                           else "none (defaults, environment and --set only)"),
+                          (empty, "config/npsd.conf")):
+            if cwd == empty:
+                write_conf(os.path.join(empty, "config", "npsd.conf"),
+                           benchmark__smb="41")
+            chk = subprocess.run(argv[:1] + argv[3:] + ["--check-config"],
+                                 env=env, cwd=cwd, capture_output=True,
+                                 text=True, timeout=60)
+            assert chk.returncode == 0, chk.stderr
+            assert chk.stdout.startswith("# configuration file: %s\n" % want), \
+                (cwd, chk.stdout[:200])
+        assert "benchmark.smb = 41\n" in chk.stdout
 
         npsd = st._spawn(argv, "npsd.log", env=env)
         st.npsd_procs.append(npsd)
