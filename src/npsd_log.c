@@ -4,11 +4,14 @@
 #include "npsd/npsd_log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-static int npsd_log_level = NPSD_LOG_INFO;
+/* Atomic: a reload (SIGHUP) changes it on the main thread while
+ * librdkafka's and the HTTP server's threads log. */
+static atomic_int npsd_log_level = NPSD_LOG_INFO;
 static const char *npsd_log_names[] = {"error", "warn", "info", "debug"};
 
 int npsd_log_set_level(const char *name) {
