@@ -7,6 +7,7 @@ pkgs=(build-essential cmake pkg-config clang
       librdkafka-dev libjansson-dev libhiredis-dev libcmocka-dev libmicrohttpd-dev
       redis-server redis-tools python3 python3-redis python3-confluent-kafka
       python3-yaml)
+pkgs+=(tmux)  # it_downstream runs npsctl top in a terminal and captures its screen
 
 missing=()
 for p in "${pkgs[@]}"; do
