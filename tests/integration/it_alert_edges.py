@@ -12,6 +12,11 @@ from the outbox before the next one, so every step is its own script call:
   step 4  + 7 P  (n = 18):     NPS 55.6, trend +5.6: cleared (re-armed)
   step 5  + 1 Pa, 1 D (n = 20): NPS 45.0, trend -5.0: nps_drop #2, medium
 
+acct-d2 has 9 responses in the previous period (promoters: NPS 100.0) and,
+in step 1, 10 current detractors (trend -200.0): nothing, the previous
+period has fewer than 10; in step 2 a 10th previous-period response
+arrives: nps_drop.
+
 Usage (active users of the last 7 days against the 7 days before):
   acct-u1  step 1: 3 now, 4 before (fewer than 5 before): nothing
            step 2: a 5th user before: 3 < 0.7 x 5 = 3.5: usage_drop
@@ -40,10 +45,10 @@ class Seq:
     def __init__(self):
         self.n = 0
 
-    def resp(self, score, at):
+    def resp(self, score, at, acct="acct-d1"):
         self.n += 1
-        return ("acct-d1", json.dumps(
-            {"event_id": "d1-%d" % self.n, "account_id": "acct-d1",
+        return (acct, json.dumps(
+            {"event_id": "%s-%d" % (acct, self.n), "account_id": acct,
              "user_id": "user-%d" % self.n, "score": score,
              "submitted_at": iso(at)}))
 
@@ -90,7 +95,9 @@ def test(build):
         rs = [q.resp(10, prev) for _ in range(5)] + \
              [q.resp(8, prev) for _ in range(5)] + \
              [q.resp(10, cur) for _ in range(3)] + \
-             [q.resp(7, cur) for _ in range(6)]
+             [q.resp(7, cur) for _ in range(6)] + \
+             [q.resp(10, prev, "acct-d2") for _ in range(9)] + \
+             [q.resp(0, cur, "acct-d2") for _ in range(10)]
         us = [q.use("acct-u1", "c%d" % i, 1) for i in range(3)] + \
              [q.use("acct-u1", "p%d" % i, 8 + i) for i in range(4)] + \
              [q.use("acct-u2", "c%d" % i, 2) for i in range(7)]
@@ -98,7 +105,10 @@ def test(build):
         s = st.r.hgetall("nps:{acct-d1}:summary")
         assert (s["responses_90d"], s["nps_90d"], s["nps_prev_90d"],
                 s["trend_90d"]) == ("9", "33.3", "50", "-16.7"), s
+        s2 = st.r.hgetall("nps:{acct-d2}:summary")
+        assert (s2["responses_90d"], s2["trend_90d"]) == ("10", "-200"), s2
         assert by == Counter(), "step 1: %s" % got
+        assert flags(st, "acct-d2").get("nps_drop") == "0"
         # the rules ran (state written) and found nothing
         assert flags(st, "acct-d1").get("nps_drop") == "0", flags(st, "acct-d1")
         assert flags(st, "acct-u1").get("usage_drop") == "0"
@@ -109,20 +119,29 @@ def test(build):
         # ---- step 2: the 10th current response, the 5th user before
         # acct-u2's 10 users of the week before arrive now (7 < 7.0 false)
         tenth = q.resp(7, cur)
+        prev10 = q.resp(9, prev - timedelta(days=20), "acct-d2")
         got, by = run_step(
-            st, q, [tenth],
+            st, q, [tenth, prev10],
             [q.use("acct-u1", "p4", 12)] +
             [q.use("acct-u2", "p%d" % i, 7 + i % 7) for i in range(10)])
         want = Counter({("nps_drop", "acct-d1"): 1,
+                        ("nps_drop", "acct-d2"): 1,
                         ("usage_drop", "acct-u1"): 1})
         assert by == want, "step 2: %s" % by
-        drop = [a for a in got if a["type"] == "nps_drop"][0]
+        drop = [a for a in got if a["type"] == "nps_drop" and
+                a["account_id"] == "acct-d1"][0]
         assert drop["severity"] == "high", drop        # -20 <= 2 x -4
         assert drop["details"] == {"trend": -20, "nps": 30, "nps_prev": 50,
                                    "responses": 10, "responses_prev": 10,
                                    "window": "90d"}, drop
         assert drop["alert_id"].startswith("nps_drop:acct-d1:1:"), drop
         assert drop["event_id"] == json.loads(tenth[1])["event_id"], drop
+        d2 = [a for a in got if a["type"] == "nps_drop" and
+              a["account_id"] == "acct-d2"][0]
+        assert d2["details"] == {"trend": -200, "nps": -100, "nps_prev": 100,
+                                 "responses": 10, "responses_prev": 10,
+                                 "window": "90d"}, d2
+        assert d2["event_id"] == json.loads(prev10[1])["event_id"], d2
         ud = [a for a in got if a["type"] == "usage_drop"][0]
         assert ud["details"] == {"active_users_7d": 3,
                                  "active_users_prev_7d": 5}, ud
@@ -164,14 +183,15 @@ def test(build):
             ("20", "45", "-5"), s
         want[("nps_drop", "acct-d1")] = 2
         assert by == want, "step 5: %s" % by
-        drops = sorted((a for a in got if a["type"] == "nps_drop"),
+        drops = sorted((a for a in got if a["type"] == "nps_drop" and
+                        a["account_id"] == "acct-d1"),
                        key=lambda a: a["alert_id"])
         assert drops[1]["alert_id"].startswith("nps_drop:acct-d1:2:"), drops
         assert drops[1]["severity"] == "medium", drops[1]   # -8 < -5 <= -4
         assert drops[1]["details"] == {"trend": -5, "nps": 45, "nps_prev": 50,
                                        "responses": 20, "responses_prev": 10,
                                        "window": "90d"}, drops[1]
-        assert sum(by.values()) == 4, by
+        assert sum(by.values()) == 5, by
         assert len({a["alert_id"] for a in got}) == len(got), got
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
         npsd = None
