@@ -157,6 +157,16 @@ def no_slice(what, h, sl):
     absent(what, h, ["%s.%s" % (sl, f) for f in SLICE_FIELDS])
 
 
+def stop_clean(st, p):
+    """SIGTERM ends npsd with status 0 and its log holds no sanitizer or
+    undefined-behaviour report (SPEC §3 "Faults")."""
+    assert st.stop(p) == 0, "npsd must exit 0 on SIGTERM"
+    log = st.log(p)
+    bad = [m for m in ("AddressSanitizer", "LeakSanitizer", "runtime error")
+           if m in log]
+    assert not bad, "npsd log reports %s" % bad
+
+
 def test(build):
     st = Stack(build, name="hand")
     npsd = None
@@ -283,7 +293,7 @@ def test(build):
                 assert m.get(k) == v, "%s message metrics %s: %s, expected %s" \
                     % (acct, k, m.get(k), v)
             assert "trend_90d" not in m, (acct, m)
-        assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
+        stop_clean(st, npsd)
         npsd = None
     finally:
         st.close()

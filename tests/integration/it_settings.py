@@ -10,7 +10,8 @@ redis.prefix ("penv"); --set overrides redis.prefix again ("cs").
   npsd --check-config shows each level winning in turn, the password
   masked and never printed;
   a running npsd with all three writes under cs: in database 5 only
-  (nothing under the other prefixes, nothing in databases 0 and 2),
+  (nothing under the other prefixes, nothing in databases 0 and 2; the
+  Redis user may touch nothing else),
   announces on cs:events, and 4 responses are not low_confidence (the
   file's 3, not the default 50); npsctl account reads the account back
   with the same prefix, database and password."""
@@ -57,6 +58,16 @@ def pick(c):
                                   "role_gap.threshold")}
 
 
+def stop_clean(st, p):
+    """SIGTERM ends npsd with status 0 and its log holds no sanitizer or
+    undefined-behaviour report (SPEC §3 "Faults")."""
+    assert st.stop(p) == 0, "npsd must exit 0 on SIGTERM"
+    log = st.log(p)
+    bad = [m for m in ("AddressSanitizer", "LeakSanitizer", "runtime error")
+           if m in log]
+    assert not bad, "npsd log reports %s" % bad
+
+
 def test(build):
     st = Stack(build, name="settings")
     npsd = None
@@ -83,6 +94,12 @@ def test(build):
             pass
         except redis.exceptions.ResponseError as e:
             assert "NOAUTH" in str(e), e
+
+        # from here on, the password's user may touch only keys and
+        # channels under cs: (the prefix the running npsd gets): a key
+        # npsd wrote or read outside its prefix would fail with NOPERM
+        r5.execute_command("ACL", "SETUSER", "default", "resetkeys", "~cs:*",
+                           "resetchannels", "&cs:*")
 
         conf = os.path.join(st.dir, "npsd-test.conf")
         with open(conf, "w") as f:
@@ -170,7 +187,7 @@ def test(build):
         assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
 
         st.wait_log(npsd, "partitions assigned", 60)
-        assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
+        stop_clean(st, npsd)
         npsd = None
         ps.close()
     finally:
