@@ -169,8 +169,9 @@ def test(build):
         f_where = produce_tracked(st, "nps.followups", f_items)
         # the keyless bad messages may land elsewhere; the keyed ones share
         # one partition with every good message
-        keyed = {w for w, k in zip(u_where, u_kinds) if not k or k[1]}
-        assert len(keyed) >= 1 and len({p for p, _ in keyed}) == 1, keyed
+        for where, kinds in ((u_where, u_kinds), (f_where, f_kinds)):
+            parts = {p for (p, _), k in zip(where, kinds) if not k or k[1]}
+            assert len(parts) == 1, parts
         wait_processed(st, "npsd", TOPICS, timeout=60)
         assert npsd.poll() is None, "npsd died on bad input"
 
