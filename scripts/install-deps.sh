@@ -10,6 +10,7 @@ pkgs=(build-essential cmake pkg-config clang
 pkgs+=(prometheus)  # promtool check metrics on npsd's /metrics (tests/integration/it_metrics.py)
 pkgs+=(python3-jsonschema)  # message schemas (docs/schemas) checked in the tests
 pkgs+=(dpkg-dev systemd groff-base man-db adduser)  # it_package: cpack's dpkg-shlibdeps, systemd-analyze verify, man pages, postinst
+pkgs+=(tmux)  # it_downstream runs npsctl top in a terminal and captures its screen
 
 missing=()
 for p in "${pkgs[@]}"; do
