@@ -408,6 +408,8 @@ int main(int argc, char **argv) {
                                                 (npsd_mono_ms() - t0) / 1e3);
                         if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
                                 npsd_pipeline_alerts(pipeline, &npsd_stop);
+                        if (rolled >= 0)
+                                npsd_pipeline_timer_count(pipeline);
                         /* more due: come back soon, else at the interval */
                         next_roll = mono + (rolled >= 500
                                                     ? 1000

@@ -80,7 +80,9 @@ class Stack:
         self.redis_proc.terminate()
         self.redis_proc.wait(10)
 
-    def npsd(self, *sets, now=None, log="npsd.log"):
+    def npsd(self, *sets, now=None, log="npsd.log", metrics=False):
+        """Starts an npsd. metrics=True serves /metrics on a free port
+        (p.metrics_port) for counter(), timers_ran()."""
         argv = [os.path.join(self.build, "npsd"), "--config",
                 os.path.join(REPO, "config", "npsd.conf"),
                 "--set", "kafka.bootstrap.servers=" + self.bootstrap,
@@ -93,9 +95,14 @@ class Stack:
                 "--set", "kafka.session.timeout.ms=6000"]
         for s in sets:
             argv += ["--set", s]
+        port = None
+        if metrics:
+            port = free_port()
+            argv += ["--set", "http.listen=127.0.0.1:%d" % port]
         if now:
             argv += ["--now", now]
         p = self._spawn(argv, log)
+        p.metrics_port = port
         self.npsd_procs.append(p)
         return p
 
@@ -765,4 +772,60 @@ def check_exact(st, sent_path, now, source="sent"):
 def npsd_events(text, what):
     """Number of log lines of an npsd log containing what."""
     return sum(1 for ln in text.splitlines() if what in ln)
+
+
+# ---- evidence that a step ran (before asserting that it did nothing)
+
+def scrape(p):
+    """{sample name with labels: value} of npsd p's /metrics (started with
+    metrics=True); {} while it does not answer."""
+    import urllib.request
+    assert p.metrics_port, "npsd started without metrics=True"
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                    p.metrics_port, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for ln in text.splitlines():
+        if ln and not ln.startswith("#"):
+            name, _, val = ln.rpartition(" ")
+            out[name] = float(val)
+    return out
+
+
+def counter(p, name):
+    """One sample of npsd p's /metrics, waiting until it is served."""
+    box = []
+
+    def got():
+        v = scrape(p).get(name)
+        if v is not None:
+            box.append(v)
+            return True
+        return False
+    wait_for(got, 30, "%s on /metrics" % name)
+    return box[-1]
+
+
+def timers_ran(st, p, timeout=60):
+    """Waits for positive evidence that a whole timer pass of npsd p (window
+    roll, follow-up deadlines, alert outbox drain) started after this call
+    and completed, then for the outbox to be empty. /metrics is published
+    about every second and a pass runs every roll.interval.s (1 s in the
+    tests): a count four above the first reading leaves room for the passes
+    the first reading may have missed. Returns the count reached."""
+    n0 = counter(p, "npsd_timer_runs_total")
+    box = []
+
+    def ran():
+        v = scrape(p).get("npsd_timer_runs_total", 0)
+        box.append(v)
+        return v >= n0 + 4
+    wait_for(ran, timeout, "four npsd timer passes after %d" % n0,
+             interval=0.3)
+    wait_for(lambda: st.r.hlen("nps:outbox") == 0, timeout,
+             "the alert outbox drained")
+    return box[-1]
 
