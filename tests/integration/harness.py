@@ -812,20 +812,18 @@ def counter(p, name):
 def timers_ran(st, p, timeout=60):
     """Waits for positive evidence that a whole timer pass of npsd p (window
     roll, follow-up deadlines, alert outbox drain) started after this call
-    and completed, then for the outbox to be empty. /metrics is published
-    about every second and a pass runs every roll.interval.s (1 s in the
-    tests): a count four above the first reading leaves room for the passes
-    the first reading may have missed. Returns the count reached."""
+    and completed, then for the outbox to be empty. npsd publishes the
+    count as soon as a pass ends, so the pass running at the first reading
+    ends at +1 and the next, wholly after it, at +2. Returns the count."""
     n0 = counter(p, "npsd_timer_runs_total")
     box = []
 
     def ran():
         v = scrape(p).get("npsd_timer_runs_total", 0)
         box.append(v)
-        return v >= n0 + 4
-    wait_for(ran, timeout, "four npsd timer passes after %d" % n0,
-             interval=0.3)
+        return v >= n0 + 2
+    wait_for(ran, timeout, "two npsd timer passes after %d" % n0,
+             interval=0.2)
     wait_for(lambda: st.r.hlen("nps:outbox") == 0, timeout,
              "the alert outbox drained")
     return box[-1]
-
