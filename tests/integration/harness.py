@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -48,6 +49,8 @@ class Stack:
         self.dir = tempfile.mkdtemp(prefix="npsd-%s-" % name)
         self.procs = []
         self.npsd_procs = []
+        # pid -> "killed" or the exit status a test expects (default 0)
+        self.exempt = {}
         self.redis_port = free_port()
         self.redis_proc = None
         self.start_redis()
@@ -55,6 +58,7 @@ class Stack:
         self.broker = self._spawn(
             [os.path.join(self.build, "npsctl"), "broker", "--partitions",
              str(partitions), "--bootstrap-file", bfile], "broker.log")
+        self.broker.kind = "broker"
         wait_for(lambda: os.path.exists(bfile), 15, "broker bootstrap file")
         with open(bfile) as f:
             self.bootstrap = f.read().strip()
@@ -67,6 +71,17 @@ class Stack:
         p.logname = os.path.join(self.dir, logname)
         self.procs.append(p)
         return p
+
+    def killed(self, p, sig=signal.SIGKILL, timeout=10):
+        """Kills p on purpose (kill -9 tests): close() then neither expects
+        exit status 0 nor a leak report from it. Returns its status."""
+        self.exempt[p.pid] = "killed"
+        p.send_signal(sig)
+        return p.wait(timeout)
+
+    def expect_exit(self, p, status):
+        """p is meant to end with this status (a refused start)."""
+        self.exempt[p.pid] = status
 
     def start_redis(self):
         self.redis_proc = self._spawn(
@@ -102,6 +117,7 @@ class Stack:
         if now:
             argv += ["--now", now]
         p = self._spawn(argv, log)
+        p.kind = "npsd"
         p.metrics_port = port
         self.npsd_procs.append(p)
         return p
@@ -188,14 +204,73 @@ class Stack:
         return p.wait(timeout)
 
     def close(self):
+        """Ends every process the stack started with SIGTERM, newest first
+        (npsd before the broker and Redis it needs to stop cleanly), and
+        checks npsd and `npsctl broker`: exit status 0 (or what the test
+        declared with expect_exit()/killed()) and a log free of sanitizer
+        reports, so leaks and undefined behaviour fail the test. Raises
+        AssertionError listing every problem; when a test already failed
+        Python shows both."""
+        problems = []
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.kill()
-                p.wait()
-        if os.environ.get("IT_KEEP_DIRS"):
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    problems.append("%s did not exit within %d s of SIGTERM"
+                                    % (_name(p), STOP_TIMEOUT))
+            if not _checked(p):
+                continue
+            want = self.exempt.get(p.pid, 0)
+            if want != "killed" and p.returncode != want:
+                problems.append("%s exited with status %s, expected %s" % (
+                    _name(p), p.returncode, want))
+            found = sanitizer_report(self.log(p))
+            if found:
+                problems.append("%s: %s" % (_name(p), found))
+        if os.environ.get("IT_KEEP_DIRS") or problems:
             print("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise AssertionError("processes did not end cleanly:\n  " +
+                                 "\n  ".join(problems))
+
+
+# Seconds a process gets to exit after SIGTERM (npsd finishes its batch,
+# flushes, commits and leaves the group; slower under the sanitizers).
+STOP_TIMEOUT = 60
+
+# Lines a sanitizer writes when it finds something: ASan/LSan report
+# headers and summaries, UBSan's "file:line:col: runtime error:".
+SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
+                       r"MemorySanitizer|UndefinedBehaviorSanitizer|"
+                       r"runtime error:|==[0-9]+==ERROR: |^SUMMARY: ",
+                       re.M)
+
+
+def sanitizer_report(text):
+    """The first sanitizer report line in text (with some context), or
+    None."""
+    m = SANITIZER.search(text)
+    if not m:
+        return None
+    lo = text.rfind("\n", 0, m.start()) + 1
+    return text[lo:lo + 2000]
+
+
+def _checked(p):
+    """npsd and `npsctl broker` (our binaries, run for the whole test) are
+    judged at close; redis-server and short npsctl commands are not."""
+    return getattr(p, "kind", None) in ("npsd", "broker")
+
+
+def _name(p):
+    return "%s (pid %d, %s)" % (getattr(p, "kind", "process"), p.pid,
+                                os.path.basename(getattr(p, "logname", "")))
 
 
 def _ping(r):

@@ -29,8 +29,7 @@ def test(build):
         wait_for(lambda: committed_sum(st, "npsd", "nps.responses") >= 3000,
                  60, "3000 responses committed")
         assert gen.poll() is None, "the stream ended before the kill"
-        npsd.send_signal(signal.SIGKILL)
-        assert npsd.wait(10) == -signal.SIGKILL
+        assert st.killed(npsd) == -signal.SIGKILL
         at_kill = committed_sum(st, "npsd", "nps.responses")
         assert gen.poll() is None, "the stream ended before the kill"
 

@@ -150,6 +150,7 @@ def test(build):
         # A second npsd cannot bind the same address: exit 1, clear message.
         second = st.npsd("http.listen=127.0.0.1:%d" % port,
                          "kafka.group.id=second", log="npsd-2.log")
+        st.expect_exit(second, 1)
         assert second.wait(30) == 1
         log2 = st.log(second)
         assert "http.listen" in log2 and "127.0.0.1:%d" % port in log2, log2

@@ -6,7 +6,6 @@ computation, every response is published at least once.
 """
 import os
 import re
-import signal
 
 from harness import (FaultStack, check_exact, committed_sum, end_offsets,
                      gen_stream, main, wait_for, wait_processed)
@@ -51,8 +50,7 @@ def test(build):
                  60, "3000 responses committed")
         assert gen.poll() is None, "the stream ended before the kill"
         victim = inst[1]
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(10)
+        st.killed(victim)
         before = {i: len(shares(st, p)) for i, p in enumerate(inst)}
 
         _, err = gen.communicate(timeout=90)
