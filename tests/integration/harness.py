@@ -902,3 +902,43 @@ def timers_ran(st, p, timeout=60):
     wait_for(lambda: st.r.hlen("nps:outbox") == 0, timeout,
              "the alert outbox drained")
     return box[-1]
+
+
+INPUT_TOPICS = ("nps.responses", "product.usage", "accounts",
+                "nps.followups")
+
+
+def input_committed(st, group="npsd"):
+    """Sum of the group's committed offsets over every input topic."""
+    return sum(committed_sum(st, group, t) for t in INPUT_TOPICS)
+
+
+def input_total(st):
+    """Every message the input topics hold (sum of end offsets)."""
+    return sum(sum(end_offsets(st, t).values()) for t in INPUT_TOPICS)
+
+
+def kill_holding_batch(st, p, group="npsd"):
+    """kill -9 npsd p while it holds input it consumed but did not commit,
+    so that the restart or a survivor must have it delivered again.
+
+    Redis refuses writes for a while (CLIENT PAUSE WRITE): p's batch in
+    hand cannot be applied, npsd logs "redis unavailable" and keeps
+    publishing its counters; once npsd_messages_consumed_total exceeds the
+    group's committed offsets, p is killed and Redis released. Returns
+    (consumed by p, committed at the kill). p needs metrics=True."""
+    st.r.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    try:
+        st.wait_log(p, "redis unavailable", timeout=30)
+        box = []
+
+        def holding():
+            c = scrape(p).get("npsd_messages_consumed_total", 0)
+            box.append(c)
+            return c > input_committed(st, group)
+        wait_for(holding, 30, "npsd to hold uncommitted input", interval=0.3)
+        st.killed(p)
+    finally:
+        st.r.execute_command("CLIENT", "UNPAUSE")
+    return box[-1], input_committed(st, group)
+
