@@ -923,22 +923,26 @@ def kill_holding_batch(st, p, group="npsd"):
     so that the restart or a survivor must have it delivered again.
 
     Redis refuses writes for a while (CLIENT PAUSE WRITE): p's batch in
-    hand cannot be applied, npsd logs "redis unavailable" and keeps
-    publishing its counters; once npsd_messages_consumed_total exceeds the
-    group's committed offsets, p is killed and Redis released. Returns
-    (consumed by p, committed at the kill). p needs metrics=True."""
+    hand cannot be applied (npsd commits only after the apply), npsd logs
+    "redis unavailable" and keeps publishing its counters. Once /metrics
+    shows Redis down, the same snapshot's npsd_messages_consumed_total
+    includes that batch (counted before the apply); p is then killed and
+    Redis released. Returns (consumed by p, the group's committed offsets
+    at the kill, summed over the input topics). p needs metrics=True."""
     st.r.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
     try:
         st.wait_log(p, "redis unavailable", timeout=30)
         box = []
 
         def holding():
-            c = scrape(p).get("npsd_messages_consumed_total", 0)
-            box.append(c)
-            return c > input_committed(st, group)
-        wait_for(holding, 30, "npsd to hold uncommitted input", interval=0.3)
+            m = scrape(p)
+            if m.get("npsd_redis_up") == 0 and \
+                    "npsd_messages_consumed_total" in m:
+                box.append(m["npsd_messages_consumed_total"])
+                return True
+            return False
+        wait_for(holding, 30, "npsd to report Redis down", interval=0.2)
         st.killed(p)
     finally:
         st.r.execute_command("CLIENT", "UNPAUSE")
     return box[-1], input_committed(st, group)
-
