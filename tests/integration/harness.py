@@ -123,9 +123,14 @@ class Stack:
         return p
 
     def npsctl(self, *args, check=True):
+        """Runs one npsctl command; a sanitizer report on its stderr fails
+        the test whatever its exit status."""
         argv = [os.path.join(self.build, "npsctl")] + list(args)
-        return subprocess.run(argv, cwd=REPO, check=check, capture_output=True,
-                              text=True, timeout=300)
+        r = subprocess.run(argv, cwd=REPO, check=check, capture_output=True,
+                           text=True, timeout=300)
+        found = sanitizer_report(r.stderr)
+        assert not found, "npsctl %s: %s" % (" ".join(args[:1]), found)
+        return r
 
     def gen(self, *args):
         return self.npsctl("gen", "--bootstrap", self.bootstrap, *args)
