@@ -773,7 +773,8 @@ def check_exact(st, sent_path, now, source="sent"):
 
     source="sent": the responses npsctl gen recorded in sent_path;
     source="topic": the responses nps.responses actually holds (for tests
-    where the development broker itself may drop acknowledged input)."""
+    that add responses of their own; they check first that the topic holds
+    exactly what was acknowledged)."""
     from collections import defaultdict
     today = epoch_day(now)
     if source == "topic":
