@@ -18,22 +18,33 @@ bash scripts/install-deps.sh
 jobs=$(nproc)
 passed=0
 failed=0
+broken=() # stages that could not report a count (named in the summary)
 
+# A stage that fails to build or whose ctest prints no summary (a crash,
+# a hang killed from outside) counts as one named failure; the script goes
+# on with the other stages either way, so one broken stage never hides the
+# results of the rest.
 run_suite() { # build-dir label cmake-args...
         local dir=$1 label=$2
         shift 2
         echo "== $label: configure and build ($dir)"
-        cmake -S . -B "$dir" -DNPSD_TESTS=ON "$@" >/dev/null
-        cmake --build "$dir" -j"$jobs" >/dev/null
+        if ! cmake -S . -B "$dir" -DNPSD_TESTS=ON "$@" >/dev/null ||
+                ! cmake --build "$dir" -j"$jobs" >/dev/null; then
+                echo "$label: build failed" >&2
+                broken+=("$label: build failed")
+                failed=$((failed + 1))
+                return 0
+        fi
         echo "== $label: ctest"
         local log="$dir/ctest.log"
-        if (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1) | tee "$log"; then :; fi
+        (cd "$dir" && ctest --output-on-failure --timeout 600 2>&1) | tee "$log" || true
         local line
-        line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)
+        line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1 || true)
         if [ -z "$line" ]; then
                 echo "$label: ctest printed no summary" >&2
+                broken+=("$label: ctest printed no summary")
                 failed=$((failed + 1))
-                return
+                return 0
         fi
         local f t
         f=$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+)/\1/')
@@ -53,6 +64,7 @@ if [ $quick -eq 0 ]; then
                 passed=$((passed + 1))
         else
                 echo "Release build: failed" >&2
+                broken+=("Release build: build failed")
                 failed=$((failed + 1))
         fi
 
@@ -62,22 +74,30 @@ if [ $quick -eq 0 ]; then
                         -DNPSD_WERROR=ON
 
         echo "== fuzz: message parser (libFuzzer, ${FUZZ_SECONDS:-60} s)"
-        CC=clang cmake -S . -B build-fuzz -DNPSD_FUZZ=ON -DNPSD_TESTS=OFF \
-                -DCMAKE_BUILD_TYPE=Debug -DNPSD_WERROR=ON >/dev/null
-        cmake --build build-fuzz --target fuzz_event -j"$jobs" >/dev/null
         corpus=$(mktemp -d)
-        cp tests/fuzz/corpus/* "$corpus"/
-        if ./build-fuzz/fuzz_event -max_total_time="${FUZZ_SECONDS:-60}" \
-                -print_final_stats=1 "$corpus" > build-fuzz/fuzz.log 2>&1; then
-                passed=$((passed + 1))
-                grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz.log | tail -2
-        else
+        if ! CC=clang cmake -S . -B build-fuzz -DNPSD_FUZZ=ON -DNPSD_TESTS=OFF \
+                -DCMAKE_BUILD_TYPE=Debug -DNPSD_WERROR=ON >/dev/null ||
+                ! cmake --build build-fuzz --target fuzz_event -j"$jobs" >/dev/null; then
+                broken+=("fuzz: build failed")
                 failed=$((failed + 1))
-                tail -40 build-fuzz/fuzz.log
+        else
+                cp tests/fuzz/corpus/* "$corpus"/
+                if ./build-fuzz/fuzz_event -max_total_time="${FUZZ_SECONDS:-60}" \
+                        -print_final_stats=1 "$corpus" > build-fuzz/fuzz.log 2>&1; then
+                        passed=$((passed + 1))
+                        grep -E 'stat::number_of_executed_units|Done' build-fuzz/fuzz.log | tail -2 || true
+                else
+                        broken+=("fuzz: fuzz_event failed")
+                        failed=$((failed + 1))
+                        tail -40 build-fuzz/fuzz.log
+                fi
         fi
         rm -rf "$corpus"
 fi
 
 echo
+for b in ${broken[@]+"${broken[@]}"}; do
+        echo "FAILED stage: $b"
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -595,6 +595,13 @@ int main(int argc, char **argv) {
                                                 (npsd_mono_ms() - t0) / 1e3);
                         if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
                                 npsd_pipeline_alerts(pipeline, &npsd_stop);
+                        if (rolled >= 0) {
+                                /* published at once: a reader that sees
+                                 * the count grow by two knows a whole pass
+                                 * ran after it looked */
+                                npsd_pipeline_timer_count(pipeline);
+                                npsd_observe_publish(&obs);
+                        }
                         /* more due: come back soon, else at the interval */
                         next_roll = mono + (rolled >= 500
                                                     ? 1000

@@ -197,6 +197,10 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
         npsd_buf_counter(&b, "npsd_alerts_raised_total",
                          "Account alerts raised on the alerts topic.",
                          s->alerts);
+        npsd_buf_counter(&b, "npsd_timer_runs_total",
+                         "Timer passes completed (windows rolled, follow-up "
+                         "deadlines checked, alert outbox drained).",
+                         s->timer_runs);
         npsd_buf_head(&b, "npsd_loop_stage_seconds_total", "counter",
                       "Wall seconds the main loop spent per stage: where a "
                       "batch's time goes.");

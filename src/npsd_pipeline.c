@@ -130,6 +130,10 @@ void npsd_pipeline_stage_add(npsd_pipeline_t *pl, npsd_stage_t stage,
                 pl->stats.stage_seconds[stage] += seconds;
 }
 
+void npsd_pipeline_timer_count(npsd_pipeline_t *pl) {
+        pl->stats.timer_runs++;
+}
+
 void npsd_pipeline_set_tick(npsd_pipeline_t *pl, void (*tick)(void *opaque),
                             void *opaque) {
         pl->tick = tick;

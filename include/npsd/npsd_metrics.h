@@ -98,7 +98,7 @@ typedef struct npsd_metrics_snapshot_s {
         int64_t started_ms;   /* monotonic ms the server started */
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
-        uint64_t redis_errors, delivery_retries, alerts;
+        uint64_t redis_errors, delivery_retries, alerts, timer_runs;
         npsd_hist_t hist[NPSD_HIST__CNT];
         double stage_seconds[NPSD_STAGE__CNT];
         int kafka_up, redis_up;

@@ -27,6 +27,8 @@ typedef struct npsd_pipeline_stats_s {
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries;
         uint64_t alerts; /* alerts published */
+        uint64_t timer_runs; /* timer passes completed: windows rolled,
+                              * deadlines checked, outbox drained */
         npsd_hist_t redis_apply;  /* seconds per npsd_store_apply() call */
         npsd_hist_t batch_size;   /* messages per batch */
         npsd_hist_t e2e_latency;  /* seconds from each input message's Kafka
@@ -76,6 +78,11 @@ const npsd_pipeline_stats_t *npsd_pipeline_stats(const npsd_pipeline_t *pipeline
  * stage's total. */
 void npsd_pipeline_stage_add(npsd_pipeline_t *pipeline, npsd_stage_t stage,
                              double seconds);
+
+/* Counts one completed timer pass (the main loop's roll and the outbox
+ * drain after it). Exposed so that a reader can tell that a pass ran after
+ * a given moment: "nothing more was raised" means something only then. */
+void npsd_pipeline_timer_count(npsd_pipeline_t *pipeline);
 
 /* Registers tick (NULL to remove), called on the pipeline's thread about
  * every 100 ms while a batch waits for Redis to come back or for delivery

@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from decimal import ROUND_HALF_UP, Decimal, localcontext
+from fractions import Fraction
 
 import redis
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -48,6 +51,8 @@ class Stack:
         self.dir = tempfile.mkdtemp(prefix="npsd-%s-" % name)
         self.procs = []
         self.npsd_procs = []
+        # pid -> "killed" or the exit status a test expects (default 0)
+        self.exempt = {}
         self.redis_port = free_port()
         self.redis_proc = None
         self.start_redis()
@@ -55,6 +60,7 @@ class Stack:
         self.broker = self._spawn(
             [os.path.join(self.build, "npsctl"), "broker", "--partitions",
              str(partitions), "--bootstrap-file", bfile], "broker.log")
+        self.broker.kind = "broker"
         wait_for(lambda: os.path.exists(bfile), 15, "broker bootstrap file")
         with open(bfile) as f:
             self.bootstrap = f.read().strip()
@@ -68,6 +74,17 @@ class Stack:
         self.procs.append(p)
         return p
 
+    def killed(self, p, sig=signal.SIGKILL, timeout=10):
+        """Kills p on purpose (kill -9 tests): close() then neither expects
+        exit status 0 nor a leak report from it. Returns its status."""
+        self.exempt[p.pid] = "killed"
+        p.send_signal(sig)
+        return p.wait(timeout)
+
+    def expect_exit(self, p, status):
+        """p is meant to end with this status (a refused start)."""
+        self.exempt[p.pid] = status
+
     def start_redis(self):
         self.redis_proc = self._spawn(
             ["redis-server", "--port", str(self.redis_port), "--save", "",
@@ -80,7 +97,9 @@ class Stack:
         self.redis_proc.terminate()
         self.redis_proc.wait(10)
 
-    def npsd(self, *sets, now=None, log="npsd.log"):
+    def npsd(self, *sets, now=None, log="npsd.log", metrics=False):
+        """Starts an npsd. metrics=True serves /metrics on a free port
+        (p.metrics_port) for counter(), timers_ran()."""
         argv = [os.path.join(self.build, "npsd"), "--config",
                 os.path.join(REPO, "config", "npsd.conf"),
                 "--set", "kafka.bootstrap.servers=" + self.bootstrap,
@@ -93,16 +112,27 @@ class Stack:
                 "--set", "kafka.session.timeout.ms=6000"]
         for s in sets:
             argv += ["--set", s]
+        port = None
+        if metrics:
+            port = free_port()
+            argv += ["--set", "http.listen=127.0.0.1:%d" % port]
         if now:
             argv += ["--now", now]
         p = self._spawn(argv, log)
+        p.kind = "npsd"
+        p.metrics_port = port
         self.npsd_procs.append(p)
         return p
 
     def npsctl(self, *args, check=True):
+        """Runs one npsctl command; a sanitizer report on its stderr fails
+        the test whatever its exit status."""
         argv = [os.path.join(self.build, "npsctl")] + list(args)
-        return subprocess.run(argv, cwd=REPO, check=check, capture_output=True,
-                              text=True, timeout=300)
+        r = subprocess.run(argv, cwd=REPO, check=check, capture_output=True,
+                           text=True, timeout=300)
+        found = sanitizer_report(r.stderr)
+        assert not found, "npsctl %s: %s" % (" ".join(args[:1]), found)
+        return r
 
     def gen(self, *args):
         return self.npsctl("gen", "--bootstrap", self.bootstrap, *args)
@@ -182,14 +212,73 @@ class Stack:
         return p.wait(timeout)
 
     def close(self):
+        """Ends every process the stack started with SIGTERM, newest first
+        (npsd before the broker and Redis it needs to stop cleanly), and
+        checks npsd and `npsctl broker`: exit status 0 (or what the test
+        declared with expect_exit()/killed()) and a log free of sanitizer
+        reports, so leaks and undefined behaviour fail the test. Raises
+        AssertionError listing every problem; when a test already failed
+        Python shows both."""
+        problems = []
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.kill()
-                p.wait()
-        if os.environ.get("IT_KEEP_DIRS"):
+                p.send_signal(signal.SIGTERM)
+                try:
+                    p.wait(STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+                    problems.append("%s did not exit within %d s of SIGTERM"
+                                    % (_name(p), STOP_TIMEOUT))
+            if not _checked(p):
+                continue
+            want = self.exempt.get(p.pid, 0)
+            if want != "killed" and p.returncode != want:
+                problems.append("%s exited with status %s, expected %s" % (
+                    _name(p), p.returncode, want))
+            found = sanitizer_report(self.log(p))
+            if found:
+                problems.append("%s: %s" % (_name(p), found))
+        if os.environ.get("IT_KEEP_DIRS") or problems:
             print("kept", self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if problems:
+            raise AssertionError("processes did not end cleanly:\n  " +
+                                 "\n  ".join(problems))
+
+
+# Seconds a process gets to exit after SIGTERM (npsd finishes its batch,
+# flushes, commits and leaves the group; slower under the sanitizers).
+STOP_TIMEOUT = 60
+
+# Lines a sanitizer writes when it finds something: ASan/LSan report
+# headers and summaries, UBSan's "file:line:col: runtime error:".
+SANITIZER = re.compile(r"AddressSanitizer|LeakSanitizer|ThreadSanitizer|"
+                       r"MemorySanitizer|UndefinedBehaviorSanitizer|"
+                       r"runtime error:|==[0-9]+==ERROR: |^SUMMARY: ",
+                       re.M)
+
+
+def sanitizer_report(text):
+    """The first sanitizer report line in text (with some context), or
+    None."""
+    m = SANITIZER.search(text)
+    if not m:
+        return None
+    lo = text.rfind("\n", 0, m.start()) + 1
+    return text[lo:lo + 2000]
+
+
+def _checked(p):
+    """npsd and `npsctl broker` (our binaries, run for the whole test) are
+    judged at close; redis-server and short npsctl commands are not."""
+    return getattr(p, "kind", None) in ("npsd", "broker")
+
+
+def _name(p):
+    return "%s (pid %d, %s)" % (getattr(p, "kind", "process"), p.pid,
+                                os.path.basename(getattr(p, "logname", "")))
 
 
 def _ping(r):
@@ -199,36 +288,150 @@ def _ping(r):
         return False
 
 
-# ---- independent NPS arithmetic (SPEC §4), used to check what Redis holds --
+# ---- NPS arithmetic straight from the definitions (SPEC §4, docs/contract.md
+# ---- "NPS metrics"), used to check what Redis holds.
+#
+# Written from the text, not from npsd's code: counts stay integers and
+# shares stay exact fractions (fractions.Fraction); a square root is taken
+# with 40 significant digits (decimal), and a result is rounded to one
+# decimal once, at the end, half away from zero (the rule docs/contract.md
+# states for NPS; applied to every published one-decimal figure).
+
+def _exact(x):
+    """int, float, Fraction or Decimal -> Fraction. A float is taken as the
+    decimal it prints as (50.65, not the binary 50.6499...): the figures
+    tests pass here are decimals."""
+    if isinstance(x, float):
+        return Fraction(repr(x))
+    return Fraction(x)
+
+
+def round_half_away(x, places=1):
+    """x rounded to places decimals, a tie going away from zero; returns a
+    float. -0 is returned as 0."""
+    q = Decimal(1).scaleb(-places)
+    d = Decimal(x) if not isinstance(x, Fraction) else \
+        Decimal(x.numerator) / Decimal(x.denominator)
+    r = d.quantize(q, rounding=ROUND_HALF_UP)  # ROUND_HALF_UP: ties away
+    return float(r) + 0.0 if r != 0 else 0.0
+
+
+def _sqrt(fr):
+    """Square root of a non-negative Fraction as a 40-digit Decimal."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return (Decimal(fr.numerator) / Decimal(fr.denominator)).sqrt()
+
 
 def round1(x):
-    r = math.floor(abs(x) * 10 + 0.5) / 10
-    return -r if x < 0 and r != 0 else r
+    """One decimal, half away from zero."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return round_half_away(_exact(x) if not isinstance(x, Decimal)
+                               else x, 1)
 
 
 def nps_exact(diff, n):
-    q, rem = divmod(1000 * abs(diff), n)
-    if 2 * rem >= n:
-        q += 1
-    return (-q if diff < 0 else q) / 10
+    """100 x diff / n to one decimal, from exact integers."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return round_half_away(Fraction(100 * diff, n), 1)
 
 
-def nps_fields(p, s, d, low_conf_n=50):
-    n = p + s + d
+def nps_fields(promoters, passives, detractors, low_conf_n=50):
+    """The nine window fields of one slice (SPEC §4), or None for n = 0.
+
+    moe  = 1.96 x 100 x sqrt((p + d - (p - d)^2) / n), p and d the shares
+    n' = n + 3, p' = (promoters + 3/4) / n', d' = (detractors + 3/4) / n'
+    ci   = 100 x ((p' - d') -/+ 1.96 x sqrt((p' + d' - (p' - d')^2) / n')),
+           clamped to [-100, 100]"""
+    n = promoters + passives + detractors
     if n == 0:
         return None
-    ps, ds = p / n, d / n
+    z = Fraction(196, 100)
+    p, d = Fraction(promoters, n), Fraction(detractors, n)
+    moe_sq = (z * 100) ** 2 * (p + d - (p - d) ** 2) / n
     n2 = n + 3
-    p2, d2 = (p + 0.75) / n2, (d + 0.75) / n2
-    half = 1.96 * math.sqrt(max(0.0, p2 + d2 - (p2 - d2) ** 2) / n2)
-    return {
-        "responses": n, "promoters": p, "passives": s, "detractors": d,
-        "nps": nps_exact(p - d, n),
-        "moe": round1(1.96 * 100 * math.sqrt(max(0.0, ps + ds - (ps - ds) ** 2) / n)),
-        "ci_low": round1(max(-100.0, 100 * ((p2 - d2) - half))),
-        "ci_high": round1(min(100.0, 100 * ((p2 - d2) + half))),
-        "low_confidence": 1 if n < low_conf_n else 0,
-    }
+    p2 = (promoters + Fraction(3, 4)) / n2
+    d2 = (detractors + Fraction(3, 4)) / n2
+    half_sq = (z * 100) ** 2 * (p2 + d2 - (p2 - d2) ** 2) / n2
+    with localcontext() as ctx:
+        ctx.prec = 40
+        centre = Decimal((p2 - d2).numerator * 100) / \
+            Decimal((p2 - d2).denominator)
+        half = _sqrt(half_sq)
+        lo = max(Decimal(-100), centre - half)
+        hi = min(Decimal(100), centre + half)
+        return {
+            "responses": n, "promoters": promoters, "passives": passives,
+            "detractors": detractors,
+            "nps": nps_exact(promoters - detractors, n),
+            "moe": round_half_away(_sqrt(moe_sq), 1),
+            "ci_low": round_half_away(lo, 1),
+            "ci_high": round_half_away(hi, 1),
+            "low_confidence": 1 if n < low_conf_n else 0,
+        }
+
+
+def health_reference(components, weights):
+    """SPEC §5 health from unrounded components {name: value} (absent
+    components left out, the other weights rescaled): the weighted mean
+    rounded half up to an integer (README "Health"), and its band."""
+    have = {k: _exact(v) for k, v in components.items() if v is not None}
+    if not have:
+        return None, None
+    mean = sum(weights[k] * v for k, v in have.items()) / \
+        sum(weights[k] for k in have)
+    h = math.floor(mean + Fraction(1, 2))
+    return h, "green" if h >= 70 else ("yellow" if h >= 40 else "red")
+
+
+# Hand-computed values (worked on paper from the formulas above, not by
+# this code): the references must reproduce them or every test that uses
+# them is void. Run at import, so a broken reference fails every test.
+#   50 promoters / 30 passives / 20 detractors (n = 100):
+#     NPS 30; moe = 196 x sqrt(0.61 / 100) = 196 x 0.078102 = 15.308 -> 15.3
+#     n' = 103, p' - d' = 30/103, p' + d' = 71.5/103,
+#     half = 1.96 x sqrt((0.694175 - 0.084834) / 103) = 0.150754
+#     ci = 29.1262 -/+ 15.0754 -> 14.1 .. 44.2
+#   1 promoter (n = 1): moe 0; n' = 4, p' = 7/16, d' = 3/16,
+#     half = 1.96 x sqrt((10/16 - 1/16) / 4) = 1.96 x 0.375 = 0.735,
+#     ci = 25 -/+ 73.5 -> -48.5 .. 98.5 (exact)
+#   1 promoter, 79 passives: NPS 1.25 -> 1.3; 1 detractor: -1.25 -> -1.3
+#   0 promoters, 0 passives, 3 detractors: NPS -100; moe 0;
+#     n' = 6, p' = 1/8, d' = 5/8, half = 1.96 x sqrt((6/8 - 1/4) / 6)
+#     = 1.96 x 0.288675 = 0.565803; ci = -50 -/+ 56.58 -> -100 (clamped
+#     from -106.58) .. 6.6
+#   health of nps component 65 (w 40), adoption 60 (w 20), support 81
+#     (w 10): 4610 / 70 = 65.857 -> 66, yellow; nps 70.5 and support 70.5
+#     (w 40, 10): 3525 / 50 = 70.5 -> 71 (a tie goes up), green
+def _self_check():
+    want = [
+        ((50, 30, 20), {"nps": 30.0, "moe": 15.3, "ci_low": 14.1,
+                        "ci_high": 44.2, "low_confidence": 0}),
+        ((1, 0, 0), {"nps": 100.0, "moe": 0.0, "ci_low": -48.5,
+                     "ci_high": 98.5, "low_confidence": 1}),
+        ((1, 79, 0), {"nps": 1.3}),
+        ((0, 79, 1), {"nps": -1.3}),
+        ((0, 0, 3), {"nps": -100.0, "moe": 0.0, "ci_low": -100.0,
+                     "ci_high": 6.6}),
+    ]
+    for counts, exp in want:
+        got = nps_fields(*counts)
+        for k, v in exp.items():
+            assert got[k] == v, "reference %s %s: %s, by hand %s" % (
+                counts, k, got[k], v)
+    assert nps_fields(0, 0, 0) is None
+    w = {"nps": 40, "adoption": 20, "support": 10}
+    assert health_reference({"nps": 65, "adoption": 60, "support": 81},
+                            w) == (66, "yellow")
+    assert health_reference({"nps": Fraction(141, 2),
+                             "support": 70.5}, w) == (71, "green")
+    assert round1(-4.8999999999999986) == -4.9 and round1(0.05) == 0.1
+    assert round1(50.65) == 50.7 and round1(-0.04) == 0.0
+
+
+_self_check()
 
 
 def category(score):
@@ -574,7 +777,8 @@ def check_exact(st, sent_path, now, source="sent"):
 
     source="sent": the responses npsctl gen recorded in sent_path;
     source="topic": the responses nps.responses actually holds (for tests
-    where the development broker itself may drop acknowledged input)."""
+    that add responses of their own; they check first that the topic holds
+    exactly what was acknowledged)."""
     from collections import defaultdict
     today = epoch_day(now)
     if source == "topic":
@@ -626,9 +830,17 @@ def check_exact(st, sent_path, now, source="sent"):
         if len(set(c[1] for c in copies)) != 1:
             probs.append("copies of %s differ" % eid)
             break
-        want = "nps.%ss" % json.loads(copies[0][1])["category"]
-        if copies[0][0] != want:
-            probs.append("%s on %s, expected %s" % (eid, copies[0][0], want))
+        # the category comes from the score that was sent (SPEC §4), never
+        # from the message's own claim
+        if eid not in first:
+            continue
+        cat = category(int(first[eid]["score"]))
+        v = json.loads(copies[0][1])
+        if copies[0][0] != "nps.%ss" % cat or v.get("category") != cat or \
+                v.get("score") != first[eid]["score"]:
+            probs.append("%s (score %s) on %s as %s/%s, expected %s" % (
+                eid, first[eid]["score"], copies[0][0], v.get("category"),
+                v.get("score"), cat))
             break
     all90 = [r for r in first.values()
              if today - 90 < epoch_day(r["submitted_at"]) <= today]
@@ -646,3 +858,101 @@ def npsd_events(text, what):
     """Number of log lines of an npsd log containing what."""
     return sum(1 for ln in text.splitlines() if what in ln)
 
+
+# ---- evidence that a step ran (before asserting that it did nothing)
+
+def scrape(p):
+    """{sample name with labels: value} of npsd p's /metrics (started with
+    metrics=True); {} while it does not answer."""
+    import urllib.request
+    assert p.metrics_port, "npsd started without metrics=True"
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" %
+                                    p.metrics_port, timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for ln in text.splitlines():
+        if ln and not ln.startswith("#"):
+            name, _, val = ln.rpartition(" ")
+            out[name] = float(val)
+    return out
+
+
+def counter(p, name):
+    """One sample of npsd p's /metrics, waiting until it is served."""
+    box = []
+
+    def got():
+        v = scrape(p).get(name)
+        if v is not None:
+            box.append(v)
+            return True
+        return False
+    wait_for(got, 30, "%s on /metrics" % name)
+    return box[-1]
+
+
+def timers_ran(st, p, timeout=60):
+    """Waits for positive evidence that a whole timer pass of npsd p (window
+    roll, follow-up deadlines, alert outbox drain) started after this call
+    and completed, then for the outbox to be empty. npsd publishes the
+    count as soon as a pass ends, so the pass running at the first reading
+    ends at +1 and the next, wholly after it, at +2. Returns the count."""
+    n0 = counter(p, "npsd_timer_runs_total")
+    box = []
+
+    def ran():
+        v = scrape(p).get("npsd_timer_runs_total", 0)
+        box.append(v)
+        return v >= n0 + 2
+    wait_for(ran, timeout, "two npsd timer passes after %d" % n0,
+             interval=0.2)
+    wait_for(lambda: st.r.hlen("nps:outbox") == 0, timeout,
+             "the alert outbox drained")
+    return box[-1]
+
+
+INPUT_TOPICS = ("nps.responses", "product.usage", "accounts",
+                "nps.followups")
+
+
+def input_committed(st, group="npsd"):
+    """Sum of the group's committed offsets over every input topic."""
+    return sum(committed_sum(st, group, t) for t in INPUT_TOPICS)
+
+
+def input_total(st):
+    """Every message the input topics hold (sum of end offsets)."""
+    return sum(sum(end_offsets(st, t).values()) for t in INPUT_TOPICS)
+
+
+def kill_holding_batch(st, p, group="npsd"):
+    """kill -9 npsd p while it holds input it consumed but did not commit,
+    so that the restart or a survivor must have it delivered again.
+
+    Redis refuses writes for a while (CLIENT PAUSE WRITE): p's batch in
+    hand cannot be applied (npsd commits only after the apply), npsd logs
+    "redis unavailable" and keeps publishing its counters. Once /metrics
+    shows Redis down, the same snapshot's npsd_messages_consumed_total
+    includes that batch (counted before the apply); p is then killed and
+    Redis released. Returns (consumed by p, the group's committed offsets
+    at the kill, summed over the input topics). p needs metrics=True."""
+    st.r.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
+    try:
+        st.wait_log(p, "redis unavailable", timeout=30)
+        box = []
+
+        def holding():
+            m = scrape(p)
+            if m.get("npsd_redis_up") == 0 and \
+                    "npsd_messages_consumed_total" in m:
+                box.append(m["npsd_messages_consumed_total"])
+                return True
+            return False
+        wait_for(holding, 30, "npsd to report Redis down", interval=0.2)
+        st.killed(p)
+    finally:
+        st.r.execute_command("CLIENT", "UNPAUSE")
+    return box[-1], input_committed(st, group)

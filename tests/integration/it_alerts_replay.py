@@ -12,11 +12,10 @@ raised again (nps.alerts unchanged, outbox empty), no summary, alert state
 or csm counter changes. Every alert carries a unique alert_id, type,
 severity, account_id, fired_at, details, account and event_id."""
 import json
-import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, wait_for, wait_processed
+from harness import Stack, main, timers_ran, wait_for, wait_processed
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TOPICS = ("accounts", "nps.responses", "nps.followups", "product.usage")
@@ -41,6 +40,20 @@ def usage(eid, acct, user, at):
 
 def alerts(st):
     return [json.loads(m.value()) for m in st.consume_all("nps.alerts")]
+
+
+def tally(got):
+    """Distinct alerts per (type, account), per type, and in total."""
+    ids = {a["alert_id"]: a for a in got}
+    per = Counter((a["type"], a["account_id"]) for a in ids.values())
+    per_type = Counter(a["type"] for a in ids.values())
+    return {"per_account": per, "per_type": per_type, "total": len(ids),
+            "ids": set(ids)}
+
+
+def same_tally(a, b, when):
+    for k in ("per_account", "per_type", "total", "ids"):
+        assert a[k] == b[k], "%s: %s changed:\n%s\n%s" % (when, k, a[k], b[k])
 
 
 def state(st):
@@ -77,7 +90,7 @@ def test(build):
              "at": iso(T - timedelta(hours=1))}))])
         st.produce("nps.responses", [resp("r-a3-0", "acct-a3", 10,
                                           "end_user", T - timedelta(hours=5))])
-        npsd = st.npsd("roll.interval.s=1", now=iso(T))
+        npsd = st.npsd("roll.interval.s=1", now=iso(T), metrics=True)
         wait_processed(st, "npsd", TOPICS)
         assert st.r.hget("nps:{acct-a3}:summary", "health_band") == "green"
         assert st.r.llen("nps:{acct-a4}:fpend:r-a4-2") == 1
@@ -111,10 +124,14 @@ def test(build):
                     ("health_band", "acct-a3")} <= kinds:
                 return got
             return None
-        first = wait_for(complete, 30, "every alert type raised and published")
-        time.sleep(2.5)  # more timer ticks: nothing new
+        seen = wait_for(complete, 30, "every alert type raised and published")
+        # positive evidence that later timer passes ran (and the outbox is
+        # empty) before judging that they raised nothing new
+        timers_ran(st, npsd)
         first = alerts(st)
-        assert st.r.hlen("nps:outbox") == 0
+        assert len(first) == len({a["alert_id"] for a in first}), \
+            "an alert published twice in one run: %s" % first
+        same_tally(tally(seen), tally(first), "later timer passes")
 
         ids = [a["alert_id"] for a in first]
         assert len(ids) == len(set(ids)), "alert ids are unique: %s" % ids
@@ -143,11 +160,38 @@ def test(build):
         ud = [a for a in first if a["type"] == "usage_drop"][0]
         assert ud["details"] == {"active_users_7d": 1,
                                  "active_users_prev_7d": 6}, ud
-        hb = [a for a in first if a["type"] == "health_band"
-              and a["account_id"] == "acct-a3"]
+        # health_band: one alert per band change of each account, so each
+        # account's alerts form a chain (from = the previous to, from != to)
+        # ending at the band its summary holds. acct-a3 went green -> red,
+        # through yellow when its detractors came in two batches.
+        for acct in ACCTS:
+            hb = sorted((a for a in first if a["type"] == "health_band"
+                         and a["account_id"] == acct),
+                        key=lambda a: int(a["alert_id"].split(":")[2]))
+            band = st.r.hget("nps:{%s}:summary" % acct, "health_band")
+            for x, y in zip(hb, hb[1:]):
+                assert x["details"]["to"] == y["details"]["from"], hb
+            for x in hb:
+                assert x["details"]["from"] != x["details"]["to"], x
+                assert x["severity"] == {"red": "high", "yellow": "medium",
+                                         "green": "low"}[x["details"]["to"]], x
+            if hb:
+                assert hb[-1]["details"]["to"] == band, (acct, band, hb)
+        hb = sorted((a for a in first if a["type"] == "health_band"
+                     and a["account_id"] == "acct-a3"),
+                    key=lambda a: int(a["alert_id"].split(":")[2]))
+        assert 1 <= len(hb) <= 2, hb
         assert hb[0]["details"]["from"] == "green", hb
         assert hb[-1]["details"]["to"] == "red" and hb[-1]["severity"] == "high"
         assert st.r.hget("nps:{acct-a3}:summary", "health_band") == "red"
+        # totals: exactly one of each other type per account that raised it
+        t1 = tally(first)
+        assert t1["per_type"]["role_gap"] == 1, t1
+        assert t1["per_type"]["usage_drop"] == 1, t1
+        assert t1["per_type"]["followup_overdue"] == 2, t1
+        assert t1["per_type"]["nps_drop"] == 0, t1
+        assert set(t1["per_type"]) <= {"role_gap", "usage_drop",
+                                       "followup_overdue", "health_band"}, t1
         od = sorted((a for a in first if a["type"] == "followup_overdue"),
                     key=lambda a: a["details"]["response_event_id"])
         assert [(a["account_id"], a["details"]["response_event_id"],
@@ -168,11 +212,13 @@ def test(build):
 
         # ---- full replay under a new consumer group
         npsd = st.npsd("roll.interval.s=1", "kafka.group.id=other",
-                       now=iso(T), log="npsd-replay.log")
+                       now=iso(T), log="npsd-replay.log", metrics=True)
         wait_processed(st, "other", TOPICS)
-        time.sleep(3)  # timer ticks and outbox drains would show by now
+        # the replaying instance's timer passes ran and drained the outbox
+        timers_ran(st, npsd)
         assert st.r.hlen("nps:outbox") == 0, st.r.hgetall("nps:outbox")
         again = alerts(st)
+        same_tally(t1, tally(again), "the replay")
         # Publication is at-least-once (an outbox entry published just before
         # a stop may go out again, under the same id): the replay must raise
         # no alert with a new id, and every copy of an id must be identical.

@@ -18,7 +18,7 @@ import json
 import os
 from collections import Counter, defaultdict
 
-from harness import (Stack, classified, epoch_day, load_sent, main, wait_for,
+from harness import (Stack, category, classified, epoch_day, load_sent, main, wait_for,
                      wait_processed, window_problems)
 
 NOW = "2026-11-20T12:00:00Z"
@@ -73,8 +73,10 @@ def settled(st):
         st.r.exists("nps:rolled_day")
 
 
-def check_outputs(st, sends, reused=Counter()):
-    """sends: event_id -> how many times its response was sent; reused:
+def check_outputs(st, sends, first, reused=Counter()):
+    """sends: event_id -> how many times its response was sent; first:
+    event_id -> the response first sent (the one counted: its score gives
+    the category, SPEC §4); reused:
     event_id -> sends of the same event_id with another score (these may or
     may not be republished, but never differently). Returns the classified
     messages grouped by event_id."""
@@ -89,7 +91,10 @@ def check_outputs(st, sends, reused=Counter()):
     assert not extra, "outputs for unknown event_ids %s" % sorted(extra)[:5]
     for eid, copies in by_id.items():
         topic, key, raw, v = copies[0]
-        assert topic == "nps.%ss" % v["category"], (eid, topic, v["category"])
+        cat = category(int(first[eid]["score"]))
+        assert topic == "nps.%ss" % cat and v["category"] == cat and \
+            v["score"] == first[eid]["score"], \
+            (eid, first[eid]["score"], topic, v["category"], v["score"])
         assert key.decode() == v["account_id"]
         for t2, k2, raw2, _ in copies[1:]:
             assert (t2, k2, raw2) == (topic, key, raw), \
@@ -145,7 +150,7 @@ def test(build):
         assert any(k.startswith("nps:themes:") and ":w:" in k for k in snap)
         assert "nps:rank:nps_90d" in snap
         assert sum(len(v[1]) for k, v in snap.items() if ":evp:" in k) == 800
-        check_outputs(st, sends)
+        check_outputs(st, sends, first)
 
         # (b) exact duplicates of counted responses: no state change; nor
         # from an event_id reused with another score (it counted once)
@@ -164,7 +169,7 @@ def test(build):
         wait_for(lambda: settled(st), 30, "views settled after duplicates")
         d = diff(snap, snapshot(st.r))
         assert not d, "duplicates changed the state:\n" + "\n".join(d)
-        check_outputs(st, sends, nreused)
+        check_outputs(st, sends, first, nreused)
 
         # (c) SIGTERM, then a new consumer group replays the whole topic
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
@@ -176,7 +181,7 @@ def test(build):
         assert not d, "the replay changed the state:\n" + "\n".join(d)
         for k, v in resp_msgs + redo:
             sends[json.loads(v)["event_id"]] += 1
-        check_outputs(st, sends, nreused + nreused)
+        check_outputs(st, sends, first, nreused + nreused)
 
         # (d) markers of an earlier period, and of an earlier version
         # the current period is Redis's (its clock, not the pinned one)

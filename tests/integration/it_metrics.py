@@ -206,6 +206,7 @@ def test(build):
         # A second npsd cannot bind the same address: exit 1, clear message.
         second = st.npsd("http.listen=127.0.0.1:%d" % port,
                          "kafka.group.id=second", log="npsd-2.log")
+        st.expect_exit(second, 1)
         assert second.wait(30) == 1
         log2 = st.log(second)
         assert "http.listen" in log2 and "127.0.0.1:%d" % port in log2, log2
@@ -227,10 +228,13 @@ def test(build):
 
         # A batch arrives and waits for Redis: the health stays current.
         st.produce("nps.responses", [("acct-m", response(99, 8, ts))])
-        wait_for(lambda: (metric(parse_metrics(get(port, "/metrics")[2]),
-                                 "npsd_redis_errors_total") or 0) >= 2,
-                 20, "the batch retrying against Redis")
-        time.sleep(1.5)
+        def errors():
+            return metric(parse_metrics(get(port, "/metrics")[2]),
+                          "npsd_redis_errors_total") or 0
+        wait_for(lambda: errors() >= 2, 20, "the batch retrying against Redis")
+        # one more retry seen: the batch is still waiting, not done
+        e0 = errors()
+        wait_for(lambda: errors() > e0, 20, "another retry against Redis")
         status, _, body = get(port, "/healthz")
         assert status == 503 and "redis" in body.lower(), (status, body)
         # the loop is busy retrying that batch, not wedged: /livez stays

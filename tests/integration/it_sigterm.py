@@ -13,7 +13,7 @@ import signal
 import time
 from collections import Counter, defaultdict
 
-from harness import (Stack, classified, dedupe_markers, end_offsets,
+from harness import (Stack, category, classified, dedupe_markers, end_offsets,
                      epoch_day, gen_stream, load_sent, main, read_topic,
                      wait_for, wait_processed, window_problems)
 
@@ -127,7 +127,11 @@ def test(build):
         for eid, copies in by_id.items():
             assert len(copies) >= sends[eid], (eid, len(copies), sends[eid])
             assert len(set(copies)) == 1, "copies of %s differ" % eid
-            assert copies[0][0] == "nps.%ss" % json.loads(copies[0][1])["category"]
+            # the category from the score sent (SPEC §4), not the message's
+            cat = category(int(first[eid]["score"]))
+            v = json.loads(copies[0][1])
+            assert copies[0][0] == "nps.%ss" % cat and v["category"] == cat \
+                and v["score"] == first[eid]["score"], (eid, copies[0][0], v)
 
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
         for topic in ("nps.responses", "accounts"):

@@ -5,11 +5,12 @@ npsd with a pinned clock. The summary's usage fields (per-day
 HyperLogLogs: exact at these sizes) and health with every component are
 checked against an independent computation of SPEC §5."""
 import json
-import math
 import os
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
-from harness import Stack, main, round1, wait_for, wait_processed
+from harness import (Stack, health_reference, main, round1, wait_for,
+                     wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
 NOW_DT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -87,28 +88,27 @@ def expected_usage(events):
 
 def expected_health(u, seats=None, rel_nps=None, nps=None, detractors=0,
                     overdue=0):
-    """Independent SPEC §5: returns (health or None, band, components)."""
+    """SPEC §5 read as written, each component an exact fraction:
+    returns (health or None, band, components). The nps component takes
+    the published one-decimal NPS (README "Health")."""
     c = {}
-    if rel_nps is not None:
-        c["nps"] = (rel_nps + 100) / 2
-    elif nps is not None:
-        c["nps"] = (nps + 100) / 2
-    used = u["active_users_30d"] > 0
-    if used and seats:
-        c["adoption"] = min(100.0, 100 * u["active_users_30d"] / seats)
-    if u["active_users_prev_7d"] >= 1:
-        c["engagement"] = min(100.0, 100 * u["active_users_7d"] /
-                              u["active_users_prev_7d"])
-    if used:
-        c["support"] = max(0.0, 100 - 15 * u["open_tickets"] -
-                           2 * u["errors_7d"])
-    if detractors > 0:
-        c["followup"] = max(0.0, 100 - 34 * overdue)
-    if not c:
-        return None, None, c
-    h = math.floor(sum(WEIGHTS[k] * v for k, v in c.items()) /
-                   sum(WEIGHTS[k] for k in c) + 0.5)
-    band = "green" if h >= 70 else ("yellow" if h >= 40 else "red")
+    base = rel_nps if rel_nps is not None else nps
+    if base is not None:                   # >= 1 response in 90 days
+        c["nps"] = (Fraction(repr(float(base))) + 100) / 2
+    had_usage = u["active_users_30d"] >= 1
+    if seats and had_usage:                # seats known, usage in 30 days
+        c["adoption"] = min(Fraction(100),
+                            Fraction(100 * u["active_users_30d"], seats))
+    if u["active_users_prev_7d"] >= 1:     # the 7 days before had a user
+        c["engagement"] = min(Fraction(100),
+                              Fraction(100 * u["active_users_7d"],
+                                       u["active_users_prev_7d"]))
+    if had_usage:
+        c["support"] = Fraction(max(0, 100 - 15 * u["open_tickets"]
+                                    - 2 * u["errors_7d"]))
+    if detractors >= 1:                    # a detractor in 90 days
+        c["followup"] = Fraction(max(0, 100 - 34 * overdue))
+    h, band = health_reference(c, WEIGHTS)
     return h, band, c
 
 

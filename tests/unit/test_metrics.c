@@ -156,6 +156,7 @@ static void fill(npsd_metrics_snapshot_t *s) {
         s->redis_errors = 4;
         s->delivery_retries = 6;
         s->alerts = 0;
+        s->timer_runs = 7;
         s->kafka_up = 1;
         s->redis_up = 1;
 }
@@ -222,6 +223,8 @@ static void test_render_counters(void **state) {
         assert_true(has_line(out, "npsd_redis_errors_total 4"));
         assert_true(has_line(out, "npsd_delivery_retries_total 6"));
         assert_true(has_line(out, "npsd_alerts_raised_total 0"));
+        assert_true(has_line(out, "npsd_timer_runs_total 7"));
+        assert_true(has_line(out, "# TYPE npsd_timer_runs_total counter"));
         assert_true(has_line(out, "# TYPE npsd_messages_consumed_total "
                                   "counter"));
         assert_true(has_line(out, "npsd_messages_rejected_total"
