@@ -38,6 +38,13 @@ class RedisCluster:
             port = free_cluster_port()
             if port not in self.ports:
                 self.ports.append(port)
+        try:
+            self._create(replicas)
+        except BaseException:
+            self.close()  # no node outlives a cluster that failed to form
+            raise
+
+    def _create(self, replicas):
         for port in self.ports:
             self.start_node(port)
         addrs = ["127.0.0.1:%d" % p for p in self.ports]
