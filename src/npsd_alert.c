@@ -6,6 +6,8 @@
  */
 #include "npsd/npsd_alert.h"
 
+#include <string.h>
+
 #include "npsd/npsd_config.h"
 
 void npsd_alert_conf_default(npsd_alert_conf_t *ac) {
@@ -96,6 +98,13 @@ const char *npsd_alert_type_name(npsd_alert_type_t type) {
         if ((int)type < 0 || type >= NPSD_ALERT__CNT)
                 return NULL;
         return names[type];
+}
+
+npsd_alert_type_t npsd_alert_type_parse(const char *name) {
+        for (int t = 0; name && t < NPSD_ALERT__CNT; t++)
+                if (!strcmp(npsd_alert_type_name((npsd_alert_type_t)t), name))
+                        return (npsd_alert_type_t)t;
+        return NPSD_ALERT__CNT;
 }
 
 const char *npsd_severity_name(npsd_severity_t sev) {

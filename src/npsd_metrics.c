@@ -60,7 +60,7 @@ void npsd_metrics_publish(npsd_metrics_t *m,
         memcpy(s->rejected, st->rejected, sizeof(s->rejected));
         s->redis_errors = st->redis_errors;
         s->delivery_retries = st->delivery_retries;
-        s->alerts = st->alerts;
+        memcpy(s->alerts, st->alerts, sizeof(s->alerts));
         s->timer_runs = st->timer_runs;
         s->hist[NPSD_HIST_REDIS_APPLY] = st->redis_apply;
         s->hist[NPSD_HIST_BATCH_SIZE] = st->batch_size;

@@ -194,9 +194,15 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
                          "Failed Redis round trips of a batch (each is "
                          "retried).",
                          s->redis_errors);
-        npsd_buf_counter(&b, "npsd_alerts_raised_total",
-                         "Account alerts raised on the alerts topic.",
-                         s->alerts);
+        npsd_buf_head(&b, "npsd_alerts_raised_total", "counter",
+                      "Account alerts published on the alerts topic, by "
+                      "type.");
+        for (int t = 0; t < NPSD_ALERT__CNT; t++)
+                npsd_buf_printf(&b,
+                                "npsd_alerts_raised_total{type=\"%s\"} "
+                                "%" PRIu64 "\n",
+                                npsd_alert_type_name((npsd_alert_type_t)t),
+                                s->alerts[t]);
         npsd_buf_counter(&b, "npsd_timer_runs_total",
                          "Timer passes completed (windows rolled, follow-up "
                          "deadlines checked, alert outbox drained).",

@@ -510,6 +510,7 @@ static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
                                     volatile sig_atomic_t *stop) {
         char errstr[512];
         int n, total = 0;
+        uint64_t by_type[NPSD_ALERT__CNT];
 
         if (!pl->alerts &&
             !(pl->alerts = calloc(NPSD_ALERTS_PER_ROUND, sizeof(*pl->alerts))))
@@ -523,6 +524,7 @@ static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
                 if (n <= 0)
                         break;
                 npsd_pipeline_clear_outs(pl);
+                memset(by_type, 0, sizeof(by_type));
                 for (int i = 0; i < n; i++) {
                         /* key: the alert's account id (ids may hold ':',
                          * so it is read from the message, not the alert
@@ -532,6 +534,9 @@ static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
                         json_t *msg = json_loadb(a->payload, a->len, 0, NULL);
                         const char *acct = json_string_value(
                                 json_object_get(msg, "account_id"));
+                        npsd_alert_type_t type = npsd_alert_type_parse(
+                                json_string_value(
+                                        json_object_get(msg, "type")));
                         size_t klen = acct ? strlen(acct) : 0;
                         char *payload = malloc(a->len + klen + 1);
                         if (!payload) {
@@ -541,6 +546,8 @@ static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
                         memcpy(payload, a->payload, a->len);
                         memcpy(payload + a->len, acct ? acct : "", klen + 1);
                         json_decref(msg);
+                        if (type < NPSD_ALERT__CNT)
+                                by_type[type]++;
                         npsd_pipeline_out(pl, pl->conf->topic_alerts,
                                           payload + a->len, klen, payload,
                                           a->len);
@@ -553,7 +560,8 @@ static int npsd_pipeline_alerts_run(npsd_pipeline_t *pl,
                 if (npsd_store_outbox_ack(pl->store, pl->alerts, (size_t)n,
                                           errstr, sizeof(errstr)) == -1)
                         return -1;
-                pl->stats.alerts += (uint64_t)n;
+                for (int t = 0; t < NPSD_ALERT__CNT; t++)
+                        pl->stats.alerts[t] += by_type[t];
                 total += n;
                 if (n < NPSD_ALERTS_PER_ROUND)
                         break;

@@ -88,6 +88,8 @@ npsd_severity_t npsd_alert_band_severity(npsd_band_t to);
 
 /* Type and severity names as the alert message carries them. */
 const char *npsd_alert_type_name(npsd_alert_type_t type);
+/* The type of a name, or NPSD_ALERT__CNT when name is NULL or no type. */
+npsd_alert_type_t npsd_alert_type_parse(const char *name);
 const char *npsd_severity_name(npsd_severity_t sev);
 
 #endif

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "npsd/npsd_alert.h"
 #include "npsd/npsd_event.h"
 
 /* ---- histograms (fixed bucket bounds per kind) --------------------------- */
@@ -98,7 +99,8 @@ typedef struct npsd_metrics_snapshot_s {
         int64_t started_ms;   /* monotonic ms the server started */
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
-        uint64_t redis_errors, delivery_retries, alerts, timer_runs;
+        uint64_t redis_errors, delivery_retries, timer_runs;
+        uint64_t alerts[NPSD_ALERT__CNT]; /* published, by type */
         npsd_hist_t hist[NPSD_HIST__CNT];
         double stage_seconds[NPSD_STAGE__CNT];
         int kafka_up, redis_up;

@@ -17,6 +17,7 @@
 #include "npsd/npsd_kafka.h"
 #include "npsd/npsd_metrics.h"
 #include "npsd/npsd_store.h"
+#include "npsd/npsd_alert.h"
 #include "npsd/npsd_themes.h"
 
 typedef struct npsd_pipeline_s npsd_pipeline_t;
@@ -26,7 +27,7 @@ typedef struct npsd_pipeline_stats_s {
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries;
-        uint64_t alerts; /* alerts published */
+        uint64_t alerts[NPSD_ALERT__CNT]; /* alerts published, by type */
         uint64_t timer_runs; /* timer passes completed: windows rolled,
                               * deadlines checked, outbox drained */
         npsd_hist_t redis_apply;  /* seconds per npsd_store_apply() call */

@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, timers_ran, wait_for, wait_processed
+from harness import Stack, main, scrape, timers_ran, wait_for, wait_processed
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TOPICS = ("accounts", "nps.responses", "nps.followups", "product.usage")
@@ -72,6 +72,16 @@ def state(st):
 def stop(st, p):
     st.wait_log(p, "partitions assigned", 60)
     assert st.stop(p) == 0, "npsd must exit 0 on SIGTERM"
+
+
+TYPES = ("role_gap", "nps_drop", "health_band", "usage_drop",
+         "followup_overdue")
+
+
+def published_by_type(p):
+    """npsd p's npsd_alerts_raised_total per type (every type has one)."""
+    m = scrape(p)
+    return {t: m['npsd_alerts_raised_total{type="%s"}' % t] for t in TYPES}
 
 
 def test(build):
@@ -192,6 +202,9 @@ def test(build):
         assert t1["per_type"]["nps_drop"] == 0, t1
         assert set(t1["per_type"]) <= {"role_gap", "usage_drop",
                                        "followup_overdue", "health_band"}, t1
+        # this one npsd published them all: its counter per type agrees
+        pub = published_by_type(npsd)
+        assert pub == {t: t1["per_type"].get(t, 0) for t in TYPES}, (pub, t1)
         od = sorted((a for a in first if a["type"] == "followup_overdue"),
                     key=lambda a: a["details"]["response_event_id"])
         assert [(a["account_id"], a["details"]["response_event_id"],
@@ -227,6 +240,9 @@ def test(build):
         by_id = {a["alert_id"]: a for a in first}
         for a in again:
             assert a == by_id[a["alert_id"]], "a copy differs: %s" % a
+        # the replaying instance published nothing but copies of old ids
+        pub = published_by_type(npsd)
+        assert sum(pub.values()) == len(again) - len(first), (pub, again)
         after = state(st)
         for k in before:
             assert before[k] == after[k], "%s changed on replay:\n%s\n%s" % (

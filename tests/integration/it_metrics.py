@@ -126,7 +126,9 @@ def test(build):
         assert metric(ms, "npsd_messages_rejected_total",
                       reason="too_large") == 0
         assert metric(ms, "npsd_redis_errors_total") == 0
-        assert metric(ms, "npsd_alerts_raised_total") is not None
+        for t in ("role_gap", "nps_drop", "health_band", "usage_drop",
+                  "followup_overdue"):
+            assert metric(ms, "npsd_alerts_raised_total", type=t) is not None, t
         assert metric(ms, "npsd_kafka_up") == 1
         assert metric(ms, "npsd_redis_up") == 1
         batches = metric(ms, "npsd_batches_total")

@@ -225,6 +225,14 @@ static void test_names(void **state) {
         assert_string_equal(npsd_alert_type_name(NPSD_ALERT_FOLLOWUP_OVERDUE),
                             "followup_overdue");
         assert_null(npsd_alert_type_name(NPSD_ALERT__CNT));
+        /* parse is the inverse of name; anything else is no type */
+        for (int t = 0; t < NPSD_ALERT__CNT; t++)
+                assert_int_equal(npsd_alert_type_parse(npsd_alert_type_name(
+                                         (npsd_alert_type_t)t)),
+                                 t);
+        assert_int_equal(npsd_alert_type_parse("role_gaps"), NPSD_ALERT__CNT);
+        assert_int_equal(npsd_alert_type_parse(""), NPSD_ALERT__CNT);
+        assert_int_equal(npsd_alert_type_parse(NULL), NPSD_ALERT__CNT);
         assert_string_equal(npsd_severity_name(NPSD_SEVERITY_HIGH), "high");
         assert_string_equal(npsd_severity_name(NPSD_SEVERITY_MEDIUM),
                             "medium");

@@ -155,7 +155,7 @@ static void fill(npsd_metrics_snapshot_t *s) {
         s->rejected[NPSD_REJECT_MISSING_FIELD] = 1;
         s->redis_errors = 4;
         s->delivery_retries = 6;
-        s->alerts = 0;
+        s->alerts[NPSD_ALERT_HEALTH_BAND] = 8;
         s->timer_runs = 7;
         s->kafka_up = 1;
         s->redis_up = 1;
@@ -222,7 +222,14 @@ static void test_render_counters(void **state) {
         assert_true(has_line(out, "npsd_batches_total 3"));
         assert_true(has_line(out, "npsd_redis_errors_total 4"));
         assert_true(has_line(out, "npsd_delivery_retries_total 6"));
-        assert_true(has_line(out, "npsd_alerts_raised_total 0"));
+        assert_true(has_line(out, "npsd_alerts_raised_total"
+                                  "{type=\"health_band\"} 8"));
+        /* every type has a series, from the start */
+        for (int t = 0; t < NPSD_ALERT__CNT; t++)
+                assert_series(out, "npsd_alerts_raised_total", "type",
+                              npsd_alert_type_name((npsd_alert_type_t)t));
+        assert_true(has_line(out, "npsd_alerts_raised_total"
+                                  "{type=\"role_gap\"} 0"));
         assert_true(has_line(out, "npsd_timer_runs_total 7"));
         assert_true(has_line(out, "# TYPE npsd_timer_runs_total counter"));
         assert_true(has_line(out, "# TYPE npsd_messages_consumed_total "
