@@ -25,6 +25,8 @@ void npsd_codec_put_int(npsd_codec_writer_t *w, int64_t v) {
 
 void npsd_codec_put_bytes(npsd_codec_writer_t *w, const void *p,
                           size_t len) {
+        if (len == 0) /* p may be NULL then: memcpy() must not see it */
+                return;
         if (w->off < w->size)
                 memcpy(w->buf + w->off, p,
                        len < w->size - w->off ? len : w->size - w->off);
