@@ -211,6 +211,14 @@ class Stack:
         p.send_signal(sig)
         return p.wait(timeout)
 
+    def stop_clean(self, p):
+        """SIGTERM ends npsd with status 0 and its log holds no sanitizer or
+        undefined-behaviour report (SPEC §3 "Faults"), checked now rather
+        than at close()."""
+        assert self.stop(p) == 0, "npsd must exit 0 on SIGTERM"
+        found = sanitizer_report(self.log(p))
+        assert not found, "npsd log reports %s" % found
+
     def close(self):
         """Ends every process the stack started with SIGTERM, newest first
         (npsd before the broker and Redis it needs to stop cleanly), and
@@ -279,6 +287,63 @@ def _checked(p):
 def _name(p):
     return "%s (pid %d, %s)" % (getattr(p, "kind", "process"), p.pid,
                                 os.path.basename(getattr(p, "logname", "")))
+
+
+# ---- the whole Redis state, for "nothing changed" comparisons -------------
+
+# Keys and hash fields that differ between two equal states, each with its
+# reason: (test on the key name, hash fields to drop, or None for the key).
+VOLATILE = [
+    # pending work of the cohort timer: emptied as it runs, so its content
+    # at the moment of a dump is a matter of timing, not state
+    (lambda k: k in ("nps:dirty", "nps:cq"), None),
+    # the summary's updated_at stamps the last rewrite, which follows the
+    # wall-clock pace of the timer rather than the input
+    (lambda k: k.endswith(":summary"), ("updated_at",)),
+]
+
+
+def redis_dump(r, volatile=VOLATILE, pattern="nps:*", with_ttl=False):
+    """Every key matching pattern, by type: hash fields, zset members with
+    scores, set members, list items, strings; with_ttl adds whether a TTL is
+    set (its value ticks). volatile: see VOLATILE."""
+    out = {}
+    for k in r.scan_iter(pattern, count=1000):
+        drop, skip = (), False
+        for match, fields in volatile:
+            if match(k):
+                if fields is None:
+                    skip = True
+                else:
+                    drop += fields
+        if skip:
+            continue
+        t = r.type(k)
+        if t == "hash":
+            v = {f: x for f, x in r.hgetall(k).items() if f not in drop}
+        elif t == "zset":
+            v = r.zrange(k, 0, -1, withscores=True)
+        elif t == "set":
+            v = sorted(r.smembers(k))
+        elif t == "list":
+            v = r.lrange(k, 0, -1)
+        elif t == "string":
+            v = r.get(k)
+        else:
+            v = "(%s)" % t
+        out[k] = (t, v, r.ttl(k) > 0) if with_ttl else (t, v)
+    return out
+
+
+def dump_differences(a, b, limit=15):
+    """The keys whose dumps differ, for a person: before and after."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            out.append("%s:\n   before %s\n   after  %s" % (
+                k, str(a.get(k))[:300], str(b.get(k))[:300]))
+    return out[:limit] + (["... %d more" % (len(out) - limit)]
+                          if len(out) > limit else [])
 
 
 def _ping(r):

@@ -18,48 +18,12 @@ import json
 import os
 from collections import Counter, defaultdict
 
-from harness import (Stack, category, classified, epoch_day, load_sent, main, wait_for,
+from harness import (Stack, category, classified, dump_differences,
+                     epoch_day, load_sent, main, redis_dump, wait_for,
                      wait_processed, window_problems)
 
 NOW = "2026-11-20T12:00:00Z"
 TODAY = epoch_day(NOW)
-
-
-def snapshot(r):
-    """The whole Redis state, every key by type; only the summaries'
-    updated_at (a wall-clock-ish stamp of the last rewrite) and transient
-    work sets are left out. TTLs are not compared (they tick)."""
-    snap = {}
-    for k in r.scan_iter(count=1000):
-        if k in PENDING:
-            continue
-        t = r.type(k)
-        if t == "hash":
-            v = r.hgetall(k)
-            if k.endswith(":summary"):
-                v.pop("updated_at", None)
-        elif t == "zset":
-            v = r.zrange(k, 0, -1, withscores=True)
-        elif t == "set":
-            v = sorted(r.smembers(k))
-        elif t == "list":
-            v = r.lrange(k, 0, -1)
-        elif t == "string":
-            v = r.get(k)
-        else:
-            v = t
-        snap[k] = (t, v)
-    return snap
-
-
-def diff(a, b, limit=15):
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if a.get(k) != b.get(k):
-            out.append("%s:\n   before %s\n   after  %s" % (
-                k, str(a.get(k))[:300], str(b.get(k))[:300]))
-    return out[:limit] + (["... %d more" % (len(out) - limit)]
-                          if len(out) > limit else [])
 
 
 # npsd's pending work for the cohort timer: contributions queued by
@@ -129,7 +93,7 @@ def test(build):
         npsd = st.npsd("roll.interval.s=1", now=NOW)
         wait_processed(st, "npsd", timeout=60)
         wait_for(lambda: settled(st), 30, "cohort/theme views settled")
-        snap = snapshot(st.r)
+        snap = redis_dump(st.r)
 
         # the state counts each distinct response exactly once
         by_acct = defaultdict(list)
@@ -167,7 +131,7 @@ def test(build):
             sends[json.loads(v)["event_id"]] += 1
         wait_processed(st, "npsd", timeout=60)
         wait_for(lambda: settled(st), 30, "views settled after duplicates")
-        d = diff(snap, snapshot(st.r))
+        d = dump_differences(snap, redis_dump(st.r))
         assert not d, "duplicates changed the state:\n" + "\n".join(d)
         check_outputs(st, sends, first, nreused)
 
@@ -177,7 +141,7 @@ def test(build):
                        log="npsd-replay.log")
         wait_processed(st, "replay", timeout=60)
         wait_for(lambda: settled(st), 30, "views settled after replay")
-        d = diff(snap, snapshot(st.r))
+        d = dump_differences(snap, redis_dump(st.r))
         assert not d, "the replay changed the state:\n" + "\n".join(d)
         for k, v in resp_msgs + redo:
             sends[json.loads(v)["event_id"]] += 1
@@ -199,11 +163,11 @@ def test(build):
             else:
                 st.r.set("nps:{%s}:ev:%s" % (acct, eid), "1", ex=86400)
             moved.append((k, v))
-        snap = snapshot(st.r)
+        snap = redis_dump(st.r)
         st.produce("nps.responses", moved)
         wait_processed(st, "replay", timeout=60)
         wait_for(lambda: settled(st), 30, "views settled after (d)")
-        d = diff(snap, snapshot(st.r))
+        d = dump_differences(snap, redis_dump(st.r))
         assert not d, "an older marker was not honoured:\n" + "\n".join(d)
         log = st.log(npsd)
         assert "level=error" not in log, log[-2000:]

@@ -157,16 +157,6 @@ def no_slice(what, h, sl):
     absent(what, h, ["%s.%s" % (sl, f) for f in SLICE_FIELDS])
 
 
-def stop_clean(st, p):
-    """SIGTERM ends npsd with status 0 and its log holds no sanitizer or
-    undefined-behaviour report (SPEC §3 "Faults")."""
-    assert st.stop(p) == 0, "npsd must exit 0 on SIGTERM"
-    log = st.log(p)
-    bad = [m for m in ("AddressSanitizer", "LeakSanitizer", "runtime error")
-           if m in log]
-    assert not bad, "npsd log reports %s" % bad
-
-
 def test(build):
     st = Stack(build, name="hand")
     npsd = None
@@ -293,7 +283,7 @@ def test(build):
                 assert m.get(k) == v, "%s message metrics %s: %s, expected %s" \
                     % (acct, k, m.get(k), v)
             assert "trend_90d" not in m, (acct, m)
-        stop_clean(st, npsd)
+        st.stop_clean(npsd)
         npsd = None
     finally:
         st.close()
