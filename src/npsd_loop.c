@@ -116,6 +116,27 @@ void npsd_loop_tick(npsd_loop_t *lp, int64_t now_ms,
                         npsd_loop_miss(lp, s, eff);
 }
 
+int64_t npsd_loop_end_ms(const npsd_loop_t *lp, int long_days) {
+        return ((int64_t)npsd_time_day(lp->submitted_ms) + long_days) *
+               NPSD_MS_PER_DAY;
+}
+
+/* One timer per loop (not one per deadline) keeps the schedule small; the
+ * stages are scanned from the last to the first so that on a tie the
+ * earlier one is the one scheduled. */
+int64_t npsd_loop_next_timer(const npsd_loop_t *lp, int long_days,
+                             npsd_loop_stage_t *stage) {
+        int64_t best = npsd_loop_end_ms(lp, long_days);
+
+        *stage = NPSD_LOOP__CNT;
+        for (int s = NPSD_LOOP__CNT - 1; s >= 0; s--)
+                if (!lp->met[s] && !lp->missed[s] && lp->due_ms[s] <= best) {
+                        best = lp->due_ms[s];
+                        *stage = (npsd_loop_stage_t)s;
+                }
+        return best;
+}
+
 int npsd_loop_is_overdue(const npsd_loop_t *lp) {
         return lp->overdue && !lp->closed;
 }

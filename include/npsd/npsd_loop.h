@@ -85,6 +85,17 @@ void npsd_loop_apply(npsd_loop_t *lp, npsd_followup_action_t action,
  * is not missed yet. */
 void npsd_loop_tick(npsd_loop_t *lp, int64_t now_ms, npsd_loop_effect_t *eff);
 
+/* When a loop ends: midnight UTC of the day its detractor's day leaves the
+ * long window of long_days (then its record goes, closed or not). */
+int64_t npsd_loop_end_ms(const npsd_loop_t *lp, int long_days);
+
+/* The loop's next timer: the earliest of its end and the deadlines of the
+ * stages neither met nor missed yet. On a tie a stage comes before the
+ * end, and an earlier stage before a later one. Returns the instant and
+ * sets *stage, NPSD_LOOP__CNT meaning the end. */
+int64_t npsd_loop_next_timer(const npsd_loop_t *lp, int long_days,
+                             npsd_loop_stage_t *stage);
+
 /* The loop has missed a deadline and is not closed. */
 int npsd_loop_is_overdue(const npsd_loop_t *lp);
 

@@ -278,6 +278,65 @@ static void test_ack_late_close_on_time(void **state) {
         assert_int_equal(e.overdue_delta, -1);
 }
 
+/* Submitted 2026-11-20T10:00Z, long window 90 days: acknowledge by
+ * 11-22T10:00, route by 11-27T10:00, close by 12-20T10:00; the loop ends
+ * at midnight of 2026-11-20 + 90 days = 2027-02-18T00:00Z. */
+static void test_next_timer(void **state) {
+        npsd_loop_t lp;
+        npsd_loop_effect_t eff;
+        npsd_loop_stage_t st;
+        char buf[NPSD_TIME_BUFSZ];
+        int64_t t0 = ts("2026-11-20T10:00:00Z");
+
+        npsd_loop_open(&lp, t0, &lc);
+        assert_string_equal(npsd_time_format(npsd_loop_end_ms(&lp, 90), buf),
+                            "2027-02-18T00:00:00Z");
+        assert_true(npsd_loop_next_timer(&lp, 90, &st) ==
+                    ts("2026-11-22T10:00:00Z"));
+        assert_int_equal(st, NPSD_LOOP_ACKNOWLEDGE);
+        /* acknowledged: the route deadline is next */
+        npsd_loop_apply(&lp, NPSD_FOLLOWUP_ACKNOWLEDGED,
+                        ts("2026-11-21T00:00:00Z"), &eff);
+        assert_true(npsd_loop_next_timer(&lp, 90, &st) ==
+                    ts("2026-11-27T10:00:00Z"));
+        assert_int_equal(st, NPSD_LOOP_ROUTE);
+        /* route missed by the timer: acted on, so close is next */
+        npsd_loop_tick(&lp, ts("2026-11-28T00:00:00Z"), &eff);
+        assert_int_equal(eff.missed, 1u << NPSD_LOOP_ROUTE);
+        npsd_loop_next_timer(&lp, 90, &st);
+        assert_int_equal(st, NPSD_LOOP_CLOSE);
+        /* closed: only the end remains */
+        npsd_loop_apply(&lp, NPSD_FOLLOWUP_CLOSED,
+                        ts("2026-12-01T00:00:00Z"), &eff);
+        assert_true(npsd_loop_next_timer(&lp, 90, &st) ==
+                    npsd_loop_end_ms(&lp, 90));
+        assert_int_equal(st, NPSD_LOOP__CNT);
+        /* a window shorter than a deadline: the end comes first */
+        npsd_loop_open(&lp, t0, &lc);
+        assert_true(npsd_loop_next_timer(&lp, 1, &st) ==
+                    ts("2026-11-21T00:00:00Z"));
+        assert_int_equal(st, NPSD_LOOP__CNT);
+}
+
+/* Ties: a stage before the end, an earlier stage before a later one. */
+static void test_next_timer_ties(void **state) {
+        npsd_loop_conf_t same = lc;
+        npsd_loop_t lp;
+        npsd_loop_stage_t st;
+        int64_t t0 = ts("2026-11-20T00:00:00Z"); /* midnight */
+
+        /* close due at +30 d, midnight; a 30-day window ends then too */
+        npsd_loop_open(&lp, t0, &lc);
+        lp.met[NPSD_LOOP_ACKNOWLEDGE] = lp.met[NPSD_LOOP_ROUTE] = 1;
+        assert_true(npsd_loop_next_timer(&lp, 30, &st) == t0 + 30 * DAY);
+        assert_int_equal(st, NPSD_LOOP_CLOSE);
+        /* acknowledge and route due at once */
+        same.due_ms[NPSD_LOOP_ROUTE] = same.due_ms[NPSD_LOOP_ACKNOWLEDGE];
+        npsd_loop_open(&lp, t0, &same);
+        npsd_loop_next_timer(&lp, 90, &st);
+        assert_int_equal(st, NPSD_LOOP_ACKNOWLEDGE);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup(test_defaults, setup),
@@ -289,6 +348,8 @@ int main(void) {
                 cmocka_unit_test_setup(test_timeline, setup),
                 cmocka_unit_test_setup(test_tick_all, setup),
                 cmocka_unit_test_setup(test_ack_late_close_on_time, setup),
+                cmocka_unit_test_setup(test_next_timer, setup),
+                cmocka_unit_test_setup(test_next_timer_ties, setup),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
