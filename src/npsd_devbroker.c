@@ -30,16 +30,13 @@ struct npsd_devbroker_s {
 static void npsd_devbroker_log_cb(const rd_kafka_t *rk, int level,
                                   const char *fac, const char *buf) {
         char msg[1024];
-        size_t i;
 
         (void)rk;
         /* The host handle has no bootstrap servers on purpose. */
         if (!strcmp(fac, "CONFWARN") && strstr(buf, "bootstrap.servers"))
                 return;
-        /* Keep the logfmt value quoted correctly. */
-        for (i = 0; buf[i] && i < sizeof(msg) - 1; i++)
-                msg[i] = buf[i] == '"' ? '\'' : buf[i];
-        msg[i] = '\0';
+        snprintf(msg, sizeof(msg), "%s", buf);
+        npsd_log_quote_safe(msg);
         if (level <= 3)
                 npsd_error("msg=\"devbroker: %s\" facility=%s", msg, fac);
         else if (level <= 4)

@@ -24,6 +24,13 @@ int npsd_log_set_level(const char *name) {
         return -1;
 }
 
+char *npsd_log_quote_safe(char *s) {
+        for (char *p = s; *p; p++)
+                if (*p == '"' || *p == '\\')
+                        *p = '\'';
+        return s;
+}
+
 int npsd_log_enabled(npsd_log_level_t level) {
         return (int)level <= npsd_log_level;
 }

@@ -173,10 +173,7 @@ static void npsd_env_warning(const char *msg, void *opaque) {
                 return;
         }
         snprintf(buf, sizeof(buf), "%s", msg);
-        for (char *p = buf; *p; p++)
-                if (*p == '"' || *p == '\\')
-                        *p = '\'';
-        npsd_warn("msg=\"%s\"", buf);
+        npsd_warn("msg=\"%s\"", npsd_log_quote_safe(buf));
 }
 
 /* Builds the configuration from defaults, the file, the environment and
@@ -372,12 +369,9 @@ static void npsd_reload(npsd_live_t *lv) {
 refused:
         npsd_themes_destroy(themes);
         npsd_conf_destroy(fresh);
-        for (char *p = errstr; *p; p++)
-                if (*p == '"')
-                        *p = '\'';
         npsd_error("msg=\"reload refused: keeping the running configuration\" "
                    "error=\"%s\"",
-                   errstr);
+                   npsd_log_quote_safe(errstr));
 }
 
 int main(int argc, char **argv) {

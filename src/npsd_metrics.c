@@ -270,10 +270,8 @@ static void npsd_metrics_mhd_log(void *cls, const char *fmt, va_list ap) {
         len = strlen(buf);
         while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
                 buf[--len] = '\0';
-        for (char *p = buf; *p; p++)
-                if (*p == '"')
-                        *p = '\'';
-        npsd_warn("msg=\"http server\" detail=\"%s\"", buf);
+        npsd_warn("msg=\"http server\" detail=\"%s\"",
+                  npsd_log_quote_safe(buf));
 }
 
 /* Splits "host:port", "[v6]:port" or ":port" into host (may be "") and

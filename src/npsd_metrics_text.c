@@ -121,6 +121,14 @@ static void npsd_buf_head(npsd_buf_t *b, const char *name, const char *type,
                         type);
 }
 
+/* One sample of a counter with one label: name{label="value"} v. */
+static void npsd_buf_sample(npsd_buf_t *b, const char *name,
+                            const char *label, const char *value, uint64_t v) {
+        npsd_buf_printf(b, "%s{%s=\"", name, label);
+        npsd_buf_label(b, value);
+        npsd_buf_printf(b, "\"} %" PRIu64 "\n", v);
+}
+
 static void npsd_buf_counter(npsd_buf_t *b, const char *name,
                              const char *help, uint64_t v) {
         npsd_buf_head(b, name, "counter", help);
@@ -170,16 +178,13 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
                          s->duplicates);
         npsd_buf_head(&b, "npsd_messages_rejected_total", "counter",
                       "Input messages rejected to the DLQ, by reason.");
-        for (int r = 0; r < NPSD_REJECT__CNT; r++) {
-                if (r == NPSD_REJECT_NONE)
-                        continue;
-                npsd_buf_printf(&b,
-                                "npsd_messages_rejected_total{reason=\"%s\"} "
-                                "%" PRIu64 "\n",
-                                npsd_reject_reason_name(
-                                        (npsd_reject_reason_t)r),
-                                s->rejected[r]);
-        }
+        for (int r = 0; r < NPSD_REJECT__CNT; r++)
+                if (r != NPSD_REJECT_NONE)
+                        npsd_buf_sample(&b, "npsd_messages_rejected_total",
+                                        "reason",
+                                        npsd_reject_reason_name(
+                                                (npsd_reject_reason_t)r),
+                                        s->rejected[r]);
         npsd_buf_counter(&b, "npsd_messages_produced_total",
                          "Output messages acknowledged by the broker "
                          "(classified and DLQ).",
@@ -198,9 +203,7 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
                       "Account alerts published on the alerts topic, by "
                       "type.");
         for (int t = 0; t < NPSD_ALERT__CNT; t++)
-                npsd_buf_printf(&b,
-                                "npsd_alerts_raised_total{type=\"%s\"} "
-                                "%" PRIu64 "\n",
+                npsd_buf_sample(&b, "npsd_alerts_raised_total", "type",
                                 npsd_alert_type_name((npsd_alert_type_t)t),
                                 s->alerts[t]);
         npsd_buf_counter(&b, "npsd_timer_runs_total",

@@ -17,6 +17,11 @@ int npsd_log_enabled(npsd_log_level_t level);
 void npsd_log_write(npsd_log_level_t level, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 
+/* Makes text safe inside a quoted logfmt value, in place: '"' and '\'
+ * become '\''. For messages npsd does not write itself (librdkafka,
+ * libmicrohttpd, configuration errors). Returns s. */
+char *npsd_log_quote_safe(char *s);
+
 #define npsd_error(...) npsd_log_write(NPSD_LOG_ERROR, __VA_ARGS__)
 #define npsd_warn(...)  npsd_log_write(NPSD_LOG_WARN, __VA_ARGS__)
 #define npsd_info(...)  npsd_log_write(NPSD_LOG_INFO, __VA_ARGS__)
