@@ -18,6 +18,8 @@ void npsd_state_init(npsd_state_t *st) {
         st->context_updated_ms = -1;
         st->last_response_ms = -1;
         st->last_activity_ms = -1;
+        st->views_day = NPSD_DAY_NONE;
+        st->counted_day = NPSD_DAY_NONE;
 }
 
 void npsd_state_free(npsd_state_t *st) {
@@ -216,6 +218,13 @@ size_t npsd_state_encode(const npsd_state_t *st, unsigned char *buf,
                 npsd_codec_put_str(&w, r->comment);
         }
         npsd_codec_put_uint(&w, st->gseq);
+        npsd_codec_put_int(&w, st->views_day);
+        npsd_codec_put_int(&w, st->counted_day);
+        npsd_codec_put_int(&w, st->active_users_7d);
+        npsd_codec_put_int(&w, st->active_users_30d);
+        npsd_codec_put_int(&w, st->active_users_prev_7d);
+        npsd_codec_put_int(&w, st->features_30d);
+        npsd_codec_put_uint(&w, st->loops_ever);
         return w.off;
 }
 
@@ -335,6 +344,13 @@ int npsd_state_decode(npsd_state_t *st, const unsigned char *buf,
                 st->recent_n = (int)i + 1;
         }
         st->gseq = npsd_codec_get_uint(&r);
+        st->views_day = (int32_t)npsd_codec_get_int(&r);
+        st->counted_day = (int32_t)npsd_codec_get_int(&r);
+        st->active_users_7d = npsd_codec_get_int(&r);
+        st->active_users_30d = npsd_codec_get_int(&r);
+        st->active_users_prev_7d = npsd_codec_get_int(&r);
+        st->features_30d = npsd_codec_get_int(&r);
+        st->loops_ever = (uint8_t)npsd_codec_get_uint_max(&r, 1);
         if (r.err || r.off != len) {
                 snprintf(errstr, errstr_size,
                          "state record: malformed at byte %zu of %zu", r.off,

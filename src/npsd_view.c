@@ -166,6 +166,10 @@ void npsd_view_metrics(const npsd_totals_t *totals,
         }
         npsd_slice_nps(lt, NPSD_SLICE_END_USER, low, &eu);
         npsd_slice_nps(lt, NPSD_SLICE_DECISION_MAKER, low, &dm);
+        m->has_end_user = eu.has;
+        m->end_user_nps = eu.nps;
+        m->has_decision_maker = dm.has;
+        m->decision_maker_nps = dm.nps;
         if (eu.has && dm.has) {
                 m->has_gap = 1;
                 m->role_gap_long = npsd_round1(eu.nps - dm.nps);

@@ -101,6 +101,17 @@ typedef struct npsd_state_s {
         int recent_n;
 
         uint64_t gseq; /* the last global delta sequence handed out */
+
+        /* what the public views were last written from: the day and
+         * settings they hold (another day or digest rewrites them whole) */
+        int32_t views_day;          /* NPSD_DAY_NONE: never written */
+        /* distinct users and features (HyperLogLog counts) as of
+         * counted_day, the health inputs of the summary */
+        int32_t counted_day;        /* NPSD_DAY_NONE: never counted */
+        int64_t active_users_7d, active_users_30d, active_users_prev_7d,
+                features_30d;
+        uint8_t loops_ever;         /* a loop was opened: the summary keeps
+                                     * its counters, 0 included */
 } npsd_state_t;
 
 /* An empty record (a new account). npsd_state_free() releases it. */

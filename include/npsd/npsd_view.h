@@ -90,8 +90,10 @@ typedef struct npsd_account_metrics_s {
         double survey_benchmark[NPSD_SURVEY__CNT];
         double survey_delta[NPSD_SURVEY__CNT];
         npsd_health_t health;
-        /* for the alert rules */
+        /* for the alert rules and their details */
         int64_t responses_prev;
+        int has_end_user, has_decision_maker;
+        double end_user_nps, decision_maker_nps; /* long window */
 } npsd_account_metrics_t;
 
 /* Computes the metrics from period totals (npsd_buckets_totals()), the

@@ -73,6 +73,13 @@ static void fill(npsd_state_t *st) {
                                                 "slow \"exports\", ünïcode", 3),
                          0);
         st->gseq = 41;
+        st->views_day = 20400;
+        st->counted_day = 20401;
+        st->active_users_7d = 12;
+        st->active_users_30d = 30;
+        st->active_users_prev_7d = 9;
+        st->features_30d = 4;
+        st->loops_ever = 1;
 }
 
 static void test_roundtrip(void **state) {
@@ -123,6 +130,11 @@ static void test_roundtrip(void **state) {
         assert_null(b.recent[1].comment);
         assert_int_equal(b.recent[1].role, NPSD_ROLE_ADMIN);
         assert_true(b.gseq == 41);
+        assert_int_equal(b.views_day, 20400);
+        assert_int_equal(b.counted_day, 20401);
+        assert_true(b.active_users_7d == 12 && b.active_users_30d == 30 &&
+                    b.active_users_prev_7d == 9 && b.features_30d == 4);
+        assert_int_equal(b.loops_ever, 1);
         /* re-encoding the decoded record gives the same bytes */
         {
                 unsigned char *again = malloc(need);
