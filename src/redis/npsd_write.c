@@ -1,0 +1,635 @@
+/*
+ * npsd_write — a batch of guarded calls of src/lua/write.lua (see
+ * include/npsd/npsd_write.h).
+ *
+ * Words live in a chain of blocks that are never moved nor freed before
+ * the writer is destroyed: npsd_cluster_append() keeps pointers into them
+ * until its exec. A reset rewinds the blocks, so a steady stream of
+ * batches allocates nothing new. The tables of word references (keys,
+ * words, calls) may move as they grow; only the EVAL argv built from them,
+ * itself in the blocks, is handed out.
+ */
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "npsd/npsd_write.h"
+
+extern const char npsd_lua_write[]; /* generated from src/lua/write.lua */
+
+#define NPSD_WRITE_BLOCK_SIZE (64 * 1024)
+/* Lua numbers are doubles: sequences beyond 2^53 - 1 would round. */
+#define NPSD_WRITE_SEQ_MAX ((UINT64_C(1) << 53) - 1)
+/* HSET key + pairs / HDEL key + fields in one command. */
+#define NPSD_WRITE_HSET_PAIRS ((NPSD_WRITE_CMD_WORDS_MAX - 2) / 2)
+#define NPSD_WRITE_HDEL_FIELDS (NPSD_WRITE_CMD_WORDS_MAX - 2)
+
+typedef struct npsd_write_word_s {
+        const char *p; /* in a block, NUL-terminated */
+        size_t len;
+} npsd_write_word_t;
+
+typedef struct npsd_write_block_s {
+        struct npsd_write_block_s *next;
+        size_t size, used;
+        max_align_t data[];
+} npsd_write_block_t;
+
+/* KEYS[1], then ARGV[1..4] */
+enum { NPSD_WRITE_GUARD, NPSD_WRITE_MODE, NPSD_WRITE_FIELD, NPSD_WRITE_A3,
+       NPSD_WRITE_A4, NPSD_WRITE_HEAD };
+
+typedef struct npsd_write_call_s {
+        npsd_write_word_t head[NPSD_WRITE_HEAD];
+        unsigned slot;             /* of the guard key */
+        size_t key_first, key_end; /* other keys, in w->keys */
+        size_t word_first, word_end; /* counts and words, in w->words */
+        const char **argv;         /* the EVAL, once built */
+        size_t *argvlen;
+        int argc;
+        long reply; /* its pipeline index, -1 before npsd_write_append() */
+} npsd_write_call_t;
+
+struct npsd_write_s {
+        npsd_write_block_t *blocks, *cur;
+        size_t mem;
+
+        npsd_write_call_t *calls;
+        size_t call_cnt, call_size;
+        npsd_write_word_t *keys;
+        size_t key_cnt, key_size;
+        npsd_write_word_t *words;
+        size_t word_cnt, word_size;
+        size_t appended; /* calls [0, appended) were in a pipeline */
+
+        char *script; /* write.lua without its comment lines */
+        size_t script_len;
+};
+
+/* size bytes that stay where they are until destroy. After a reset the
+ * blocks are reused in order; a request too large for the next block gets
+ * a new block of its own, placed before it, so nothing is ever freed or
+ * moved while the writer lives. */
+static void *npsd_write_alloc(npsd_write_t *w, size_t size) {
+        const size_t align = alignof(max_align_t);
+        npsd_write_block_t *b = w->cur, *nb;
+        void *p;
+
+        size = (size + align - 1) & ~(align - 1);
+        if (!b || b->size - b->used < size) {
+                if (b && b->next && b->next->size >= size) {
+                        b = b->next;
+                } else {
+                        size_t bsize = size > NPSD_WRITE_BLOCK_SIZE
+                                               ? size
+                                               : NPSD_WRITE_BLOCK_SIZE;
+                        if (!(nb = malloc(sizeof(*nb) + bsize)))
+                                return NULL;
+                        nb->size = bsize;
+                        nb->used = 0;
+                        if (b) {
+                                nb->next = b->next;
+                                b->next = nb;
+                        } else {
+                                nb->next = w->blocks;
+                                w->blocks = nb;
+                        }
+                        w->mem += bsize;
+                        b = nb;
+                }
+                w->cur = b;
+        }
+        p = (char *)b->data + b->used;
+        b->used += size;
+        return p;
+}
+
+/* Grows a table of elem-sized entries to hold need; it may move. */
+static int npsd_write_grow(void **arr, size_t *size, size_t need,
+                           size_t elem) {
+        size_t nsize = *size ? *size : 64;
+        void *n;
+
+        if (need <= *size)
+                return 0;
+        while (nsize < need)
+                nsize *= 2;
+        if (!(n = realloc(*arr, nsize * elem)))
+                return -1;
+        *arr = n;
+        *size = nsize;
+        return 0;
+}
+
+/* A NUL-terminated copy of p[0..len) in the blocks. */
+static int npsd_write_copy(npsd_write_t *w, const char *p, size_t len,
+                           npsd_write_word_t *out) {
+        char *c = npsd_write_alloc(w, len + 1);
+
+        if (!c)
+                return -1;
+        if (len)
+                memcpy(c, p, len);
+        c[len] = '\0';
+        out->p = c;
+        out->len = len;
+        return 0;
+}
+
+/* The embedded script without whole-line comments, blank lines and
+ * indentation: EVAL sends the body with every call, and Lua needs none of
+ * them (the script has no multi-line string). */
+static char *npsd_write_script_strip(const char *src, size_t *lenp) {
+        char *out = malloc(strlen(src) + 1), *o = out;
+
+        if (!out)
+                return NULL;
+        while (*src) {
+                const char *eol = strchr(src, '\n');
+                size_t len = eol ? (size_t)(eol - src) : strlen(src);
+                const char *s = src;
+
+                while (s < src + len && (*s == ' ' || *s == '\t'))
+                        s++;
+                if (s < src + len && strncmp(s, "--", 2)) {
+                        memcpy(o, s, (size_t)(src + len - s));
+                        o += src + len - s;
+                        *o++ = '\n';
+                }
+                src += len + (eol ? 1 : 0);
+        }
+        *o = '\0';
+        *lenp = (size_t)(o - out);
+        return out;
+}
+
+npsd_write_t *npsd_write_new(void) {
+        npsd_write_t *w = calloc(1, sizeof(*w));
+
+        if (!w)
+                goto fail;
+        if (!(w->script =
+                      npsd_write_script_strip(npsd_lua_write, &w->script_len)))
+                goto fail;
+        return w;
+
+fail:
+        npsd_write_destroy(w);
+        return NULL;
+}
+
+void npsd_write_destroy(npsd_write_t *w) {
+        npsd_write_block_t *b, *next;
+
+        if (!w)
+                return;
+        for (b = w->blocks; b; b = next) {
+                next = b->next;
+                free(b);
+        }
+        free(w->calls);
+        free(w->keys);
+        free(w->words);
+        free(w->script);
+        free(w);
+}
+
+void npsd_write_reset(npsd_write_t *w) {
+        for (npsd_write_block_t *b = w->blocks; b; b = b->next)
+                b->used = 0;
+        w->cur = w->blocks;
+        w->call_cnt = w->key_cnt = w->word_cnt = w->appended = 0;
+}
+
+size_t npsd_write_calls(const npsd_write_t *w) {
+        return w->call_cnt;
+}
+
+size_t npsd_write_memory(const npsd_write_t *w) {
+        return w->mem;
+}
+
+/* Starts a call from its five head words; the batch is unchanged on
+ * failure (words already copied stay in the blocks until the reset). */
+static long npsd_write_call_start(npsd_write_t *w, const char *key,
+                                  const char *mode, const char *field,
+                                  const char *a3, size_t a3len,
+                                  const char *a4, char *errstr,
+                                  size_t errstr_size) {
+        npsd_write_call_t *c;
+
+        if (npsd_write_grow((void **)&w->calls, &w->call_size,
+                            w->call_cnt + 1, sizeof(*w->calls)) == -1)
+                goto oom;
+        c = &w->calls[w->call_cnt];
+        memset(c, 0, sizeof(*c));
+        if (npsd_write_copy(w, key, strlen(key), &c->head[NPSD_WRITE_GUARD]) ==
+                    -1 ||
+            npsd_write_copy(w, mode, strlen(mode), &c->head[NPSD_WRITE_MODE]) ==
+                    -1 ||
+            npsd_write_copy(w, field, strlen(field),
+                            &c->head[NPSD_WRITE_FIELD]) == -1 ||
+            npsd_write_copy(w, a3, a3len, &c->head[NPSD_WRITE_A3]) == -1 ||
+            npsd_write_copy(w, a4, strlen(a4), &c->head[NPSD_WRITE_A4]) == -1)
+                goto oom;
+        c->slot = npsd_cluster_keyslot(key, strlen(key));
+        c->key_first = c->key_end = w->key_cnt;
+        c->word_first = c->word_end = w->word_cnt;
+        c->reply = -1;
+        return (long)w->call_cnt++;
+
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+long npsd_write_cas(npsd_write_t *w, const char *guard_key,
+                    const char *field, const char *expected,
+                    const char *new_value, char *errstr, size_t errstr_size) {
+        return npsd_write_call_start(w, guard_key, "cas", field, expected,
+                                     strlen(expected), new_value, errstr,
+                                     errstr_size);
+}
+
+long npsd_write_seq(npsd_write_t *w, const char *fence_key,
+                    const char *field, uint64_t seq, char *errstr,
+                    size_t errstr_size) {
+        char num[24];
+
+        if (seq < 1 || seq > NPSD_WRITE_SEQ_MAX) {
+                snprintf(errstr, errstr_size,
+                         "sequence %" PRIu64 " is outside 1 .. 2^53 - 1", seq);
+                return -1;
+        }
+        snprintf(num, sizeof(num), "%" PRIu64, seq);
+        return npsd_write_call_start(w, fence_key, "seq", field, num,
+                                     strlen(num), "", errstr, errstr_size);
+}
+
+/* ---- adding commands: words go on the tables uncommitted; the call takes
+ * them (commit) only when the whole command (or hset/hdel) is in, so a
+ * refusal halfway leaves the call as it was (rollback). */
+
+/* The call commands are added to, or NULL with errstr. */
+static npsd_write_call_t *npsd_write_cmd_open(npsd_write_t *w,
+                                              char *errstr,
+                                              size_t errstr_size) {
+        if (!w->call_cnt) {
+                snprintf(errstr, errstr_size,
+                         "no call started (npsd_write_cas or _seq)");
+                return NULL;
+        }
+        if (w->call_cnt <= w->appended) {
+                snprintf(errstr, errstr_size,
+                         "call %zu is already in a pipeline", w->call_cnt - 1);
+                return NULL;
+        }
+        return &w->calls[w->call_cnt - 1];
+}
+
+static void npsd_write_cmd_commit(npsd_write_t *w, npsd_write_call_t *c) {
+        c->word_end = w->word_cnt;
+        c->key_end = w->key_cnt;
+        c->argv = NULL; /* rebuilt by npsd_write_argv() */
+}
+
+static void npsd_write_cmd_rollback(npsd_write_t *w, npsd_write_call_t *c) {
+        w->word_cnt = c->word_end;
+        w->key_cnt = c->key_end;
+}
+
+/* Refuses a key outside the guard's slot: Redis Cluster would refuse the
+ * whole EVAL, and a standalone Redis would run it, hiding the error. */
+static int npsd_write_key_check(const npsd_write_call_t *c, const char *key,
+                                size_t len, char *errstr,
+                                size_t errstr_size) {
+        unsigned slot = npsd_cluster_keyslot(key, len);
+
+        if (slot == c->slot)
+                return 0;
+        snprintf(errstr, errstr_size,
+                 "key '%.*s' is in slot %u, guard '%s' in slot %u",
+                 (int)(len > 200 ? 200 : len), key, slot,
+                 c->head[NPSD_WRITE_GUARD].p, c->slot);
+        return -1;
+}
+
+/* Copies a word onto the words table; *out (may be NULL) gets its copy. */
+static int npsd_write_push_word(npsd_write_t *w, const char *p, size_t len,
+                                npsd_write_word_t *out) {
+        npsd_write_word_t word;
+
+        if (npsd_write_grow((void **)&w->words, &w->word_size,
+                            w->word_cnt + 1, sizeof(*w->words)) == -1 ||
+            npsd_write_copy(w, p, len, &word) == -1)
+                return -1;
+        w->words[w->word_cnt++] = word;
+        if (out)
+                *out = word;
+        return 0;
+}
+
+static int npsd_write_push_count(npsd_write_t *w, size_t n) {
+        char num[24];
+        int len = snprintf(num, sizeof(num), "%zu", n);
+
+        return npsd_write_push_word(w, num, (size_t)len, NULL);
+}
+
+/* Declares a key (already copied) once per call; the guard is KEYS[1]. A
+ * linear search: a call touches a handful of keys. */
+static int npsd_write_push_key(npsd_write_t *w, const npsd_write_call_t *c,
+                               const npsd_write_word_t *key) {
+        const npsd_write_word_t *g = &c->head[NPSD_WRITE_GUARD];
+
+        if (key->len == g->len && !memcmp(key->p, g->p, g->len))
+                return 0;
+        for (size_t i = c->key_first; i < w->key_cnt; i++)
+                if (w->keys[i].len == key->len &&
+                    !memcmp(w->keys[i].p, key->p, key->len))
+                        return 0;
+        if (npsd_write_grow((void **)&w->keys, &w->key_size, w->key_cnt + 1,
+                            sizeof(*w->keys)) == -1)
+                return -1;
+        w->keys[w->key_cnt++] = *key;
+        return 0;
+}
+
+/* A command's name for a message: it need not be NUL-terminated. */
+#define NPSD_WRITE_NAME(argv, argvlen)                                         \
+        (int)((argvlen ? argvlen[0] : strlen(argv[0])) > 32                    \
+                      ? 32                                                     \
+                      : (argvlen ? argvlen[0] : strlen(argv[0])))
+
+int npsd_write_cmd(npsd_write_t *w, int argc, const char **argv,
+                   const size_t *argvlen, int key_cnt, char *errstr,
+                   size_t errstr_size) {
+        npsd_write_call_t *c;
+
+        if (!(c = npsd_write_cmd_open(w, errstr, errstr_size)))
+                return -1;
+        if (argc < 1 || argc > NPSD_WRITE_CMD_WORDS_MAX) {
+                snprintf(errstr, errstr_size,
+                         "%.*s of %d words: a command has 1 .. %d (split it)",
+                         argc >= 1 ? NPSD_WRITE_NAME(argv, argvlen) : 7,
+                         argc >= 1 ? argv[0] : "command", argc,
+                         NPSD_WRITE_CMD_WORDS_MAX);
+                return -1;
+        }
+        if (key_cnt < 0 || key_cnt > argc - 1) {
+                snprintf(errstr, errstr_size,
+                         "%.*s: %d keys in %d words after the name",
+                         NPSD_WRITE_NAME(argv, argvlen), argv[0], key_cnt,
+                         argc - 1);
+                return -1;
+        }
+        for (int i = 1; i <= key_cnt; i++)
+                if (npsd_write_key_check(
+                            c, argv[i],
+                            argvlen ? argvlen[i] : strlen(argv[i]), errstr,
+                            errstr_size) == -1)
+                        return -1;
+
+        if (npsd_write_push_count(w, (size_t)argc) == -1)
+                goto oom;
+        for (int i = 0; i < argc; i++) {
+                npsd_write_word_t word;
+
+                if (npsd_write_push_word(
+                            w, argv[i],
+                            argvlen ? argvlen[i] : strlen(argv[i]),
+                            &word) == -1 ||
+                    (i >= 1 && i <= key_cnt &&
+                     npsd_write_push_key(w, c, &word) == -1))
+                        goto oom;
+        }
+        npsd_write_cmd_commit(w, c);
+        return 0;
+
+oom:
+        npsd_write_cmd_rollback(w, c);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+/* name key a1 [b1] a2 [b2] ...: HSET (b given) or HDEL, cnt items, split
+ * into commands of at most per items each. */
+static int npsd_write_cmd_items(npsd_write_t *w, const char *name,
+                                const char *key, size_t cnt, size_t per,
+                                const char **a, const size_t *alens,
+                                const char **b, const size_t *blens,
+                                char *errstr, size_t errstr_size) {
+        npsd_write_call_t *c;
+        npsd_write_word_t kw;
+        size_t keylen = strlen(key);
+
+        if (!(c = npsd_write_cmd_open(w, errstr, errstr_size)) ||
+            npsd_write_key_check(c, key, keylen, errstr, errstr_size) == -1)
+                return -1;
+        for (size_t from = 0; from < cnt; from += per) {
+                size_t n = cnt - from < per ? cnt - from : per;
+
+                if (npsd_write_push_count(w, 2 + n * (b ? 2 : 1)) == -1 ||
+                    npsd_write_push_word(w, name, strlen(name), NULL) == -1 ||
+                    npsd_write_push_word(w, key, keylen, &kw) == -1 ||
+                    npsd_write_push_key(w, c, &kw) == -1)
+                        goto oom;
+                for (size_t i = from; i < from + n; i++) {
+                        if (npsd_write_push_word(
+                                    w, a[i], alens ? alens[i] : strlen(a[i]),
+                                    NULL) == -1)
+                                goto oom;
+                        if (b && npsd_write_push_word(
+                                         w, b[i],
+                                         blens ? blens[i] : strlen(b[i]),
+                                         NULL) == -1)
+                                goto oom;
+                }
+        }
+        npsd_write_cmd_commit(w, c);
+        return 0;
+
+oom:
+        npsd_write_cmd_rollback(w, c);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+int npsd_write_hset(npsd_write_t *w, const char *key, size_t cnt,
+                    const char **fields, const size_t *fieldlens,
+                    const char **values, const size_t *valuelens,
+                    char *errstr, size_t errstr_size) {
+        return npsd_write_cmd_items(w, "HSET", key, cnt, NPSD_WRITE_HSET_PAIRS,
+                                    fields, fieldlens, values, valuelens,
+                                    errstr, errstr_size);
+}
+
+int npsd_write_hdel(npsd_write_t *w, const char *key, size_t cnt,
+                    const char **fields, const size_t *fieldlens,
+                    char *errstr, size_t errstr_size) {
+        return npsd_write_cmd_items(w, "HDEL", key, cnt,
+                                    NPSD_WRITE_HDEL_FIELDS, fields, fieldlens,
+                                    NULL, NULL, errstr, errstr_size);
+}
+
+/* ---- the EVAL ---------------------------------------------------------- */
+
+int npsd_write_argv(npsd_write_t *w, size_t call, const char ***argv,
+                    const size_t **argvlen, char *errstr,
+                    size_t errstr_size) {
+        npsd_write_call_t *c;
+        size_t key_cnt, word_cnt, argc, i = 0;
+        npsd_write_word_t numkeys;
+        char num[24];
+        int len;
+
+        if (call >= w->call_cnt) {
+                snprintf(errstr, errstr_size, "no call %zu (%zu calls)", call,
+                         w->call_cnt);
+                return -1;
+        }
+        c = &w->calls[call];
+        if (c->argv)
+                goto done;
+        key_cnt = c->key_end - c->key_first;
+        word_cnt = c->word_end - c->word_first;
+        argc = 3 + 1 + key_cnt + 4 + word_cnt;
+        if (argc > INT_MAX) {
+                snprintf(errstr, errstr_size, "call %zu has %zu words", call,
+                         argc);
+                return -1;
+        }
+        len = snprintf(num, sizeof(num), "%zu", 1 + key_cnt);
+        if (npsd_write_copy(w, num, (size_t)len, &numkeys) == -1 ||
+            !(c->argv = npsd_write_alloc(w, argc * sizeof(*c->argv))) ||
+            !(c->argvlen = npsd_write_alloc(w, argc * sizeof(*c->argvlen)))) {
+                c->argv = NULL;
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+#define NPSD_WRITE_PUT(P, L)                                                   \
+        do {                                                                   \
+                c->argv[i] = (P);                                              \
+                c->argvlen[i++] = (L);                                         \
+        } while (0)
+        NPSD_WRITE_PUT("EVAL", 4);
+        NPSD_WRITE_PUT(w->script, w->script_len);
+        NPSD_WRITE_PUT(numkeys.p, numkeys.len);
+        NPSD_WRITE_PUT(c->head[NPSD_WRITE_GUARD].p,
+                       c->head[NPSD_WRITE_GUARD].len);
+        for (size_t k = c->key_first; k < c->key_end; k++)
+                NPSD_WRITE_PUT(w->keys[k].p, w->keys[k].len);
+        for (int h = NPSD_WRITE_MODE; h < NPSD_WRITE_HEAD; h++)
+                NPSD_WRITE_PUT(c->head[h].p, c->head[h].len);
+        for (size_t k = c->word_first; k < c->word_end; k++)
+                NPSD_WRITE_PUT(w->words[k].p, w->words[k].len);
+#undef NPSD_WRITE_PUT
+        c->argc = (int)argc;
+
+done:
+        *argv = c->argv;
+        *argvlen = c->argvlen;
+        return c->argc;
+}
+
+/* Every call, every time: a retry of a failed exec is a new pipeline with
+ * the same calls. A call in a pipeline is sealed (npsd_write_cmd_open()):
+ * a command added afterwards would be missing from the EVAL already sent. */
+int npsd_write_append(npsd_write_t *w, npsd_cluster_t *cluster,
+                      char *errstr, size_t errstr_size) {
+        for (size_t i = 0; i < w->call_cnt; i++)
+                w->calls[i].reply = -1;
+        for (size_t i = 0; i < w->call_cnt; i++) {
+                npsd_write_call_t *c = &w->calls[i];
+                const char **argv;
+                const size_t *argvlen;
+                int argc = npsd_write_argv(w, i, &argv, &argvlen, errstr,
+                                           errstr_size);
+
+                if (argc == -1)
+                        return -1;
+                w->appended = i + 1;
+                c->reply = npsd_cluster_append(cluster, c->slot, argc, argv,
+                                               argvlen);
+                if (c->reply == -1) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+long npsd_write_reply_index(const npsd_write_t *w, size_t call) {
+        return call < w->call_cnt ? w->calls[call].reply : -1;
+}
+
+/* ---- replies ----------------------------------------------------------- */
+
+npsd_write_status_t npsd_write_result(const redisReply *reply,
+                                      npsd_write_cur_t *cur, char *errstr,
+                                      size_t errstr_size) {
+        const redisReply *v;
+        long long code;
+
+        if (cur)
+                memset(cur, 0, sizeof(*cur));
+        if (!reply) {
+                snprintf(errstr, errstr_size, "no reply");
+                return NPSD_WRITE_ERROR;
+        }
+        if (reply->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "%.*s", (int)reply->len,
+                         reply->str);
+                return NPSD_WRITE_ERROR;
+        }
+        if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+            reply->elements > 2 ||
+            reply->element[0]->type != REDIS_REPLY_INTEGER)
+                goto garbage;
+        code = reply->element[0]->integer;
+        if (reply->elements == 1) {
+                if (code == 1)
+                        return NPSD_WRITE_APPLIED;
+                goto garbage;
+        }
+        v = reply->element[1];
+        if (code == 0 && v->type == REDIS_REPLY_STRING) {
+                if (cur) {
+                        cur->str = v->str;
+                        cur->len = v->len;
+                }
+                return NPSD_WRITE_CONFLICT;
+        }
+        if ((code == 0 || code == 2) && v->type == REDIS_REPLY_INTEGER) {
+                if (cur)
+                        cur->seq = v->integer;
+                return code == 2 ? NPSD_WRITE_ALREADY : NPSD_WRITE_GAP;
+        }
+
+garbage:
+        snprintf(errstr, errstr_size, "not a write.lua reply (type %d)",
+                 reply->type);
+        return NPSD_WRITE_ERROR;
+}
+
+npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
+                                           size_t call,
+                                           const npsd_cluster_t *cluster,
+                                           npsd_write_cur_t *cur,
+                                           char *errstr, size_t errstr_size) {
+        long idx = npsd_write_reply_index(w, call);
+
+        if (idx == -1) {
+                if (cur)
+                        memset(cur, 0, sizeof(*cur));
+                snprintf(errstr, errstr_size, "call %zu was not appended",
+                         call);
+                return NPSD_WRITE_ERROR;
+        }
+        return npsd_write_result(npsd_cluster_reply(cluster, idx), cur, errstr,
+                                 errstr_size);
+}
