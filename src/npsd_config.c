@@ -89,6 +89,13 @@ static const npsd_opt_t npsd_opts[] = {
          600000, NULL, 0, "Redis connect and command timeout"},
         {"redis.prefix", NPSD_OPT_STR, O(redis_prefix), "nps", 0, 0, NULL, 0,
          "Prefix of every Redis key and of the pub/sub channel"},
+        {"redis.cluster", NPSD_OPT_ENUM, O(redis_cluster), "auto", 0, 0,
+         "auto|on|off", 0,
+         "Redis Cluster mode: auto asks redis.host whether cluster mode is "
+         "enabled"},
+        {"redis.nodes", NPSD_OPT_STR, O(redis_nodes), "", 0, 0, NULL, 0,
+         "More Redis Cluster seed nodes, host:port,host:port (the first is "
+         "redis.host:redis.port)"},
 
         /* windows & metrics */
         {"windows", NPSD_OPT_WINDOWS, O(windows), "30d,90d", 0, 0, NULL, 0,

@@ -1,103 +1,312 @@
 /*
- * npsd_store — Redis adapter (see include/npsd/npsd_store.h).
+ * npsd_store — the Redis adapter of the state engine (see
+ * include/npsd/npsd_store.h and docs/design.md).
+ *
+ * One poll batch costs one read and one write round trip per Redis node:
+ *
+ *   read   per account: its state record and version, its context hash,
+ *          its global deltas not yet known applied, the dedupe markers of
+ *          the batch's events, the snapshots of responses seen before, the
+ *          usage HyperLogLog additions and counts;
+ *   step   npsd_step_account() per account (the core: every rule);
+ *   write  per account one guarded call (write.lua "cas" on the version
+ *          read) with the new record, markers and changed view fields; the
+ *          global deltas committed by earlier round trips, fenced per
+ *          account (write.lua "groups"); the suppression keys.
+ *
+ * A version conflict (another instance wrote the account since it was
+ * read) re-reads and recomputes that account only. Global deltas are kept
+ * in the account's own slot (<prefix>:{A}:gq) by the same guarded call
+ * that commits the state, and applied afterwards under a fence per account
+ * and global slot, so a crash between the two loses nothing and a repeat
+ * counts nothing twice.
  */
-#define _GNU_SOURCE /* qsort_r */
 #include "npsd/npsd_store.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "npsd/npsd_buckets.h"
+#include "npsd/npsd_cluster.h"
+#include "npsd/npsd_codec.h"
 #include "npsd/npsd_log.h"
+#include "npsd/npsd_nps.h"
+#include "npsd/npsd_state.h"
+#include "npsd/npsd_step.h"
 #include "npsd/npsd_time.h"
+#include "npsd/npsd_view.h"
+#include "npsd/npsd_write.h"
 
-extern const char npsd_lua_apply[]; /* generated from src/lua/apply.lua */
+#define NPSD_DEDUPE_PERIOD_S (100 * 86400LL) /* one marker hash per account
+                                               * per period */
+#define NPSD_USAGE_SEEN_TTL_S (4 * 86400)     /* usage ids dedupe 3 days */
+#define NPSD_HLL_TTL_S (32 * 86400)
+#define NPSD_CONFLICT_ROUNDS 5
+#define NPSD_OUTBOX_RETRY_MS 30000 /* an alert not acknowledged by then is
+                                    * published again by the timer */
+#define NPSD_KEY_MAX 512
 
-#define NPSD_STORE_FIELDS 14 /* per response, as apply.lua reads them */
+/* ---- stable memory for one round trip's words --------------------------- */
 
-/* Per-response argument text that does not exist in the parsed event. */
-typedef struct npsd_store_args_s {
-        char score[4], day[16], ts_ms[24], ts_str[NPSD_TIME_BUFSZ];
-        char role[4], survey[4];
-} npsd_store_args_t;
+/* Blocks that never move until reset: the routed pipeline borrows argv. */
+typedef struct npsd_arena_block_s {
+        struct npsd_arena_block_s *next;
+        size_t used, size;
+        unsigned char data[];
+} npsd_arena_block_t;
+
+typedef struct npsd_arena_s {
+        npsd_arena_block_t *head, *cur;
+} npsd_arena_t;
+
+static void *npsd_arena_alloc(npsd_arena_t *a, size_t len) {
+        npsd_arena_block_t *b = a->cur;
+
+        len = (len + 7) & ~(size_t)7;
+        while (b && b->used + len > b->size)
+                b = b->next;
+        if (!b) {
+                size_t size = len > 65536 ? len : 65536;
+                if (!(b = malloc(sizeof(*b) + size)))
+                        return NULL;
+                b->size = size;
+                b->used = 0;
+                b->next = a->head;
+                a->head = b;
+        }
+        a->cur = b;
+        b->used += len;
+        return b->data + b->used - len;
+}
+
+static void npsd_arena_reset(npsd_arena_t *a) {
+        for (npsd_arena_block_t *b = a->head; b; b = b->next)
+                b->used = 0;
+        a->cur = a->head;
+}
+
+static void npsd_arena_free(npsd_arena_t *a) {
+        while (a->head) {
+                npsd_arena_block_t *n = a->head->next;
+                free(a->head);
+                a->head = n;
+        }
+        a->cur = NULL;
+}
+
+static const char *npsd_arena_strn(npsd_arena_t *a, const char *s,
+                                   size_t len) {
+        char *p = npsd_arena_alloc(a, len + 1);
+
+        if (!p)
+                return NULL;
+        memcpy(p, s, len);
+        p[len] = '\0';
+        return p;
+}
+
+/* ---- the store ----------------------------------------------------------- */
+
+/* One account of a round trip: its inputs, where its replies are, its
+ * state and what the step made of it. */
+typedef struct npsd_store_acct_s {
+        const char *id;
+        unsigned slot;
+        int tick;
+        size_t r0, rn; /* responses: store->sresp[r0 .. r0 + rn) */
+        size_t u0, un; /* usage: store->susage */
+        size_t f0, fn; /* follow-ups: store->sfu */
+        size_t c0, cn; /* contexts: store->sctx */
+        int done;      /* committed (or nothing to commit) */
+
+        long rx;       /* first read reply */
+        long rx_pf;    /* PFCOUNTs, -1 none */
+        long rx_outbox;
+
+        char ver[24];  /* version read, "" when none */
+        uint64_t gseq_read; /* gseq of the record read */
+        npsd_state_t st;
+        npsd_kvs_t account;
+        npsd_step_out_t out;
+        npsd_step_counts_t counts;
+        int has_counts;
+        long call;     /* the guarded call, -1 none */
+        unsigned char *delta; /* the global delta committed with it */
+        size_t delta_len;
+} npsd_store_acct_t;
+
+/* A global delta known committed, waiting to be applied. */
+typedef struct npsd_store_delta_s {
+        char *account;
+        uint64_t seq;
+        unsigned char *blob;
+        size_t len;
+        int applied; /* every group applied or already */
+} npsd_store_delta_t;
+
+/* An alert to publish; owned strings. */
+typedef struct npsd_store_pending_alert_s {
+        char *id, *account, *payload;
+        size_t len;
+} npsd_store_pending_alert_t;
 
 struct npsd_store_s {
         const npsd_conf_t *conf;
         const npsd_themes_t *themes;
-        redisContext *redis;
-        char sha[41];
+        npsd_cluster_t *cl;
+        npsd_write_t *w;
+        npsd_arena_t arena;
         int up;
-        char server_version[64]; /* INFO server's redis_version, "" before */
+        char server_version[64];
 
-        /* grow-only scratch, reused across batches */
-        redisReply **replies;
-        size_t replies_size;
-        size_t reply_cnt;
-        size_t *order;      /* responses of the batch, grouped by account */
-        size_t order_size;
-        size_t *ev_order;   /* usage or follow-ups, grouped by account */
-        size_t ev_order_size;
-        const char **argv;
-        size_t *argvlen;
-        size_t argv_size;
-        long *toff; /* text offsets of a group: themes, attributes */
-        size_t toff_size;
-        npsd_store_args_t *args;
-        size_t args_size;
-        char *text; /* themes and attributes, per account group */
-        size_t text_size;
-        size_t outbox_len; /* alerts waiting, as of the last apply */
+        /* the round trip's accounts */
+        npsd_store_acct_t *accts;
+        size_t acct_cnt, acct_size;
+        size_t *hmap; /* open addressing: account index + 1, 0 empty */
+        size_t hmap_size;
 
-        /* the script arguments shared by every call of one round trip */
-        char conf_json[2048];
-        char now[24];
-        char today[16];
+        npsd_step_response_t *sresp;
+        size_t *sresp_batch; /* index into the batch's responses */
+        size_t sresp_cnt, sresp_size, sresp_batch_size;
+        npsd_step_usage_t *susage;
+        size_t susage_cnt, susage_size;
+        npsd_step_followup_t *sfu;
+        size_t sfu_cnt, sfu_size;
+        const npsd_account_t **sctx;
+        size_t sctx_cnt, sctx_size;
+
+        /* global deltas committed, not yet applied */
+        npsd_store_delta_t *deltas;
+        size_t delta_cnt, delta_size;
+        /* (account, seq) whose gq entries can go */
+        npsd_store_delta_t *cleanup;
+        size_t cleanup_cnt, cleanup_size;
+
+        npsd_store_pending_alert_t *alerts;
+        size_t alert_cnt, alert_size;
+        size_t alerts_handed; /* fetched, not yet acknowledged */
+
+        int64_t dedupe_period;
+        npsd_step_env_t env;
 };
+
+static int npsd_store_grow(void **arr, size_t *size, size_t n, size_t elsz) {
+        size_t ns;
+        void *p;
+
+        if (n <= *size)
+                return 0;
+        ns = *size ? *size : 16;
+        while (ns < n)
+                ns *= 2;
+        if (!(p = realloc(*arr, ns * elsz)))
+                return -1;
+        *arr = p;
+        *size = ns;
+        return 0;
+}
+
+static npsd_cluster_mode_t npsd_store_mode(const char *s) {
+        if (s && !strcmp(s, "on"))
+                return NPSD_CLUSTER_MODE_ON;
+        if (s && !strcmp(s, "off"))
+                return NPSD_CLUSTER_MODE_OFF;
+        return NPSD_CLUSTER_MODE_AUTO;
+}
 
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                              const npsd_themes_t *themes) {
         npsd_store_t *store = calloc(1, sizeof(*store));
+        npsd_cluster_conf_t cc;
+        char errstr[256];
 
         if (!store)
                 return NULL;
         store->conf = conf;
         store->themes = themes;
+        memset(&cc, 0, sizeof(cc));
+        cc.host = conf->redis_host;
+        cc.port = conf->redis_port;
+        cc.nodes = conf->redis_nodes ? conf->redis_nodes : "";
+        cc.user = conf->redis_user;
+        cc.password = conf->redis_password;
+        cc.db = conf->redis_db;
+        cc.timeout_ms = conf->redis_timeout_ms;
+        cc.mode = npsd_store_mode(conf->redis_cluster);
+        if (!(store->cl = npsd_cluster_new(&cc, errstr, sizeof(errstr)))) {
+                npsd_error("msg=\"redis settings\" error=\"%s\"", errstr);
+                free(store);
+                return NULL;
+        }
+        if (!(store->w = npsd_write_new())) {
+                npsd_cluster_destroy(store->cl);
+                free(store);
+                return NULL;
+        }
         return store;
 }
 
-static void npsd_store_release_replies(npsd_store_t *store) {
-        for (size_t i = 0; i < store->reply_cnt; i++)
-                freeReplyObject(store->replies[i]);
-        store->reply_cnt = 0;
+static void npsd_store_accts_clear(npsd_store_t *store) {
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                npsd_state_free(&a->st);
+                npsd_kvs_free(&a->account);
+                npsd_step_out_free(&a->out);
+                free(a->delta);
+        }
+        store->acct_cnt = 0;
+        npsd_step_responses_free(store->sresp, store->sresp_cnt);
+        store->sresp_cnt = store->susage_cnt = store->sfu_cnt =
+                store->sctx_cnt = 0;
 }
 
-static void npsd_store_disconnect(npsd_store_t *store) {
-        if (store->redis) {
-                redisFree(store->redis);
-                store->redis = NULL;
+static void npsd_store_delta_free(npsd_store_delta_t *d) {
+        free(d->account);
+        free(d->blob);
+}
+
+static void npsd_store_alerts_drop(npsd_store_t *store, size_t n) {
+        for (size_t i = 0; i < n && i < store->alert_cnt; i++) {
+                free(store->alerts[i].id);
+                free(store->alerts[i].account);
+                free(store->alerts[i].payload);
         }
-        if (store->up)
-                npsd_warn("msg=\"redis connection lost\" host=%s port=%d",
-                          store->conf->redis_host, store->conf->redis_port);
-        store->up = 0;
+        if (n > store->alert_cnt)
+                n = store->alert_cnt;
+        if (!n)
+                return;
+        memmove(store->alerts, store->alerts + n,
+                (store->alert_cnt - n) * sizeof(*store->alerts));
+        store->alert_cnt -= n;
 }
 
 void npsd_store_destroy(npsd_store_t *store) {
         if (!store)
                 return;
-        npsd_store_release_replies(store);
-        if (store->redis)
-                redisFree(store->redis);
-        free(store->replies);
-        free(store->order);
-        free(store->ev_order);
-        free(store->argv);
-        free(store->argvlen);
-        free(store->toff);
-        free(store->args);
-        free(store->text);
+        npsd_store_accts_clear(store);
+        for (size_t i = 0; i < store->delta_cnt; i++)
+                npsd_store_delta_free(&store->deltas[i]);
+        for (size_t i = 0; i < store->cleanup_cnt; i++)
+                npsd_store_delta_free(&store->cleanup[i]);
+        npsd_store_alerts_drop(store, store->alert_cnt);
+        free(store->alerts);
+        free(store->deltas);
+        free(store->cleanup);
+        free(store->accts);
+        free(store->hmap);
+        free(store->sresp);
+        free(store->sresp_batch);
+        free(store->susage);
+        free(store->sfu);
+        free(store->sctx);
+        npsd_arena_free(&store->arena);
+        npsd_write_destroy(store->w);
+        npsd_cluster_destroy(store->cl);
         free(store);
 }
 
@@ -113,923 +322,2041 @@ void npsd_store_set_themes(npsd_store_t *store, const npsd_themes_t *themes) {
         store->themes = themes;
 }
 
-/* Runs one command on a fresh connection during connect; returns the reply
- * or NULL with errstr (and the connection dropped). */
-static redisReply *npsd_store_setup_cmd(npsd_store_t *store, char *errstr,
-                                        size_t errstr_size, int argc,
-                                        const char **argv) {
-        redisReply *reply =
-                redisCommandArgv(store->redis, argc, argv, NULL);
-
-        if (!reply) {
-                snprintf(errstr, errstr_size, "redis %s: %s", argv[0],
-                         store->redis->errstr);
-                return NULL;
-        }
-        if (reply->type == REDIS_REPLY_ERROR) {
-                snprintf(errstr, errstr_size, "redis %s: %s", argv[0],
-                         reply->str);
-                freeReplyObject(reply);
-                return NULL;
-        }
-        return reply;
-}
-
-/* Connects, authenticates, selects the database and loads the script. The
- * script is loaded on every (re)connect: a restarted Redis has an empty
- * script cache, and NOSCRIPT inside a pipeline would fail the batch. */
-static int npsd_store_connect(npsd_store_t *store, char *errstr,
-                              size_t errstr_size) {
-        const npsd_conf_t *conf = store->conf;
-        struct timeval tv = {conf->redis_timeout_ms / 1000,
-                             (conf->redis_timeout_ms % 1000) * 1000};
-        redisReply *reply;
-        char db[16];
-
-        if (store->redis)
-                return 0;
-        store->redis = redisConnectWithTimeout(conf->redis_host,
-                                               conf->redis_port, tv);
-        if (!store->redis || store->redis->err) {
-                snprintf(errstr, errstr_size, "redis connect %s:%d: %s",
-                         conf->redis_host, conf->redis_port,
-                         store->redis ? store->redis->errstr
-                                      : "out of memory");
-                goto fail;
-        }
-        redisSetTimeout(store->redis, tv);
-        if (*conf->redis_password) {
-                const char *auth[3] = {"AUTH", conf->redis_user,
-                                       conf->redis_password};
-                int argc = *conf->redis_user ? 3 : 2;
-                if (argc == 2)
-                        auth[1] = conf->redis_password;
-                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
-                                                   argc, auth)))
-                        goto fail;
-                freeReplyObject(reply);
-        }
-        if (conf->redis_db) {
-                const char *sel[2] = {"SELECT", db};
-                snprintf(db, sizeof(db), "%d", conf->redis_db);
-                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
-                                                   2, sel)))
-                        goto fail;
-                freeReplyObject(reply);
-        }
-        {
-                const char *load[3] = {"SCRIPT", "LOAD", npsd_lua_apply};
-                if (!(reply = npsd_store_setup_cmd(store, errstr, errstr_size,
-                                                   3, load)))
-                        goto fail;
-                if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-                        snprintf(errstr, errstr_size,
-                                 "redis SCRIPT LOAD: unexpected reply");
-                        freeReplyObject(reply);
-                        goto fail;
-                }
-                memcpy(store->sha, reply->str, 40);
-                store->sha[40] = '\0';
-                freeReplyObject(reply);
-        }
-        {
-                /* for npsd_build_info; a server that refuses INFO (ACL)
-                 * still serves npsd */
-                const char *info[2] = {"INFO", "server"};
-                const char *v;
-
-                reply = redisCommandArgv(store->redis, 2, info, NULL);
-                if (!reply) {
-                        snprintf(errstr, errstr_size, "redis INFO: %s",
-                                 store->redis->errstr);
-                        goto fail;
-                }
-                if (reply->type == REDIS_REPLY_STRING &&
-                    (v = strstr(reply->str, "redis_version:")))
-                        sscanf(v + 14, "%63[^\r\n]", store->server_version);
-                freeReplyObject(reply);
+/* Runs the pipeline, keeping `up` and logging the transitions. */
+static int npsd_store_exec(npsd_store_t *store, char *errstr,
+                           size_t errstr_size) {
+        if (npsd_cluster_exec(store->cl, errstr, errstr_size) == -1) {
+                if (store->up)
+                        npsd_warn("msg=\"redis unreachable\" error=\"%s\"",
+                                  errstr);
+                store->up = 0;
+                return -1;
         }
         if (!store->up)
-                npsd_info("msg=\"redis connected\" host=%s port=%d db=%d "
-                          "version=%s",
-                          conf->redis_host, conf->redis_port, conf->redis_db,
-                          *store->server_version ? store->server_version
-                                                 : "unknown");
+                npsd_info("msg=\"redis connected\" host=%s port=%d "
+                          "cluster=%s",
+                          store->conf->redis_host, store->conf->redis_port,
+                          npsd_cluster_enabled(store->cl) ? "on" : "off");
         store->up = 1;
         return 0;
+}
 
-fail:
-        if (store->redis) {
-                redisFree(store->redis);
-                store->redis = NULL;
-        }
-        store->up = 0;
-        return -1;
+static const redisReply *npsd_store_reply(const npsd_store_t *store,
+                                          long idx) {
+        return idx < 0 ? NULL : npsd_cluster_reply(store->cl, idx);
 }
 
 int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size) {
-        redisReply *reply;
+        const char *argv[2] = {"INFO", "server"};
+        const redisReply *r;
+        const char *v;
+        long idx;
 
-        if (npsd_store_connect(store, errstr, errstr_size) == -1)
-                return -1;
-        reply = redisCommand(store->redis, "PING");
-        if (!reply) {
-                snprintf(errstr, errstr_size, "redis PING: %s",
-                         store->redis->errstr);
-                npsd_store_disconnect(store);
+        npsd_cluster_begin(store->cl);
+        if ((idx = npsd_cluster_append(store->cl, 0, 2, argv, NULL)) < 0) {
+                snprintf(errstr, errstr_size, "redis: out of memory");
                 return -1;
         }
-        freeReplyObject(reply);
+        if (npsd_store_exec(store, errstr, errstr_size) == -1)
+                return -1;
+        r = npsd_store_reply(store, idx);
+        if (r && r->type == REDIS_REPLY_STRING &&
+            (v = strstr(r->str, "redis_version:")))
+                sscanf(v + 14, "%63[^\r\n]", store->server_version);
         return 0;
 }
 
-/* Grows an array to hold at least n elements of size elsz. */
-static int npsd_store_grow(void **arr, size_t *size, size_t n, size_t elsz) {
-        void *p;
-        size_t nsize = *size ? *size : 64;
+/* ---- keys ---------------------------------------------------------------- */
 
-        if (n <= *size)
-                return 0;
-        while (nsize < n)
-                nsize *= 2;
-        if (!(p = realloc(*arr, nsize * elsz)))
-                return -1;
-        *arr = p;
-        *size = nsize;
-        return 0;
-}
-
-/* Makes room for n command arguments (argv and argvlen alike). */
-static int npsd_store_argv_reserve(npsd_store_t *store, size_t n) {
-        const char **argv;
-        size_t *argvlen, nsize = store->argv_size ? store->argv_size : 64;
-
-        if (n <= store->argv_size)
-                return 0;
-        while (nsize < n)
-                nsize *= 2;
-        if (!(argv = realloc(store->argv, nsize * sizeof(*argv))))
-                return -1;
-        store->argv = argv;
-        if (!(argvlen = realloc(store->argvlen, nsize * sizeof(*argvlen))))
-                return -1;
-        store->argvlen = argvlen;
-        store->argv_size = nsize;
-        return 0;
-}
-
-/* The script's configuration argument: the settings it needs and the
- * batch's "now" as text. Built once per call. */
-static int npsd_store_conf_json(const npsd_store_t *store, int64_t now_ms,
-                                char *buf, size_t size) {
-        const npsd_conf_t *c = store->conf;
-        char now_str[NPSD_TIME_BUFSZ], windows[128];
-        size_t off = 0;
-
-        for (int i = 0; i < c->window_cnt; i++)
-                off += (size_t)snprintf(windows + off, sizeof(windows) - off,
-                                        "%s%d", i ? "," : "",
-                                        c->window_days[i]);
-        npsd_time_format(now_ms, now_str);
-        return snprintf(
-                buf, size,
-                "{\"windows\":[%s],\"long\":%d,\"low_conf_n\":%d,"
-                "\"gap_threshold\":%.17g,\"gap_min\":%d,"
-                "\"benchmark\":{\"all\":%.17g,\"smb\":%.17g,"
-                "\"mid_market\":%.17g,\"enterprise\":%.17g},"
-                "\"survey_benchmark\":{\"relationship\":%.17g,"
-                "\"transactional\":%.17g},"
-                "\"dedupe_ttl\":%lld,\"replay_ttl\":%lld,"
-                "\"suppress_ms\":%lld,\"previous\":%d,\"now_str\":\"%s\","
-                "\"usage_dedupe_ttl\":%d,"
-                "\"loop\":{\"ack_ms\":%lld,\"route_ms\":%lld,"
-                "\"close_ms\":%lld,\"window_ms\":%lld},"
-                "\"health\":{\"weights\":{\"nps\":%.17g,\"adoption\":%.17g,"
-                "\"engagement\":%.17g,\"support\":%.17g,\"followup\":%.17g},"
-                "\"green\":%d,\"yellow\":%d,\"ticket_penalty\":%.17g,"
-                "\"error_penalty\":%.17g,\"overdue_penalty\":%.17g,"
-                "\"drop_points\":%.17g,\"drop_min\":%d,\"usage_min\":%d,"
-                "\"usage_ratio\":%.17g}}",
-                windows, c->long_window_days, c->low_confidence_n,
-                c->role_gap_threshold, c->role_gap_min_responses,
-                c->benchmark_all, c->benchmark_smb, c->benchmark_mid_market,
-                c->benchmark_enterprise, c->benchmark_relationship,
-                c->benchmark_transactional,
-                (long long)c->dedupe_days * 86400,
-                (long long)c->replay_days * 86400,
-                (long long)c->suppress_days * NPSD_MS_PER_DAY,
-                c->previous_count, now_str,
-                /* usage events dedupe for 3 days: sets per occurrence day
-                 * are kept one day longer than that */
-                4 * 86400,
-                (long long)c->followup_ack_hours * 3600000LL,
-                (long long)c->followup_route_days * NPSD_MS_PER_DAY,
-                (long long)c->followup_close_days * NPSD_MS_PER_DAY,
-                (long long)c->long_window_days * NPSD_MS_PER_DAY,
-                c->health_w_nps, c->health_w_adoption, c->health_w_engagement,
-                c->health_w_support, c->health_w_followup, c->health_green,
-                c->health_yellow, c->health_ticket_penalty,
-                c->health_error_penalty, c->health_overdue_penalty,
-                c->alert_nps_drop_points, c->alert_nps_drop_min_responses,
-                c->alert_usage_drop_min_users, c->alert_usage_drop_ratio);
-}
-
-/* Appends one EVALSHA to the pipeline: argv[0..5] are filled here, the
- * caller has put its mode arguments at argv[10..argc). */
-static int npsd_store_append(npsd_store_t *store, const char *key,
-                             const char *account, const char *mode,
-                             int argc) {
-        const char **argv = store->argv;
-        size_t *argvlen = store->argvlen;
-
-        argv[0] = "EVALSHA";
-        argv[1] = store->sha;
-        argv[2] = "1";
-        argv[3] = key;
-        argv[4] = store->conf->redis_prefix;
-        argv[5] = account;
-        argv[6] = store->now;
-        argv[7] = store->today;
-        argv[8] = store->conf_json;
-        argv[9] = mode;
-        for (int i = 0; i < 10; i++)
-                argvlen[i] = strlen(argv[i]);
-        if (redisAppendCommandArgv(store->redis, argc, argv, argvlen) !=
-            REDIS_OK)
-                return -1;
-        store->reply_cnt++; /* one reply expected */
-        return 0;
-}
-
-/* Starts one round trip: connects if needed, frees the previous replies
- * and fills the arguments every script call of it shares. */
-static int npsd_store_begin(npsd_store_t *store, int64_t now_ms, char *errstr,
-                            size_t errstr_size) {
-        npsd_store_release_replies(store);
-        store->reply_cnt = 0;
-        if (npsd_store_connect(store, errstr, errstr_size) == -1)
-                return -1;
-        if (npsd_store_argv_reserve(store, 64) == -1) {
-                snprintf(errstr, errstr_size, "out of memory");
-                return -1;
-        }
-        npsd_store_conf_json(store, now_ms, store->conf_json,
-                             sizeof(store->conf_json));
-        snprintf(store->now, sizeof(store->now), "%lld", (long long)now_ms);
-        snprintf(store->today, sizeof(store->today), "%d",
-                 (int)npsd_time_day(now_ms));
-        return 0;
-}
-
-/* Orders responses by account, keeping their batch order within one. */
-static int npsd_store_cmp_order(const void *a, const void *b, void *opaque) {
-        const npsd_store_response_t *responses = opaque;
-        size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-        int c = strcmp(responses[ia].resp->account_id,
-                       responses[ib].resp->account_id);
-        if (c)
-                return c;
-        return ia < ib ? -1 : ia > ib;
-}
-
-/* Appends text to the group's scratch; returns its offset or -1. The
- * scratch may move while a group is built, so callers keep offsets. */
-static long npsd_store_text(npsd_store_t *store, size_t *used, const char *s,
-                            size_t len) {
-        size_t off = *used;
-
-        if (npsd_store_grow((void **)&store->text, &store->text_size,
-                            off + len + 1, 1) == -1)
-                return -1;
-        memcpy(store->text + off, s, len);
-        store->text[off + len] = '\0';
-        *used = off + len + 1;
-        return (long)off;
-}
-
-/* Themes of a response as "pricing,support" into the scratch. */
-static long npsd_store_themes_text(npsd_store_t *store, size_t *used,
-                                   uint64_t bits) {
-        char buf[NPSD_THEMES_MAX * 40];
-        size_t off = 0;
-
-        buf[0] = '\0';
-        for (int t = 0; t < npsd_themes_count(store->themes) && bits; t++) {
-                const char *name;
-                size_t len;
-                if (!(bits & (1ULL << t)))
-                        continue;
-                name = npsd_themes_name(store->themes, t);
-                len = strlen(name);
-                if (off + len + 2 > sizeof(buf))
-                        break;
-                if (off)
-                        buf[off++] = ',';
-                memcpy(buf + off, name, len);
-                off += len;
-        }
-        return npsd_store_text(store, used, buf, off);
-}
-
-/* The configured cohort attributes of a response as "key\tvalue\n"... */
-static long npsd_store_attrs_text(npsd_store_t *store, size_t *used,
-                                  const json_t *attributes) {
-        char buf[NPSD_COHORT_ATTRS_MAX * 400];
-        size_t off = 0;
-        const npsd_conf_t *c = store->conf;
-
-        for (int i = 0; attributes && i < c->cohort_attr_cnt; i++) {
-                const char *v = json_string_value(
-                        json_object_get(attributes, c->cohort_attr[i]));
-                int n;
-                if (!v || !*v || strchr(v, '\n') || strchr(v, '\t'))
-                        continue;
-                n = snprintf(buf + off, sizeof(buf) - off, "%s\t%s\n",
-                             c->cohort_attr[i], v);
-                if (n < 0 || (size_t)n >= sizeof(buf) - off)
-                        break;
-                off += (size_t)n;
-        }
-        return npsd_store_text(store, used, buf, off);
-}
-
-/* Appends the "responses" call of one account group [from, to) of order. */
-static int npsd_store_append_group(npsd_store_t *store,
-                                   const npsd_store_response_t *responses,
-                                   size_t from, size_t to) {
-        size_t n = to - from, used = 0;
-        int argc = 11 + (int)(n * NPSD_STORE_FIELDS);
-        const char *account = responses[store->order[from]].resp->account_id;
-        char key[512], count[24];
-        long *toff;
-
-        if (npsd_store_argv_reserve(store, (size_t)argc) == -1 ||
-            npsd_store_grow((void **)&store->args, &store->args_size, n,
-                            sizeof(*store->args)) == -1 ||
-            npsd_store_grow((void **)&store->toff, &store->toff_size, n * 2,
-                            sizeof(*store->toff)) == -1)
-                return -1;
-        toff = store->toff;
-
-        snprintf(key, sizeof(key), "%s:{%s}:summary",
-                 store->conf->redis_prefix, account);
-        snprintf(count, sizeof(count), "%zu", n);
-        for (size_t i = 0; i < n; i++) {
-                const npsd_response_t *r = responses[store->order[from + i]].resp;
-                npsd_store_args_t *a = &store->args[i];
-                snprintf(a->score, sizeof(a->score), "%d", r->score);
-                snprintf(a->day, sizeof(a->day), "%d",
-                         (int)npsd_time_day(r->submitted_at_ms));
-                snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld",
-                         (long long)r->submitted_at_ms);
-                npsd_time_format(r->submitted_at_ms, a->ts_str);
-                snprintf(a->role, sizeof(a->role), "%d", (int)r->role);
-                snprintf(a->survey, sizeof(a->survey), "%d",
-                         (int)r->survey_type);
-                toff[i * 2] = npsd_store_themes_text(
-                        store, &used,
-                        responses[store->order[from + i]].theme_bits);
-                toff[i * 2 + 1] =
-                        npsd_store_attrs_text(store, &used, r->attributes);
-                if (toff[i * 2] < 0 || toff[i * 2 + 1] < 0)
-                        return -1;
-        }
-        store->argv[10] = count;
-        store->argvlen[10] = strlen(count);
-        for (size_t i = 0; i < n; i++) {
-                const npsd_response_t *r = responses[store->order[from + i]].resp;
-                npsd_store_args_t *a = &store->args[i];
-                const char **v = store->argv + 11 + i * NPSD_STORE_FIELDS;
-                size_t *vl = store->argvlen + 11 + i * NPSD_STORE_FIELDS;
-                v[0] = r->event_id;
-                v[1] = r->user_id;
-                v[2] = a->score;
-                v[3] = a->day;
-                v[4] = a->ts_ms;
-                v[5] = a->ts_str;
-                v[6] = a->role;
-                v[7] = a->survey;
-                v[8] = r->language ? r->language : "";
-                v[9] = r->channel ? r->channel : "";
-                v[10] = store->text + toff[i * 2];
-                v[11] = store->text + toff[i * 2 + 1];
-                v[12] = r->comment ? r->comment : "";
-                v[13] = responses[store->order[from + i]].digest;
-                for (int f = 0; f < NPSD_STORE_FIELDS; f++)
-                        vl[f] = strlen(v[f]);
-                if (r->comment)
-                        vl[12] = r->comment_len;
-        }
-        /* argc counts EVALSHA..mode (10), the count, and the fields */
-        return npsd_store_append(store, key, account, "responses", 11 + (int)(n * NPSD_STORE_FIELDS));
-}
-
-/* Appends the "context" call of one account record. */
-static int npsd_store_append_context(npsd_store_t *store,
-                                     const npsd_account_t *acc) {
-        char key[512], upd[24], arr[64], seats[24], renewal[16];
-        int argc = 11;
-        const char *fields[][2] = {
-                {"name", acc->name},
-                {"segment", acc->segment},
-                {"plan", acc->plan},
-                {"lifecycle_stage", acc->lifecycle_stage},
-                {"csm_owner", acc->csm_owner},
-                {"arr", acc->has_arr ? arr : NULL},
-                {"seats", acc->has_seats ? seats : NULL},
-                {"renewal_date", acc->has_renewal ? renewal : NULL},
-                {"updated_at", NULL},
-        };
-        char upd_str[NPSD_TIME_BUFSZ];
-
-        if (npsd_store_argv_reserve(store, 64) == -1)
-                return -1;
-        snprintf(key, sizeof(key), "%s:{%s}:summary",
-                 store->conf->redis_prefix, acc->account_id);
-        snprintf(upd, sizeof(upd), "%lld",
-                 acc->has_updated_at ? (long long)acc->updated_at_ms : -1LL);
-        snprintf(arr, sizeof(arr), "%.17g", acc->has_arr ? acc->arr : 0.0);
-        snprintf(seats, sizeof(seats), "%lld", (long long)acc->seats);
-        if (acc->has_renewal)
-                npsd_date_format(acc->renewal_day, renewal);
-        if (acc->has_updated_at)
-                fields[8][1] = npsd_time_format(acc->updated_at_ms, upd_str);
-        store->argv[10] = upd;
-        store->argvlen[10] = strlen(upd);
-        for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-                if (!fields[i][1])
-                        continue;
-                store->argv[argc] = fields[i][0];
-                store->argvlen[argc++] = strlen(fields[i][0]);
-                store->argv[argc] = fields[i][1];
-                store->argvlen[argc++] = strlen(fields[i][1]);
-        }
-        return npsd_store_append(store, key, acc->account_id, "context", argc);
-}
-
-/* Reads every reply the pipeline owes. Returns 0 when all arrived without
- * error; on any failure the connection is dropped (hiredis contexts are not
- * reusable after an error, and a half-read pipeline is unusable anyway). */
-static int npsd_store_read_replies(npsd_store_t *store, size_t expected,
-                                   char *errstr, size_t errstr_size) {
-        int rc = 0;
-
-        if (npsd_store_grow((void **)&store->replies, &store->replies_size,
-                            expected, sizeof(*store->replies)) == -1) {
-                snprintf(errstr, errstr_size, "out of memory");
-                npsd_store_disconnect(store);
-                return -1;
-        }
-        store->reply_cnt = 0;
-        for (size_t i = 0; i < expected; i++) {
-                void *r = NULL;
-                if (redisGetReply(store->redis, &r) != REDIS_OK || !r) {
-                        snprintf(errstr, errstr_size, "redis: %s",
-                                 store->redis->errstr);
-                        npsd_store_disconnect(store);
-                        return -1;
-                }
-                store->replies[store->reply_cnt++] = r;
-                if (((redisReply *)r)->type == REDIS_REPLY_ERROR && !rc) {
-                        snprintf(errstr, errstr_size, "redis script: %s",
-                                 ((redisReply *)r)->str);
-                        rc = -1;
-                }
-        }
-        if (rc == -1)
-                /* NOSCRIPT (script cache flushed) or a refused write: the
-                 * next call reconnects and loads the script again. */
-                npsd_store_disconnect(store);
-        return rc;
-}
-
-/* Orders pointers to events by their account id (the first member of every
- * event struct is not the account, so the caller passes an accessor). */
-typedef const char *(*npsd_store_acct_fn)(const void *ev);
-
-static const char *npsd_store_usage_acct(const void *ev) {
-        return ((const npsd_usage_t *)ev)->account_id;
-}
-
-static const char *npsd_store_followup_acct(const void *ev) {
-        return ((const npsd_followup_t *)ev)->account_id;
-}
-
-typedef struct npsd_store_sort_s {
-        const void *const *evs;
-        npsd_store_acct_fn acct;
-} npsd_store_sort_t;
-
-static int npsd_store_cmp_ptr(const void *a, const void *b, void *opaque) {
-        const npsd_store_sort_t *ss = opaque;
-        size_t ia = *(const size_t *)a, ib = *(const size_t *)b;
-        int c = strcmp(ss->acct(ss->evs[ia]), ss->acct(ss->evs[ib]));
-        if (c)
-                return c;
-        return ia < ib ? -1 : ia > ib;
-}
-
-/* Appends one "usage" or "followups" call per account of evs, ordered by
- * account (order[] is scratch of cnt entries). Per-event arguments come from
- * fill(), which writes `per` values into argv and may use the scratch args. */
-typedef int (*npsd_store_fill_fn)(npsd_store_t *store, const void *ev,
-                                  npsd_store_args_t *a, const char **v,
-                                  size_t *vl);
-
-static int npsd_store_fill_usage(npsd_store_t *store, const void *ev,
-                                 npsd_store_args_t *a, const char **v,
-                                 size_t *vl) {
-        const npsd_usage_t *u = ev;
-        (void)store;
-        snprintf(a->day, sizeof(a->day), "%d",
-                 (int)npsd_time_day(u->occurred_at_ms));
-        snprintf(a->role, sizeof(a->role), "%d", (int)u->type);
-        snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld",
-                 (long long)u->occurred_at_ms);
-        npsd_time_format(u->occurred_at_ms, a->ts_str);
-        v[0] = u->event_id;
-        v[1] = u->user_id;
-        v[2] = a->day;
-        v[3] = a->role;
-        v[4] = u->feature ? u->feature : "";
-        v[5] = a->ts_ms;
-        v[6] = a->ts_str;
-        for (int f = 0; f < 7; f++)
-                vl[f] = strlen(v[f]);
-        return 7;
-}
-
-static int npsd_store_fill_followup(npsd_store_t *store, const void *ev,
-                                    npsd_store_args_t *a, const char **v,
-                                    size_t *vl) {
-        static const char *actions[] = {"acknowledged", "routed", "closed"};
-        const npsd_followup_t *f = ev;
-        (void)store;
-        snprintf(a->ts_ms, sizeof(a->ts_ms), "%lld", (long long)f->at_ms);
-        npsd_time_format(f->at_ms, a->ts_str);
-        v[0] = f->event_id;
-        v[1] = f->response_event_id;
-        v[2] = actions[f->action];
-        v[3] = a->ts_ms;
-        v[4] = a->ts_str;
-        for (int i = 0; i < 5; i++)
-                vl[i] = strlen(v[i]);
-        return 5;
-}
-
-static int npsd_store_append_by_account(npsd_store_t *store,
-                                        const void *const *evs, size_t cnt,
-                                        npsd_store_acct_fn acct,
-                                        npsd_store_fill_fn fill, int per,
-                                        const char *mode) {
-        npsd_store_sort_t ss = {evs, acct};
-        size_t from, g;
-
-        if (!cnt)
-                return 0;
-        if (npsd_store_grow((void **)&store->ev_order, &store->ev_order_size,
-                            cnt, sizeof(*store->ev_order)) == -1)
-                return -1;
-        for (size_t i = 0; i < cnt; i++)
-                store->ev_order[i] = i;
-        qsort_r(store->ev_order, cnt, sizeof(*store->ev_order), npsd_store_cmp_ptr,
-                &ss);
-        for (from = 0, g = 1; g <= cnt; g++) {
-                const char *account = acct(evs[store->ev_order[from]]);
-                char key[512], count[24];
-                size_t n = g - from;
-                int argc = 11;
-                if (g < cnt && !strcmp(acct(evs[store->ev_order[g]]), account))
-                        continue;
-                if (npsd_store_argv_reserve(store, 11 + n * (size_t)per) ==
-                            -1 ||
-                    npsd_store_grow((void **)&store->args, &store->args_size,
-                                    n, sizeof(*store->args)) == -1)
-                        return -1;
-                snprintf(key, sizeof(key), "%s:{%s}:summary",
+/* <prefix>:{<account>}:<suffix> into the arena. */
+static const char *npsd_store_akey(npsd_store_t *store, const char *account,
+                                   const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static const char *npsd_store_akey(npsd_store_t *store, const char *account,
+                                   const char *fmt, ...) {
+        char buf[NPSD_KEY_MAX];
+        int n = snprintf(buf, sizeof(buf), "%s:{%s}:",
                          store->conf->redis_prefix, account);
-                snprintf(count, sizeof(count), "%zu", n);
-                store->argv[10] = count;
-                store->argvlen[10] = strlen(count);
-                for (size_t i = 0; i < n; i++)
-                        argc += fill(store, evs[store->ev_order[from + i]],
-                                     &store->args[i], store->argv + argc,
-                                     store->argvlen + argc);
-                if (npsd_store_append(store, key, account, mode, argc) == -1)
+        va_list ap;
+
+        va_start(ap, fmt);
+        n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+        va_end(ap);
+        if (n >= (int)sizeof(buf))
+                return NULL;
+        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+}
+
+/* <prefix>:<suffix> (global keys) into the arena. */
+static const char *npsd_store_gkey(npsd_store_t *store, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static const char *npsd_store_gkey(npsd_store_t *store, const char *fmt,
+                                   ...) {
+        char buf[NPSD_KEY_MAX];
+        int n = snprintf(buf, sizeof(buf), "%s:", store->conf->redis_prefix);
+        va_list ap;
+
+        va_start(ap, fmt);
+        n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+        va_end(ap);
+        if (n >= (int)sizeof(buf))
+                return NULL;
+        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+}
+
+static unsigned npsd_store_slot(const char *key) {
+        return npsd_cluster_keyslot(key, strlen(key));
+}
+
+/* Appends a plain command; the words must live in the arena (or longer).
+ * lens NULL: NUL-terminated words. */
+static long npsd_store_cmd(npsd_store_t *store, int argc, const char **argv,
+                           const size_t *lens) {
+        const char **av = npsd_arena_alloc(&store->arena,
+                                           sizeof(*av) * (size_t)argc);
+        size_t *al = npsd_arena_alloc(&store->arena,
+                                      sizeof(*al) * (size_t)argc);
+
+        if (!av || !al)
+                return -1;
+        for (int i = 0; i < argc; i++) {
+                av[i] = argv[i];
+                al[i] = lens ? lens[i] : strlen(argv[i]);
+        }
+        return npsd_cluster_append(store->cl, npsd_store_slot(argv[1]), argc,
+                                   av, al);
+}
+
+/* ---- the round trip's accounts -------------------------------------------- */
+
+static uint64_t npsd_store_hash(const char *s) {
+        uint64_t h = 1469598103934665603ULL;
+
+        for (; *s; s++)
+                h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+        return h;
+}
+
+/* The account's entry, added when new. NULL when out of memory. */
+static npsd_store_acct_t *npsd_store_acct(npsd_store_t *store,
+                                          const char *id) {
+        size_t mask, i;
+        npsd_store_acct_t *a;
+
+        if (store->acct_cnt * 2 + 2 > store->hmap_size) {
+                size_t ns = store->hmap_size ? store->hmap_size * 2 : 256;
+                size_t *m = calloc(ns, sizeof(*m));
+                if (!m)
+                        return NULL;
+                free(store->hmap);
+                store->hmap = m;
+                store->hmap_size = ns;
+                for (size_t k = 0; k < store->acct_cnt; k++) {
+                        size_t j = npsd_store_hash(store->accts[k].id) &
+                                   (ns - 1);
+                        while (m[j])
+                                j = (j + 1) & (ns - 1);
+                        m[j] = k + 1;
+                }
+        }
+        mask = store->hmap_size - 1;
+        for (i = npsd_store_hash(id) & mask; store->hmap[i];
+             i = (i + 1) & mask)
+                if (!strcmp(store->accts[store->hmap[i] - 1].id, id))
+                        return &store->accts[store->hmap[i] - 1];
+        if (npsd_store_grow((void **)&store->accts, &store->acct_size,
+                            store->acct_cnt + 1, sizeof(*store->accts)))
+                return NULL;
+        a = &store->accts[store->acct_cnt];
+        memset(a, 0, sizeof(*a));
+        if (!(a->id = npsd_arena_strn(&store->arena, id, strlen(id))))
+                return NULL;
+        a->call = -1;
+        a->rx_pf = -1;
+        a->rx_outbox = -1;
+        npsd_state_init(&a->st);
+        npsd_kvs_init(&a->account);
+        npsd_step_out_init(&a->out);
+        store->hmap[i] = ++store->acct_cnt;
+        return a;
+}
+
+static void npsd_store_round_begin(npsd_store_t *store) {
+        npsd_store_accts_clear(store);
+        if (store->hmap)
+                memset(store->hmap, 0, store->hmap_size * sizeof(*store->hmap));
+        npsd_arena_reset(&store->arena);
+        npsd_write_reset(store->w);
+}
+
+/* Puts a batch's events in per-account slices: each kind is ordered by
+ * account (stable, so the batch order holds within one). */
+typedef const char *(*npsd_store_acct_of_fn)(const void *ev);
+
+static const char *npsd_store_resp_acct(const void *ev) {
+        return ((const npsd_store_response_t *)ev)->resp->account_id;
+}
+
+static int npsd_store_gather(npsd_store_t *store,
+                             const npsd_store_batch_t *b) {
+        /* two passes per kind: count per account, then place */
+        size_t n;
+
+        for (size_t i = 0; i < b->account_cnt; i++)
+                if (!npsd_store_acct(store, b->accounts[i]->account_id))
                         return -1;
-                from = g;
+        for (size_t i = 0; i < b->resp_cnt; i++)
+                if (!npsd_store_acct(store, b->responses[i].resp->account_id))
+                        return -1;
+        for (size_t i = 0; i < b->usage_cnt; i++)
+                if (!npsd_store_acct(store, b->usage[i]->account_id))
+                        return -1;
+        for (size_t i = 0; i < b->followup_cnt; i++)
+                if (!npsd_store_acct(store, b->followups[i]->account_id))
+                        return -1;
+        if (npsd_store_grow((void **)&store->sresp, &store->sresp_size,
+                            b->resp_cnt, sizeof(*store->sresp)) ||
+            npsd_store_grow((void **)&store->sresp_batch,
+                            &store->sresp_batch_size,
+                            b->resp_cnt, sizeof(*store->sresp_batch)) ||
+            npsd_store_grow((void **)&store->susage, &store->susage_size,
+                            b->usage_cnt, sizeof(*store->susage)) ||
+            npsd_store_grow((void **)&store->sfu, &store->sfu_size,
+                            b->followup_cnt, sizeof(*store->sfu)) ||
+            npsd_store_grow((void **)&store->sctx, &store->sctx_size,
+                            b->account_cnt, sizeof(*store->sctx)))
+                return -1;
+        /* counts */
+        for (size_t i = 0; i < b->account_cnt; i++)
+                npsd_store_acct(store, b->accounts[i]->account_id)->cn++;
+        for (size_t i = 0; i < b->resp_cnt; i++)
+                npsd_store_acct(store, b->responses[i].resp->account_id)->rn++;
+        for (size_t i = 0; i < b->usage_cnt; i++)
+                npsd_store_acct(store, b->usage[i]->account_id)->un++;
+        for (size_t i = 0; i < b->followup_cnt; i++)
+                npsd_store_acct(store, b->followups[i]->account_id)->fn++;
+        /* offsets */
+        {
+                size_t r = 0, u = 0, f = 0, c = 0;
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        a->r0 = r;
+                        a->u0 = u;
+                        a->f0 = f;
+                        a->c0 = c;
+                        r += a->rn;
+                        u += a->un;
+                        f += a->fn;
+                        c += a->cn;
+                        a->rn = a->un = a->fn = a->cn = 0;
+                }
+        }
+        /* place */
+        for (size_t i = 0; i < b->account_cnt; i++) {
+                npsd_store_acct_t *a =
+                        npsd_store_acct(store, b->accounts[i]->account_id);
+                store->sctx[a->c0 + a->cn++] = b->accounts[i];
+        }
+        for (size_t i = 0; i < b->resp_cnt; i++) {
+                npsd_store_acct_t *a = npsd_store_acct(
+                        store, npsd_store_resp_acct(&b->responses[i]));
+                npsd_step_response_t *sr = &store->sresp[a->r0 + a->rn];
+                memset(sr, 0, sizeof(*sr));
+                sr->resp = b->responses[i].resp;
+                sr->theme_bits = b->responses[i].theme_bits;
+                sr->digest = b->responses[i].digest;
+                store->sresp_batch[a->r0 + a->rn++] = i;
+        }
+        for (size_t i = 0; i < b->usage_cnt; i++) {
+                npsd_store_acct_t *a =
+                        npsd_store_acct(store, b->usage[i]->account_id);
+                npsd_step_usage_t *su = &store->susage[a->u0 + a->un++];
+                memset(su, 0, sizeof(*su));
+                su->ev = b->usage[i];
+        }
+        for (size_t i = 0; i < b->followup_cnt; i++) {
+                npsd_store_acct_t *a =
+                        npsd_store_acct(store, b->followups[i]->account_id);
+                npsd_step_followup_t *sf = &store->sfu[a->f0 + a->fn++];
+                memset(sf, 0, sizeof(*sf));
+                sf->ev = b->followups[i];
+        }
+        n = b->resp_cnt;
+        store->sresp_cnt = n;
+        store->susage_cnt = b->usage_cnt;
+        store->sfu_cnt = b->followup_cnt;
+        store->sctx_cnt = b->account_cnt;
+        for (size_t i = 0; i < store->acct_cnt; i++)
+                store->accts[i].slot = npsd_store_slot(
+                        npsd_store_akey(store, store->accts[i].id, "st"));
+        return 0;
+}
+
+/* ---- read round trip ---------------------------------------------------- */
+
+/* Dedupe marker hashes are one per 100-day period of the wall clock (a
+ * clock pinned for a backfill must not expire them): the current period,
+ * the one after (another instance's clock may be ahead) and the ones
+ * before that can still hold a marker younger than dedupe.days. */
+static int npsd_store_periods(const npsd_store_t *store, int64_t *first) {
+        int back = (int)((store->conf->dedupe_days * 86400LL +
+                          NPSD_DEDUPE_PERIOD_S - 1) /
+                         NPSD_DEDUPE_PERIOD_S);
+
+        *first = store->dedupe_period - back;
+        return back + 2;
+}
+
+/* HMGET <kind>p:<period> ids of every period, for the ids of get(). */
+typedef const char *(*npsd_store_id_fn)(const npsd_store_t *store,
+                                        const npsd_store_acct_t *a, size_t i);
+
+static const char *npsd_store_resp_id(const npsd_store_t *store,
+                                      const npsd_store_acct_t *a, size_t i) {
+        return store->sresp[a->r0 + i].resp->event_id;
+}
+
+static const char *npsd_store_fu_id(const npsd_store_t *store,
+                                    const npsd_store_acct_t *a, size_t i) {
+        return store->sfu[a->f0 + i].ev->event_id;
+}
+
+static const char *npsd_store_fu_rid(const npsd_store_t *store,
+                                     const npsd_store_acct_t *a, size_t i) {
+        return store->sfu[a->f0 + i].ev->response_event_id;
+}
+
+static int npsd_store_read_markers(npsd_store_t *store,
+                                   const npsd_store_acct_t *a,
+                                   const char *kind, size_t n,
+                                   npsd_store_id_fn get) {
+        int64_t first;
+        int np = npsd_store_periods(store, &first);
+        const char **argv = npsd_arena_alloc(&store->arena,
+                                             sizeof(*argv) * (n + 2));
+
+        if (!argv)
+                return -1;
+        argv[0] = "HMGET";
+        for (size_t i = 0; i < n; i++)
+                argv[2 + i] = get(store, a, i);
+        for (int p = 0; p < np; p++) {
+                if (!(argv[1] = npsd_store_akey(store, a->id, "%sp:%" PRId64,
+                                                kind, first + p)) ||
+                    npsd_store_cmd(store, (int)n + 2, argv, NULL) < 0)
+                        return -1;
         }
         return 0;
+}
+
+static const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+static const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...) {
+        char buf[128];
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        va_end(ap);
+        if (n < 0 || n >= (int)sizeof(buf))
+                return NULL;
+        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+}
+
+/* Usage: per occurrence day the ids seen (SMISMEMBER), the HyperLogLog
+ * additions (PFADD is idempotent: done before the guarded write, even if
+ * that write then loses a race, it adds nothing that is not true), and the
+ * four distinct counts after them. */
+static int npsd_store_read_usage(npsd_store_t *store, npsd_store_acct_t *a) {
+        int32_t today = store->env.today;
+
+        for (size_t i = 0; i < a->un; i++) {
+                const npsd_usage_t *u = store->susage[a->u0 + i].ev;
+                int32_t day = npsd_time_day(u->occurred_at_ms);
+                const char *argv[3];
+                argv[0] = "SMISMEMBER";
+                if (!(argv[1] = npsd_store_akey(store, a->id, "useen:%d",
+                                                (int)day)))
+                        return -1;
+                argv[2] = u->event_id;
+                /* one per event keeps the reply mapping trivial; they
+                 * pipeline, and most batches hold a few per account */
+                if (npsd_store_cmd(store, 3, argv, NULL) < 0)
+                        return -1;
+                if (day > today - 31 && day <= today + 1) {
+                        const char *pf[3] = {"PFADD", NULL, u->user_id};
+                        const char *ex[3] = {"EXPIRE", NULL, "2764800"};
+                        if (!(pf[1] = npsd_store_akey(store, a->id, "au:%d",
+                                                      (int)day)) ||
+                            npsd_store_cmd(store, 3, pf, NULL) < 0)
+                                return -1;
+                        ex[1] = pf[1];
+                        if (npsd_store_cmd(store, 3, ex, NULL) < 0)
+                                return -1;
+                        if (u->type == NPSD_USAGE_FEATURE_USED && u->feature &&
+                            *u->feature) {
+                                pf[2] = u->feature;
+                                if (!(pf[1] = npsd_store_akey(
+                                              store, a->id, "ft:%d",
+                                              (int)day)) ||
+                                    npsd_store_cmd(store, 3, pf, NULL) < 0)
+                                        return -1;
+                                ex[1] = pf[1];
+                                if (npsd_store_cmd(store, 3, ex, NULL) < 0)
+                                        return -1;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* PFCOUNT of one window of day keys of a kind. */
+static long npsd_store_pfcount(npsd_store_t *store, const char *account,
+                               const char *kind, int32_t from, int32_t to) {
+        int n = (int)(to - from + 1);
+        const char **argv = npsd_arena_alloc(&store->arena,
+                                             sizeof(*argv) * (size_t)(n + 1));
+
+        if (!argv)
+                return -1;
+        argv[0] = "PFCOUNT";
+        for (int i = 0; i < n; i++)
+                if (!(argv[1 + i] = npsd_store_akey(store, account, "%s:%d",
+                                                    kind, (int)(from + i))))
+                        return -1;
+        return npsd_store_cmd(store, n + 1, argv, NULL);
+}
+
+static int npsd_store_read_counts(npsd_store_t *store, npsd_store_acct_t *a) {
+        int32_t t = store->env.today;
+
+        a->rx_pf = npsd_store_pfcount(store, a->id, "au", t - 6, t);
+        if (a->rx_pf < 0 || npsd_store_pfcount(store, a->id, "au", t - 29, t) < 0 ||
+            npsd_store_pfcount(store, a->id, "au", t - 13, t - 7) < 0 ||
+            npsd_store_pfcount(store, a->id, "ft", t - 29, t) < 0)
+                return -1;
+        return 0;
+}
+
+/* Appends one account's reads; replies are parsed in the same order by
+ * npsd_store_read_parse(). */
+static int npsd_store_read_append(npsd_store_t *store, npsd_store_acct_t *a) {
+        const char *argv[5];
+        long idx;
+
+        argv[0] = "HMGET";
+        if (!(argv[1] = npsd_store_akey(store, a->id, "st")))
+                return -1;
+        argv[2] = "v";
+        argv[3] = "b";
+        if ((idx = npsd_store_cmd(store, 4, argv, NULL)) < 0)
+                return -1;
+        a->rx = idx;
+        argv[0] = "HGETALL";
+        if (!(argv[1] = npsd_store_akey(store, a->id, "account")) ||
+            npsd_store_cmd(store, 2, argv, NULL) < 0)
+                return -1;
+        argv[0] = "ZRANGE";
+        if (!(argv[1] = npsd_store_akey(store, a->id, "gq")))
+                return -1;
+        argv[2] = "0";
+        argv[3] = "-1";
+        argv[4] = "WITHSCORES";
+        if (npsd_store_cmd(store, 5, argv, NULL) < 0)
+                return -1;
+        if (a->rn) {
+                if (npsd_store_read_markers(store, a, "ev", a->rn,
+                                            npsd_store_resp_id))
+                        return -1;
+                for (size_t i = 0; i < a->rn; i++) {
+                        argv[0] = "GET";
+                        if (!(argv[1] = npsd_store_akey(
+                                      store, a->id, "out:%s",
+                                      store->sresp[a->r0 + i].resp->event_id)) ||
+                            npsd_store_cmd(store, 2, argv, NULL) < 0)
+                                return -1;
+                }
+        }
+        if (a->fn &&
+            (npsd_store_read_markers(store, a, "fev", a->fn,
+                                     npsd_store_fu_id) ||
+             npsd_store_read_markers(store, a, "ev", a->fn,
+                                     npsd_store_fu_rid)))
+                return -1;
+        if (a->un && npsd_store_read_usage(store, a))
+                return -1;
+        if (a->un || a->tick) {
+                if (npsd_store_read_counts(store, a))
+                        return -1;
+        }
+        if (a->tick) {
+                argv[0] = "HGETALL";
+                if (!(argv[1] = npsd_store_akey(store, a->id, "outbox")) ||
+                    (a->rx_outbox = npsd_store_cmd(store, 2, argv, NULL)) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+static int npsd_store_bad(char *errstr, size_t errstr_size, const char *what,
+                          const redisReply *r) {
+        snprintf(errstr, errstr_size, "redis %s: %s", what,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                   : "unexpected reply");
+        return -1;
+}
+
+/* Marks ids found in any period's HMGET reply. */
+static int npsd_store_markers_seen(npsd_store_t *store, long *idx, size_t n,
+                                   int *seen, size_t stride, char *errstr,
+                                   size_t errstr_size) {
+        int64_t first;
+        int np = npsd_store_periods(store, &first);
+
+        for (int p = 0; p < np; p++) {
+                const redisReply *r = npsd_store_reply(store, (*idx)++);
+                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != n)
+                        return npsd_store_bad(errstr, errstr_size, "HMGET", r);
+                for (size_t i = 0; i < n; i++)
+                        if (r->element[i]->type == REDIS_REPLY_STRING)
+                                *(int *)((char *)seen + i * stride) = 1;
+        }
+        return 0;
+}
+
+static int64_t npsd_store_int(const redisReply *r) {
+        if (!r)
+                return 0;
+        if (r->type == REDIS_REPLY_INTEGER)
+                return r->integer;
+        if (r->type == REDIS_REPLY_STRING)
+                return strtoll(r->str, NULL, 10);
+        return 0;
+}
+
+/* A delta read from the account's gq is known committed: it joins the
+ * list to apply, unless already there. */
+static int npsd_store_delta_add(npsd_store_t *store, const char *account,
+                                uint64_t seq, const void *blob, size_t len) {
+        npsd_store_delta_t *d;
+
+        for (size_t i = 0; i < store->delta_cnt; i++)
+                if (store->deltas[i].seq == seq &&
+                    !strcmp(store->deltas[i].account, account))
+                        return 0;
+        if (npsd_store_grow((void **)&store->deltas, &store->delta_size,
+                            store->delta_cnt + 1, sizeof(*store->deltas)))
+                return -1;
+        d = &store->deltas[store->delta_cnt];
+        memset(d, 0, sizeof(*d));
+        if (!(d->account = strdup(account)) || !(d->blob = malloc(len + 1))) {
+                free(d->account);
+                return -1;
+        }
+        memcpy(d->blob, blob, len);
+        d->len = len;
+        d->seq = seq;
+        store->delta_cnt++;
+        return 0;
+}
+
+static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
+                                 char *errstr, size_t errstr_size) {
+        long idx = a->rx;
+        const redisReply *r = npsd_store_reply(store, idx++);
+
+        npsd_state_free(&a->st);
+        npsd_kvs_clear(&a->account);
+        a->ver[0] = '\0';
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+                return npsd_store_bad(errstr, errstr_size, "HMGET st", r);
+        if (r->element[0]->type == REDIS_REPLY_STRING)
+                snprintf(a->ver, sizeof(a->ver), "%s", r->element[0]->str);
+        if (r->element[1]->type == REDIS_REPLY_STRING) {
+                char e[256];
+                if (npsd_state_decode(&a->st,
+                                      (const unsigned char *)r->element[1]->str,
+                                      r->element[1]->len, e, sizeof(e))) {
+                        snprintf(errstr, errstr_size, "account %s: %s", a->id,
+                                 e);
+                        return -1;
+                }
+        }
+        a->gseq_read = a->st.gseq;
+        r = npsd_store_reply(store, idx++);
+        if (!r || r->type != REDIS_REPLY_ARRAY)
+                return npsd_store_bad(errstr, errstr_size, "HGETALL", r);
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+                if (npsd_kvs_add(&a->account, r->element[i]->str,
+                                 r->element[i + 1]->str,
+                                 r->element[i + 1]->len))
+                        goto oom;
+        r = npsd_store_reply(store, idx++);
+        if (!r || r->type != REDIS_REPLY_ARRAY)
+                return npsd_store_bad(errstr, errstr_size, "ZRANGE gq", r);
+        for (size_t i = 0; i + 1 < r->elements; i += 2)
+                if (npsd_store_delta_add(
+                            store, a->id,
+                            (uint64_t)npsd_store_int(r->element[i + 1]),
+                            r->element[i]->str, r->element[i]->len))
+                        goto oom;
+        if (a->rn) {
+                for (size_t i = 0; i < a->rn; i++)
+                        store->sresp[a->r0 + i].seen = 0;
+                if (npsd_store_markers_seen(store, &idx, a->rn,
+                                            &store->sresp[a->r0].seen,
+                                            sizeof(npsd_step_response_t),
+                                            errstr, errstr_size))
+                        return -1;
+                idx += (long)a->rn; /* the GET out: replies, read later */
+        }
+        if (a->fn) {
+                for (size_t i = 0; i < a->fn; i++) {
+                        store->sfu[a->f0 + i].seen = 0;
+                        store->sfu[a->f0 + i].response_seen = 0;
+                }
+                if (npsd_store_markers_seen(store, &idx, a->fn,
+                                            &store->sfu[a->f0].seen,
+                                            sizeof(npsd_step_followup_t),
+                                            errstr, errstr_size) ||
+                    npsd_store_markers_seen(store, &idx, a->fn,
+                                            &store->sfu[a->f0].response_seen,
+                                            sizeof(npsd_step_followup_t),
+                                            errstr, errstr_size))
+                        return -1;
+        }
+        for (size_t i = 0; i < a->un; i++) {
+                const npsd_usage_t *u = store->susage[a->u0 + i].ev;
+                int32_t day = npsd_time_day(u->occurred_at_ms);
+                r = npsd_store_reply(store, idx++);
+                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 1)
+                        return npsd_store_bad(errstr, errstr_size,
+                                              "SMISMEMBER", r);
+                store->susage[a->u0 + i].seen = r->element[0]->integer == 1;
+                if (day > store->env.today - 31 &&
+                    day <= store->env.today + 1) {
+                        idx += 2;
+                        if (u->type == NPSD_USAGE_FEATURE_USED && u->feature &&
+                            *u->feature)
+                                idx += 2;
+                }
+        }
+        a->has_counts = 0;
+        if (a->rx_pf >= 0) {
+                int64_t v[4];
+                for (int i = 0; i < 4; i++) {
+                        r = npsd_store_reply(store, a->rx_pf + i);
+                        if (!r || r->type != REDIS_REPLY_INTEGER)
+                                return npsd_store_bad(errstr, errstr_size,
+                                                      "PFCOUNT", r);
+                        v[i] = r->integer;
+                }
+                a->counts.active_users_7d = v[0];
+                a->counts.active_users_30d = v[1];
+                a->counts.active_users_prev_7d = v[2];
+                a->counts.features_30d = v[3];
+                a->has_counts = 1;
+        }
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
+}
+
+/* ---- global deltas -------------------------------------------------------- */
+
+/* A delta is one account step's effect on global keys, as plain commands in
+ * three groups: the {g} group (cohort and theme day buckets, owner
+ * counters, the timer, the views to refresh), and the two rank sorted sets.
+ * Encoded as: per group its command count, per command its word count and
+ * words (length-prefixed). */
+enum { NPSD_DG_G = 0, NPSD_DG_RANK_NPS, NPSD_DG_RANK_HEALTH, NPSD_DG__CNT };
+
+typedef struct npsd_store_dw_s {
+        npsd_codec_writer_t w[NPSD_DG__CNT];
+        unsigned char *buf[NPSD_DG__CNT];
+        size_t cnt[NPSD_DG__CNT];
+} npsd_store_dw_t;
+
+static int npsd_store_dw_cmd(npsd_store_dw_t *dw, int g, int argc,
+                             const char **argv) {
+        npsd_codec_writer_t *w = &dw->w[g];
+        size_t need;
+
+        /* measure, grow, write */
+        for (int pass = 0; pass < 2; pass++) {
+                npsd_codec_writer_t m = *w;
+                if (pass == 0) {
+                        m.buf = NULL;
+                        m.size = 0;
+                }
+                npsd_codec_put_uint(&m, (uint64_t)argc);
+                for (int i = 0; i < argc; i++) {
+                        size_t len = strlen(argv[i]);
+                        npsd_codec_put_uint(&m, len);
+                        npsd_codec_put_bytes(&m, argv[i], len);
+                }
+                if (pass == 0) {
+                        need = m.off;
+                        if (need > w->size) {
+                                size_t ns = w->size ? w->size * 2 : 256;
+                                unsigned char *p;
+                                while (ns < need)
+                                        ns *= 2;
+                                if (!(p = realloc(dw->buf[g], ns)))
+                                        return -1;
+                                dw->buf[g] = p;
+                                w->buf = p;
+                                w->size = ns;
+                        }
+                } else {
+                        *w = m;
+                }
+        }
+        dw->cnt[g]++;
+        return 0;
+}
+
+static void npsd_store_dw_free(npsd_store_dw_t *dw) {
+        for (int g = 0; g < NPSD_DG__CNT; g++)
+                free(dw->buf[g]);
+}
+
+/* The delta of one committed step: NULL blob when it has none. */
+static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
+                                  unsigned char **blob, size_t *len) {
+        const npsd_step_out_t *o = &a->out;
+        const char *P = store->conf->redis_prefix;
+        npsd_store_dw_t dw;
+        char k[NPSD_KEY_MAX], f[NPSD_KEY_MAX], by[32], sc[32];
+        int err = 0;
+
+        memset(&dw, 0, sizeof(dw));
+        *blob = NULL;
+        *len = 0;
+        /* cohort buckets, one increment per distinct field */
+        for (size_t i = 0; i < o->cohort_cnt; i++) {
+                const npsd_step_cohort_t *c = &o->cohorts[i];
+                int dup = 0, n = 0;
+                for (size_t j = 0; j < i && !dup; j++)
+                        dup = o->cohorts[j].day == c->day &&
+                              o->cohorts[j].slot == c->slot &&
+                              !strcmp(o->cohorts[j].name, c->name);
+                if (dup)
+                        continue;
+                for (size_t j = i; j < o->cohort_cnt; j++)
+                        n += o->cohorts[j].day == c->day &&
+                             o->cohorts[j].slot == c->slot &&
+                             !strcmp(o->cohorts[j].name, c->name);
+                snprintf(k, sizeof(k), "%s:{g}:cohort:%s:d", P, c->name);
+                snprintf(f, sizeof(f), "%d:%u", (int)c->day, c->slot);
+                snprintf(by, sizeof(by), "%d", n);
+                {
+                        const char *av[4] = {"HINCRBY", k, f, by};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                }
+                /* a new day's bucket, or the first of its kind: the cohort's
+                 * views are refreshed, and it is known for the daily roll */
+                if (!i || strcmp(o->cohorts[i - 1].name, c->name)) {
+                        const char *d[3] = {"SADD", NULL, c->name};
+                        char dk[NPSD_KEY_MAX], ck[NPSD_KEY_MAX];
+                        snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
+                        snprintf(ck, sizeof(ck), "%s:{g}:cohorts", P);
+                        d[1] = dk;
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                        d[1] = ck;
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                }
+        }
+        for (size_t i = 0; i < o->theme_cnt; i++) {
+                const npsd_step_theme_t *t = &o->themes[i];
+                const char *cat = npsd_category_name(t->cat);
+                char name[64];
+                snprintf(k, sizeof(k), "%s:{g}:themes:%s:d", P, cat);
+                snprintf(f, sizeof(f), "%d:%s", (int)t->day,
+                         npsd_themes_name(store->themes, t->theme));
+                {
+                        const char *av[4] = {"HINCRBY", k, f, "1"};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                }
+                snprintf(k, sizeof(k), "%s:{g}:dirty", P);
+                snprintf(name, sizeof(name), "themes:%s", cat);
+                {
+                        const char *av[3] = {"SADD", k, name};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, av);
+                }
+        }
+        /* owner counters: <owner>\t<field> of the {g} counter hash; the
+         * public nps:csm:<owner> hash is refreshed from them */
+        {
+                char ck[NPSD_KEY_MAX], dk[NPSD_KEY_MAX], name[NPSD_KEY_MAX];
+                snprintf(ck, sizeof(ck), "%s:{g}:csm", P);
+                snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
+                for (size_t i = 0; i < o->csm_cnt; i++) {
+                        const char *av[4] = {"HINCRBY", ck, f, by};
+                        const char *d[3] = {"SADD", dk, name};
+                        if (!o->csm[i].by)
+                                continue;
+                        snprintf(f, sizeof(f), "%s\t%s", o->csm[i].owner,
+                                 o->csm[i].field);
+                        snprintf(by, sizeof(by), "%" PRId64, o->csm[i].by);
+                        snprintf(name, sizeof(name), "csm:%s", o->csm[i].owner);
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                }
+                if (strcmp(o->old_owner, o->new_owner)) {
+                        const char *owners[2] = {o->old_owner, o->new_owner};
+                        for (int i = 0; i < 2; i++) {
+                                const char *av[4] = {"HINCRBY", ck, f,
+                                                     i ? "1" : "-1"};
+                                const char *d[3] = {"SADD", dk, name};
+                                if (!*owners[i])
+                                        continue;
+                                snprintf(f, sizeof(f), "%s\taccounts",
+                                         owners[i]);
+                                snprintf(name, sizeof(name), "csm:%s",
+                                         owners[i]);
+                                err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                                err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                        }
+                }
+        }
+        /* the account's timer: its next due moment, sooner while alerts
+         * wait for the broker */
+        {
+                int64_t t = o->next_timer_ms;
+                snprintf(k, sizeof(k), "%s:{g}:timers", P);
+                if (o->alert_cnt &&
+                    (t < 0 || t > store->env.now_ms + NPSD_OUTBOX_RETRY_MS))
+                        t = store->env.now_ms + NPSD_OUTBOX_RETRY_MS;
+                if (t >= 0) {
+                        const char *av[4] = {"ZADD", k, sc, a->id};
+                        snprintf(sc, sizeof(sc), "%" PRId64, t);
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                } else {
+                        const char *av[3] = {"ZREM", k, a->id};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, av);
+                }
+        }
+        if (o->ranks_changed) {
+                char v[NPSD_FIELD_VALUE_MAX];
+                snprintf(k, sizeof(k), "%s:rank:nps_%dd", P,
+                         store->env.periods.long_days);
+                if (o->rank_nps_has) {
+                        const char *av[4] = {"ZADD", k,
+                                             npsd_metric_format(o->rank_nps, v),
+                                             a->id};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_RANK_NPS, 4, av);
+                } else {
+                        const char *av[3] = {"ZREM", k, a->id};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_RANK_NPS, 3, av);
+                }
+                snprintf(k, sizeof(k), "%s:rank:health", P);
+                if (o->rank_health_has) {
+                        const char *av[4] = {"ZADD", k, v, a->id};
+                        snprintf(v, sizeof(v), "%d", o->rank_health);
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_RANK_HEALTH, 4,
+                                                 av);
+                } else {
+                        const char *av[3] = {"ZREM", k, a->id};
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_RANK_HEALTH, 3,
+                                                 av);
+                }
+        }
+        if (err)
+                goto fail;
+        {
+                npsd_codec_writer_t m = {0};
+                unsigned char *p;
+                for (int pass = 0; pass < 2; pass++) {
+                        for (int g = 0; g < NPSD_DG__CNT; g++) {
+                                npsd_codec_put_uint(&m, dw.cnt[g]);
+                                npsd_codec_put_bytes(&m, dw.buf[g], dw.w[g].off);
+                        }
+                        if (pass == 0) {
+                                if (!(p = malloc(m.off ? m.off : 1)))
+                                        goto fail;
+                                m.buf = p;
+                                m.size = m.off;
+                                m.off = 0;
+                        }
+                }
+                *blob = p;
+                *len = m.off;
+        }
+        npsd_store_dw_free(&dw);
+        return 0;
+fail:
+        npsd_store_dw_free(&dw);
+        return -1;
+}
+
+/* Reads one group of an encoded delta and adds its commands to the current
+ * call of the writer. Returns 0, or -1 with errstr. */
+static int npsd_store_delta_group(npsd_store_t *store,
+                                  npsd_codec_reader_t *r, int add,
+                                  char *errstr, size_t errstr_size) {
+        uint64_t n = npsd_codec_get_uint(r);
+
+        for (uint64_t c = 0; c < n && !r->err; c++) {
+                uint64_t argc = npsd_codec_get_uint_max(r, 16);
+                const char *argv[16];
+                size_t lens[16];
+                for (uint64_t i = 0; i < argc && !r->err; i++) {
+                        lens[i] = (size_t)npsd_codec_get_uint_max(
+                                r, r->len - r->off);
+                        argv[i] = (const char *)r->buf + r->off;
+                        r->off += lens[i];
+                }
+                if (r->err || argc < 2)
+                        break;
+                if (add && npsd_write_cmd(store->w, (int)argc, argv, lens, 1,
+                                          errstr, errstr_size))
+                        return -1;
+        }
+        if (r->err) {
+                snprintf(errstr, errstr_size, "global delta: malformed");
+                return -1;
+        }
+        return 0;
+}
+
+/* Appends the calls that apply the waiting deltas: one "groups" call for
+ * the {g} slot (exact sequence per account: every delta has a {g} part),
+ * one per rank key (newest sequence wins). Returns 0 or -1. */
+static int npsd_store_deltas_append(npsd_store_t *store, long calls[3],
+                                    char *errstr, size_t errstr_size) {
+        const char *P = store->conf->redis_prefix;
+        char fence[NPSD_KEY_MAX];
+
+        calls[0] = calls[1] = calls[2] = -1;
+        if (!store->delta_cnt)
+                return 0;
+        for (int g = 0; g < NPSD_DG__CNT; g++) {
+                int started = 0;
+                if (g == NPSD_DG_G) {
+                        snprintf(fence, sizeof(fence), "%s:{g}:fence", P);
+                } else {
+                        char rk[NPSD_KEY_MAX];
+                        if (g == NPSD_DG_RANK_NPS)
+                                snprintf(rk, sizeof(rk), "%s:rank:nps_%dd", P,
+                                         store->env.periods.long_days);
+                        else
+                                snprintf(rk, sizeof(rk), "%s:rank:health", P);
+                        snprintf(fence, sizeof(fence), "%s:{%s}:rankv", P,
+                                 npsd_cluster_slot_tag(npsd_store_slot(rk)));
+                }
+                for (size_t i = 0; i < store->delta_cnt; i++) {
+                        npsd_store_delta_t *d = &store->deltas[i];
+                        npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
+                        for (int h = 0; h < g; h++)
+                                if (npsd_store_delta_group(store, &r, 0,
+                                                           errstr,
+                                                           errstr_size))
+                                        return -1;
+                        {
+                                npsd_codec_reader_t peek = r;
+                                if (!npsd_codec_get_uint(&peek) &&
+                                    g != NPSD_DG_G)
+                                        continue;
+                        }
+                        if (!started) {
+                                if ((calls[g] = npsd_write_groups(
+                                             store->w, fence,
+                                             g != NPSD_DG_G, errstr,
+                                             errstr_size)) < 0)
+                                        return -1;
+                                started = 1;
+                        }
+                        if (npsd_write_group(store->w, d->account, d->seq,
+                                             errstr, errstr_size) ||
+                            npsd_store_delta_group(store, &r, 1, errstr,
+                                                   errstr_size))
+                                return -1;
+                }
+        }
+        return 0;
+}
+
+/* Reads what the delta calls did: a delta applied (or found applied) in
+ * every group it has is done, and its gq entry can go. */
+static void npsd_store_deltas_result(npsd_store_t *store, const long calls[3]) {
+        size_t keep = 0;
+        int *ok = calloc(store->delta_cnt ? store->delta_cnt : 1, sizeof(*ok));
+
+        if (!ok)
+                return;
+        for (size_t i = 0; i < store->delta_cnt; i++)
+                ok[i] = 1;
+        for (int g = 0; g < NPSD_DG__CNT; g++) {
+                size_t gi = 0;
+                if (calls[g] < 0)
+                        continue;
+                for (size_t i = 0; i < store->delta_cnt; i++) {
+                        npsd_store_delta_t *d = &store->deltas[i];
+                        npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
+                        char e[64];
+                        npsd_write_status_t st;
+                        for (int h = 0; h < g; h++)
+                                npsd_store_delta_group(store, &r, 0, e,
+                                                       sizeof(e));
+                        if (!npsd_codec_get_uint(&r) && g != NPSD_DG_G)
+                                continue;
+                        st = npsd_write_group_status(store->w, (size_t)calls[g],
+                                                     store->cl, gi++);
+                        if (st != NPSD_WRITE_APPLIED &&
+                            st != NPSD_WRITE_ALREADY)
+                                ok[i] = 0;
+                }
+        }
+        for (size_t i = 0; i < store->delta_cnt; i++) {
+                npsd_store_delta_t *d = &store->deltas[i];
+                if (ok[i] && !npsd_store_grow((void **)&store->cleanup,
+                                              &store->cleanup_size,
+                                              store->cleanup_cnt + 1,
+                                              sizeof(*store->cleanup))) {
+                        free(d->blob);
+                        d->blob = NULL;
+                        store->cleanup[store->cleanup_cnt++] = *d;
+                        continue;
+                }
+                store->deltas[keep++] = *d;
+        }
+        store->delta_cnt = keep;
+        free(ok);
+}
+
+/* ZREMRANGEBYSCORE gq of deltas known applied (plain: they are applied,
+ * removing them twice is harmless). */
+static int npsd_store_cleanup_append(npsd_store_t *store, size_t *cnt) {
+        *cnt = store->cleanup_cnt;
+        for (size_t i = 0; i < store->cleanup_cnt; i++) {
+                const char *argv[4] = {"ZREMRANGEBYSCORE", NULL, "-inf", NULL};
+                if (!(argv[1] = npsd_store_akey(store,
+                                                store->cleanup[i].account,
+                                                "gq")) ||
+                    !(argv[3] = npsd_store_fmt(store, "%" PRIu64,
+                                               store->cleanup[i].seq)) ||
+                    npsd_store_cmd(store, 4, argv, NULL) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
+static void npsd_store_cleanup_done(npsd_store_t *store, size_t cnt) {
+        if (!cnt)
+                return;
+        for (size_t i = 0; i < cnt; i++)
+                npsd_store_delta_free(&store->cleanup[i]);
+        memmove(store->cleanup, store->cleanup + cnt,
+                (store->cleanup_cnt - cnt) * sizeof(*store->cleanup));
+        store->cleanup_cnt -= cnt;
+}
+
+/* ---- the guarded write of one account ------------------------------------ */
+
+static int npsd_store_wcmd(npsd_store_t *store, int argc, const char **argv,
+                           const size_t *lens, int keys, char *errstr,
+                           size_t errstr_size) {
+        return npsd_write_cmd(store->w, argc, argv, lens, keys, errstr,
+                              errstr_size);
+}
+
+/* Markers of the events counted now: <kind>p:<period> fields, the hash
+ * expiring dedupe.days after its period ends. */
+static int npsd_store_mark(npsd_store_t *store, const npsd_store_acct_t *a,
+                           const char *kind, const char **ids, size_t n,
+                           char *errstr, size_t errstr_size) {
+        const char *key, **vals;
+        const char *ex[3] = {"PEXPIREAT", NULL, NULL};
+
+        if (!n)
+                return 0;
+        if (!(key = npsd_store_akey(store, a->id, "%sp:%" PRId64, kind,
+                                    store->dedupe_period)) ||
+            !(vals = npsd_arena_alloc(&store->arena, sizeof(*vals) * n)))
+                return -1;
+        for (size_t i = 0; i < n; i++)
+                vals[i] = "1";
+        if (npsd_write_hset(store->w, key, n, ids, NULL, vals, NULL, errstr,
+                            errstr_size))
+                return -1;
+        ex[1] = key;
+        if (!(ex[2] = npsd_store_fmt(
+                      store, "%lld",
+                      (long long)(((store->dedupe_period + 1) *
+                                           NPSD_DEDUPE_PERIOD_S +
+                                   store->conf->dedupe_days * 86400LL) *
+                                  1000))))
+                return -1;
+        return npsd_store_wcmd(store, 3, ex, NULL, 1, errstr, errstr_size);
+}
+
+static int npsd_store_write_hash(npsd_store_t *store,
+                                 const npsd_store_acct_t *a,
+                                 const npsd_step_hash_t *h, char *errstr,
+                                 size_t errstr_size) {
+        const char *key = npsd_store_akey(store, a->id, "%s", h->name);
+        const char *names[NPSD_FIELDS_MAX], *vals[NPSD_FIELDS_MAX];
+
+        if (!key)
+                return -1;
+        if (h->whole) {
+                const char *del[2] = {"DEL", key};
+                if (npsd_store_wcmd(store, 2, del, NULL, 1, errstr,
+                                    errstr_size))
+                        return -1;
+        } else if (h->del_cnt) {
+                for (size_t i = 0; i < h->del_cnt; i++)
+                        names[i] = h->del[i];
+                if (npsd_write_hdel(store->w, key, h->del_cnt, names, NULL,
+                                    errstr, errstr_size))
+                        return -1;
+        }
+        for (size_t i = 0; i < h->set.cnt; i++) {
+                names[i] = h->set.f[i].name;
+                vals[i] = h->set.f[i].value;
+        }
+        return npsd_write_hset(store->w, key, h->set.cnt, names, NULL, vals,
+                               NULL, errstr, errstr_size);
+}
+
+/* The account's guarded call: "if the version is still the one read, write
+ * all of this". Returns 0 (a->call set, or -1 when there is nothing to
+ * write) or -1 with errstr. */
+static int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
+                                    char *errstr, size_t errstr_size) {
+        const npsd_step_out_t *o = &a->out;
+        const char **ids;
+        size_t n = 0, nmax = a->rn > a->fn ? a->rn : a->fn;
+        int marks = 0;
+        char nv[24];
+        const char *stkey;
+
+        for (size_t i = 0; i < a->rn; i++)
+                marks |= store->sresp[a->r0 + i].counted;
+        for (size_t i = 0; i < a->fn; i++)
+                marks |= store->sfu[a->f0 + i].status !=
+                         NPSD_FOLLOWUP_DUPLICATE;
+        for (size_t i = 0; i < a->un; i++)
+                marks |= store->susage[a->u0 + i].counted;
+        a->call = -1;
+        if (!o->changed && !marks && !o->account_replaced)
+                return 0;
+        snprintf(nv, sizeof(nv), "%lld", strtoll(a->ver, NULL, 10) + 1);
+        if (!(stkey = npsd_store_akey(store, a->id, "st")) ||
+            (a->call = npsd_write_cas(store->w, stkey, "v", a->ver, nv, errstr,
+                                      errstr_size)) < 0)
+                return -1;
+        /* the record, with the delta's sequence */
+        free(a->delta);
+        a->delta = NULL;
+        if (npsd_store_delta_build(store, a, &a->delta, &a->delta_len))
+                goto oom;
+        a->st.gseq = a->gseq_read + 1;
+        {
+                size_t len = npsd_state_encode(&a->st, NULL, 0);
+                unsigned char *b = npsd_arena_alloc(&store->arena, len ? len : 1);
+                const char *av[4] = {"HSET", stkey, "b", (const char *)b};
+                size_t al[4] = {4, strlen(stkey), 1, len};
+                if (!b)
+                        goto oom;
+                npsd_state_encode(&a->st, b, len);
+                if (npsd_store_wcmd(store, 4, av, al, 1, errstr, errstr_size))
+                        return -1;
+        }
+        {
+                const char *av[4] = {"ZADD", NULL, NULL, (const char *)a->delta};
+                size_t al[4];
+                if (!(av[1] = npsd_store_akey(store, a->id, "gq")) ||
+                    !(av[2] = npsd_store_fmt(store, "%" PRIu64, a->st.gseq)))
+                        goto oom;
+                al[0] = 4;
+                al[1] = strlen(av[1]);
+                al[2] = strlen(av[2]);
+                al[3] = a->delta_len;
+                if (npsd_store_wcmd(store, 4, av, al, 1, errstr, errstr_size))
+                        return -1;
+        }
+        /* markers */
+        if (!(ids = npsd_arena_alloc(&store->arena,
+                                     sizeof(*ids) * (nmax ? nmax : 1))))
+                goto oom;
+        for (size_t i = 0; i < a->rn; i++)
+                if (store->sresp[a->r0 + i].counted)
+                        ids[n++] = store->sresp[a->r0 + i].resp->event_id;
+        if (npsd_store_mark(store, a, "ev", ids, n, errstr, errstr_size))
+                return -1;
+        n = 0;
+        for (size_t i = 0; i < a->fn; i++)
+                if (store->sfu[a->f0 + i].status != NPSD_FOLLOWUP_DUPLICATE)
+                        ids[n++] = store->sfu[a->f0 + i].ev->event_id;
+        if (npsd_store_mark(store, a, "fev", ids, n, errstr, errstr_size))
+                return -1;
+        for (size_t i = 0; i < a->un; i++) {
+                const npsd_usage_t *u = store->susage[a->u0 + i].ev;
+                const char *sa[3] = {"SADD", NULL, u->event_id};
+                const char *ex[3] = {"EXPIRE", NULL, "345600"};
+                if (!store->susage[a->u0 + i].counted)
+                        continue;
+                if (!(sa[1] = npsd_store_akey(store, a->id, "useen:%d",
+                                              (int)npsd_time_day(
+                                                      u->occurred_at_ms))))
+                        goto oom;
+                ex[1] = sa[1];
+                if (npsd_store_wcmd(store, 3, sa, NULL, 1, errstr,
+                                    errstr_size) ||
+                    npsd_store_wcmd(store, 3, ex, NULL, 1, errstr,
+                                    errstr_size))
+                        return -1;
+        }
+        /* the counted responses' records, for a replay within replay.days */
+        for (size_t i = 0; i < a->rn; i++) {
+                const npsd_step_response_t *sr = &store->sresp[a->r0 + i];
+                const char *av[5] = {"SET", NULL, sr->snapshot, "EX", NULL};
+                size_t al[5];
+                if (!sr->counted || !sr->snapshot)
+                        continue;
+                if (!(av[1] = npsd_store_akey(store, a->id, "out:%s",
+                                              sr->resp->event_id)) ||
+                    !(av[4] = npsd_store_fmt(
+                              store, "%lld",
+                              (long long)store->conf->replay_days * 86400LL)))
+                        goto oom;
+                for (int k = 0; k < 5; k++)
+                        al[k] = strlen(av[k]);
+                al[2] = sr->snapshot_len;
+                if (npsd_store_wcmd(store, 5, av, al, 1, errstr, errstr_size))
+                        return -1;
+        }
+        /* the context hash, replaced whole */
+        if (o->account_replaced) {
+                const char *key = npsd_store_akey(store, a->id, "account");
+                const char *del[2] = {"DEL", key};
+                const char *names[64], *vals[64];
+                size_t cnt = o->account.cnt < 64 ? o->account.cnt : 64;
+                if (!key)
+                        goto oom;
+                for (size_t i = 0; i < cnt; i++) {
+                        names[i] = o->account.v[i].key;
+                        vals[i] = o->account.v[i].value;
+                }
+                if (npsd_store_wcmd(store, 2, del, NULL, 1, errstr,
+                                    errstr_size) ||
+                    npsd_write_hset(store->w, key, cnt, names, NULL, vals,
+                                    NULL, errstr, errstr_size))
+                        return -1;
+        }
+        for (size_t i = 0; i < o->hash_cnt; i++)
+                if (npsd_store_write_hash(store, a, &o->hash[i], errstr,
+                                          errstr_size))
+                        return -1;
+        /* alerts: the outbox until the broker has them, and the last ten */
+        for (size_t i = 0; i < o->alert_cnt; i++) {
+                const npsd_step_alert_t *al = &o->alerts[i];
+                const char *ob = npsd_store_akey(store, a->id, "outbox");
+                const char *lg = npsd_store_akey(store, a->id, "alert_log");
+                const char *hs[4] = {"HSET", ob, al->id, al->payload};
+                const char *lp[3] = {"LPUSH", lg, al->payload};
+                const char *lt[4] = {"LTRIM", lg, "0", "9"};
+                if (!ob || !lg)
+                        goto oom;
+                if (npsd_store_wcmd(store, 4, hs, NULL, 1, errstr,
+                                    errstr_size) ||
+                    npsd_store_wcmd(store, 3, lp, NULL, 1, errstr,
+                                    errstr_size) ||
+                    npsd_store_wcmd(store, 4, lt, NULL, 1, errstr,
+                                    errstr_size))
+                        return -1;
+        }
+        if (o->notice[0]) {
+                const char *ch = npsd_store_gkey(store, "events");
+                const char *pb[3] = {"PUBLISH", ch, o->notice};
+                if (!ch)
+                        goto oom;
+                if (npsd_store_wcmd(store, 3, pb, NULL, 0, errstr,
+                                    errstr_size))
+                        return -1;
+        }
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
+}
+
+/* Survey suppression: one guarded call per user, set only when it would
+ * expire later than what the key holds. Not part of the account's call:
+ * the key is the user's, in its own slot. */
+static int npsd_store_suppress(npsd_store_t *store, const npsd_store_acct_t *a,
+                               char *errstr, size_t errstr_size) {
+        for (size_t i = 0; i < a->out.suppress_cnt; i++) {
+                const npsd_step_suppress_t *s = &a->out.suppress[i];
+                int64_t at = store->env.now_ms + s->ttl_s * 1000;
+                const char *key = npsd_store_gkey(store, "suppress:%s",
+                                                  s->user_id);
+                const char *av[5] = {"SET", key, s->at, "PXAT", NULL};
+                if (!key || !(av[4] = npsd_store_fmt(store, "%" PRId64, at)) ||
+                    npsd_write_later(store->w, key, at, errstr, errstr_size) < 0 ||
+                    npsd_store_wcmd(store, 5, av, NULL, 1, errstr,
+                                    errstr_size))
+                        return -1;
+        }
+        return 0;
+}
+
+/* ---- a round trip of accounts --------------------------------------------- */
+
+static void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        store->dedupe_period = ts.tv_sec / NPSD_DEDUPE_PERIOD_S;
+        npsd_step_env_init(&store->env, store->conf, store->themes, now_ms);
+}
+
+/* Reads, steps and writes the accounts not done yet; repeats for those
+ * that lost a version race. */
+static int npsd_store_process(npsd_store_t *store, char *errstr,
+                              size_t errstr_size) {
+        for (int round = 0; round < NPSD_CONFLICT_ROUNDS; round++) {
+                long dcalls[3];
+                size_t cleaned, todo = 0;
+
+                /* read */
+                npsd_cluster_begin(store->cl);
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        if (a->done)
+                                continue;
+                        todo++;
+                        if (npsd_store_read_append(store, a))
+                                goto oom;
+                }
+                if (!todo)
+                        return 0;
+                if (npsd_store_exec(store, errstr, errstr_size))
+                        return -1;
+                /* step */
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        npsd_step_in_t in;
+                        if (a->done)
+                                continue;
+                        if (npsd_store_read_parse(store, a, errstr,
+                                                  errstr_size))
+                                return -1;
+                        npsd_step_out_free(&a->out);
+                        npsd_step_responses_free(&store->sresp[a->r0], a->rn);
+                        memset(&in, 0, sizeof(in));
+                        in.account_id = a->id;
+                        in.account = &a->account;
+                        in.contexts = &store->sctx[a->c0];
+                        in.context_cnt = a->cn;
+                        in.responses = &store->sresp[a->r0];
+                        in.resp_cnt = a->rn;
+                        in.usage = &store->susage[a->u0];
+                        in.usage_cnt = a->un;
+                        in.followups = &store->sfu[a->f0];
+                        in.followup_cnt = a->fn;
+                        in.counts = a->has_counts ? &a->counts : NULL;
+                        in.tick = a->tick;
+                        if (npsd_step_account(&store->env, &in, &a->st,
+                                              &a->out, errstr, errstr_size))
+                                return -1;
+                }
+                /* the duplicates' records: the GET out: replies */
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        int64_t first;
+                        long idx;
+                        if (a->done || !a->rn)
+                                continue;
+                        idx = a->rx + 3 + npsd_store_periods(store, &first);
+                        for (size_t k = 0; k < a->rn; k++) {
+                                const redisReply *r =
+                                        npsd_store_reply(store, idx + (long)k);
+                                npsd_step_response_t *sr =
+                                        &store->sresp[a->r0 + k];
+                                if (sr->counted || sr->snapshot)
+                                        continue;
+                                if (r && r->type == REDIS_REPLY_STRING) {
+                                        /* borrowed: copied for the result */
+                                        if (!(sr->snapshot = malloc(r->len + 1)))
+                                                goto oom;
+                                        memcpy(sr->snapshot, r->str, r->len);
+                                        sr->snapshot[r->len] = '\0';
+                                        sr->snapshot_len = r->len;
+                                }
+                        }
+                }
+                /* write: the accounts, the waiting deltas, the cleanup */
+                npsd_write_reset(store->w);
+                npsd_cluster_begin(store->cl);
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        if (a->done)
+                                continue;
+                        if (npsd_store_write_account(store, a, errstr,
+                                                     errstr_size) ||
+                            npsd_store_suppress(store, a, errstr,
+                                                errstr_size))
+                                return -1;
+                }
+                if (npsd_store_deltas_append(store, dcalls, errstr,
+                                             errstr_size) ||
+                    npsd_store_cleanup_append(store, &cleaned) ||
+                    npsd_write_append(store->w, store->cl, errstr,
+                                      errstr_size))
+                        return -1;
+                if (npsd_store_exec(store, errstr, errstr_size))
+                        return -1;
+                npsd_store_cleanup_done(store, cleaned);
+                npsd_store_deltas_result(store, dcalls);
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        npsd_write_cur_t cur;
+                        npsd_write_status_t st;
+                        if (a->done)
+                                continue;
+                        if (a->call < 0) {
+                                a->done = 1;
+                                continue;
+                        }
+                        st = npsd_write_call_result(store->w, (size_t)a->call,
+                                                    store->cl, &cur, errstr,
+                                                    errstr_size);
+                        if (st == NPSD_WRITE_CONFLICT)
+                                continue; /* read again, step again */
+                        if (st != NPSD_WRITE_APPLIED)
+                                return -1;
+                        a->done = 1;
+                        if (a->delta &&
+                            npsd_store_delta_add(store, a->id, a->st.gseq,
+                                                 a->delta, a->delta_len))
+                                goto oom;
+                        for (size_t k = 0; k < a->out.alert_cnt; k++) {
+                                const npsd_step_alert_t *al = &a->out.alerts[k];
+                                npsd_store_pending_alert_t *p;
+                                if (npsd_store_grow((void **)&store->alerts,
+                                                    &store->alert_size,
+                                                    store->alert_cnt + 1,
+                                                    sizeof(*store->alerts)))
+                                        goto oom;
+                                p = &store->alerts[store->alert_cnt];
+                                p->id = strdup(al->id);
+                                p->account = strdup(a->id);
+                                p->payload = malloc(al->len + 1);
+                                if (!p->id || !p->account || !p->payload) {
+                                        free(p->id);
+                                        free(p->account);
+                                        free(p->payload);
+                                        goto oom;
+                                }
+                                memcpy(p->payload, al->payload, al->len + 1);
+                                p->len = al->len;
+                                store->alert_cnt++;
+                        }
+                }
+        }
+        snprintf(errstr, errstr_size,
+                 "redis: accounts still in a version race after %d rounds",
+                 NPSD_CONFLICT_ROUNDS);
+        return -1;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
 }
 
 int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                      const npsd_store_batch_t *batch, char *errstr,
                      size_t errstr_size) {
-        char okey[256];
-        size_t expected, g, from;
-        const npsd_store_response_t *responses = batch->responses;
-        size_t resp_cnt = batch->resp_cnt;
-
-        store->outbox_len = 0;
-        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
+        npsd_store_round_begin(store);
+        npsd_store_now(store, now_ms);
+        if (npsd_store_gather(store, batch)) {
+                snprintf(errstr, errstr_size, "redis: out of memory");
                 return -1;
-        /* context first, so that this batch's responses see it */
-        for (size_t i = 0; i < batch->account_cnt; i++)
-                if (npsd_store_append_context(store, batch->accounts[i]) == -1)
-                        goto oom;
-        if (npsd_store_grow((void **)&store->order, &store->order_size,
-                            resp_cnt + 1, sizeof(*store->order)) == -1)
-                goto oom;
-        for (size_t i = 0; i < resp_cnt; i++)
-                store->order[i] = i;
-        qsort_r(store->order, resp_cnt, sizeof(*store->order),
-                npsd_store_cmp_order, (void *)responses);
-        for (from = 0, g = 1; g <= resp_cnt; g++) {
-                if (g < resp_cnt &&
-                    !strcmp(responses[store->order[g]].resp->account_id,
-                            responses[store->order[from]].resp->account_id))
-                        continue;
-                if (npsd_store_append_group(store, responses, from, g) == -1)
-                        goto oom;
-                from = g;
         }
-        /* the response groups' replies come first, after the context ones */
-        expected = store->reply_cnt;
-        {
-                size_t r = batch->account_cnt;
-                if (npsd_store_append_by_account(
-                            store, (const void *const *)batch->usage,
-                            batch->usage_cnt, npsd_store_usage_acct,
-                            npsd_store_fill_usage, 7, "usage") == -1 ||
-                    npsd_store_append_by_account(
-                            store, (const void *const *)batch->followups,
-                            batch->followup_cnt, npsd_store_followup_acct,
-                            npsd_store_fill_followup, 5, "followups") == -1)
-                        goto oom;
-                snprintf(okey, sizeof(okey), "%s:outbox",
-                         store->conf->redis_prefix);
-                if (redisAppendCommand(store->redis, "HLEN %s", okey) !=
-                    REDIS_OK)
-                        goto oom;
-                store->reply_cnt++;
-                if (npsd_store_read_replies(store, store->reply_cnt, errstr,
-                                            errstr_size) == -1)
-                        return -1;
-                store->outbox_len =
-                        (size_t)store->replies[store->reply_cnt - 1]->integer;
-
-                for (from = 0, g = 1; g <= resp_cnt; g++) {
-                        redisReply *rep;
-                        if (g < resp_cnt &&
-                            !strcmp(responses[store->order[g]].resp->account_id,
-                                    responses[store->order[from]].resp->account_id))
-                                continue;
-                        if (r >= expected)
-                                goto bad_reply;
-                        rep = store->replies[r++];
-                        if (rep->type != REDIS_REPLY_ARRAY ||
-                            rep->elements != (g - from) * 2)
-                                goto bad_reply;
-                        for (size_t i = 0; i < g - from; i++) {
-                                npsd_store_result_t *res =
-                                        &batch->results[store->order[from + i]];
-                                redisReply *st = rep->element[i * 2];
-                                redisReply *sn = rep->element[i * 2 + 1];
-                                res->counted = st->type == REDIS_REPLY_INTEGER &&
-                                               st->integer == 1;
-                                res->snapshot = sn->type == REDIS_REPLY_STRING
-                                                        ? sn->str
-                                                        : NULL;
-                                res->snapshot_len =
-                                        res->snapshot ? sn->len : 0;
-                        }
-                        from = g;
-                }
+        if (npsd_store_process(store, errstr, errstr_size))
+                return -1;
+        for (size_t i = 0; i < store->sresp_cnt; i++) {
+                const npsd_step_response_t *sr = &store->sresp[i];
+                npsd_store_result_t *res =
+                        &batch->results[store->sresp_batch[i]];
+                res->counted = sr->counted;
+                res->snapshot = sr->snapshot;
+                res->snapshot_len = sr->snapshot_len;
+                /* a repeat within the batch reads as its first copy */
+                if (!sr->counted && !sr->snapshot)
+                        for (size_t j = 0; j < store->sresp_cnt; j++)
+                                if (store->sresp[j].counted &&
+                                    !strcmp(store->sresp[j].resp->event_id,
+                                            sr->resp->event_id) &&
+                                    !strcmp(store->sresp[j].resp->account_id,
+                                            sr->resp->account_id)) {
+                                        res->snapshot = store->sresp[j].snapshot;
+                                        res->snapshot_len =
+                                                store->sresp[j].snapshot_len;
+                                        break;
+                                }
         }
         return 0;
-
-bad_reply:
-        snprintf(errstr, errstr_size, "redis script: unexpected reply");
-        npsd_store_disconnect(store);
-        return -1;
-
-oom:
-        snprintf(errstr, errstr_size, "redis: cannot build the pipeline: %s",
-                 store->redis && store->redis->err ? store->redis->errstr
-                                                   : "out of memory");
-        npsd_store_disconnect(store);
-        return -1;
 }
+
+/* ---- alerts --------------------------------------------------------------- */
 
 size_t npsd_store_outbox_len(const npsd_store_t *store) {
-        return store->outbox_len;
-}
-
-/* Orders "account\trid\tstage" members by account. */
-static int npsd_store_cmp_member(const void *a, const void *b) {
-        const redisReply *ra = *(redisReply *const *)a;
-        const redisReply *rb = *(redisReply *const *)b;
-        return strcmp(ra->str, rb->str);
-}
-
-int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
-                    char *errstr, size_t errstr_size) {
-        char maxc[16], key[512];
-        redisReply *due = NULL, *loops = NULL;
-        size_t cnt, lcnt, from, g;
-        int rc = -1;
-
-        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
-                return -1;
-        snprintf(maxc, sizeof(maxc), "%d", max);
-        snprintf(key, sizeof(key), "%s:roll", store->conf->redis_prefix);
-
-        store->argv[10] = maxc;
-        store->argvlen[10] = strlen(maxc);
-        if (npsd_store_append(store, key, "", "due",
-                              11) == -1 ||
-            npsd_store_append(store, key, "", "loops_due", 11) == -1 ||
-            redisAppendCommand(store->redis, "HLEN %s:outbox",
-                               store->conf->redis_prefix) != REDIS_OK)
-                goto fail;
-        store->reply_cnt++;
-        if (npsd_store_read_replies(store, 3, errstr, errstr_size) == -1)
-                goto fail;
-        due = store->replies[0];
-        loops = store->replies[1];
-        /* alerts left by an earlier run (published after its commit) are
-         * drained by the timer even when no input arrives */
-        store->outbox_len = (size_t)store->replies[2]->integer;
-        freeReplyObject(store->replies[2]);
-        store->replies[0] = store->replies[1] = store->replies[2] = NULL;
-        store->reply_cnt = 0;
-        cnt = due->type == REDIS_REPLY_ARRAY ? due->elements : 0;
-        lcnt = loops->type == REDIS_REPLY_ARRAY ? loops->elements : 0;
-        if (!cnt && !lcnt) {
-                rc = 0;
-                goto done;
-        }
-
-        for (size_t i = 0; i < cnt; i++) {
-                snprintf(key, sizeof(key), "%s:{%s}:summary",
-                         store->conf->redis_prefix, due->element[i]->str);
-                if (npsd_store_append(store, key, due->element[i]->str, "refresh", 10) == -1)
-                        goto fail;
-        }
-        /* Due loop stages, one "tick" call per account: the script removes
-         * each member from the timer before acting, so two instances that
-         * both saw it cannot both raise its alert. */
-        if (lcnt > 1)
-                qsort(loops->element, lcnt, sizeof(*loops->element),
-                      npsd_store_cmp_member);
-        for (from = 0; from < lcnt; from = g) {
-                char account[256];
-                const char *m = loops->element[from]->str;
-                const char *tab = strchr(m, '\t');
-                size_t alen = tab ? (size_t)(tab - m) : 0;
-                int argc = 10;
-                if (!tab || alen >= sizeof(account)) {
-                        g = from + 1;
-                        continue;
-                }
-                memcpy(account, m, alen);
-                account[alen] = '\0';
-                for (g = from; g < lcnt; g++) {
-                        const char *mg = loops->element[g]->str;
-                        const char *t1 = strchr(mg, '\t'), *t2;
-                        if (!t1 || (size_t)(t1 - mg) != alen ||
-                            strncmp(mg, account, alen))
-                                break;
-                        if (!(t2 = strchr(t1 + 1, '\t')))
-                                continue;
-                        if (npsd_store_argv_reserve(store,
-                                                    (size_t)argc + 2) == -1)
-                                goto fail;
-                        store->argv[argc] = t1 + 1;
-                        store->argvlen[argc++] = (size_t)(t2 - t1 - 1);
-                        store->argv[argc] = t2 + 1;
-                        store->argvlen[argc++] = strlen(t2 + 1);
-                }
-                snprintf(key, sizeof(key), "%s:{%s}:summary",
-                         store->conf->redis_prefix, account);
-                if (npsd_store_append(store, key, account, "tick", argc) == -1)
-                        goto fail;
-        }
-        {
-                char okey[256];
-                snprintf(okey, sizeof(okey), "%s:outbox",
-                         store->conf->redis_prefix);
-                if (redisAppendCommand(store->redis, "HLEN %s", okey) !=
-                    REDIS_OK)
-                        goto fail;
-                store->reply_cnt++;
-        }
-        if (npsd_store_read_replies(store, store->reply_cnt, errstr,
-                                    errstr_size) == -1)
-                goto done;
-        store->outbox_len =
-                (size_t)store->replies[store->reply_cnt - 1]->integer;
-        rc = (int)(cnt + lcnt);
-        goto done;
-
-fail:
-        if (!*errstr)
-                snprintf(errstr, errstr_size, "redis: roll failed");
-        npsd_store_disconnect(store);
-done:
-        if (due)
-                freeReplyObject(due);
-        if (loops)
-                freeReplyObject(loops);
-        return rc;
+        return store->alert_cnt;
 }
 
 int npsd_store_outbox_fetch(npsd_store_t *store, int max,
                             npsd_store_alert_t *alerts, char *errstr,
                             size_t errstr_size) {
-        redisReply *reply;
-        size_t n = 0;
+        size_t n = store->alert_cnt < (size_t)max ? store->alert_cnt
+                                                  : (size_t)max;
 
-        npsd_store_release_replies(store);
-        if (npsd_store_connect(store, errstr, errstr_size) == -1)
-                return -1;
-        reply = redisCommand(store->redis, "HSCAN %s:outbox 0 COUNT %d",
-                             store->conf->redis_prefix, max);
-        if (!reply) {
-                snprintf(errstr, errstr_size, "redis HSCAN: %s",
-                         store->redis->errstr);
-                npsd_store_disconnect(store);
-                return -1;
+        (void)errstr;
+        (void)errstr_size;
+        for (size_t i = 0; i < n; i++) {
+                alerts[i].id = store->alerts[i].id;
+                alerts[i].payload = store->alerts[i].payload;
+                alerts[i].len = store->alerts[i].len;
         }
-        if (npsd_store_grow((void **)&store->replies, &store->replies_size, 1,
-                            sizeof(*store->replies)) == -1) {
-                freeReplyObject(reply);
-                return -1;
-        }
-        store->replies[store->reply_cnt++] = reply; /* owns the strings */
-        if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
-            reply->element[1]->type == REDIS_REPLY_ARRAY) {
-                redisReply *kv = reply->element[1];
-                for (size_t i = 0; i + 1 < kv->elements && (int)n < max;
-                     i += 2, n++) {
-                        alerts[n].id = kv->element[i]->str;
-                        alerts[n].payload = kv->element[i + 1]->str;
-                        alerts[n].len = kv->element[i + 1]->len;
-                }
-        }
+        store->alerts_handed = n;
         return (int)n;
 }
 
 int npsd_store_outbox_ack(npsd_store_t *store,
                           const npsd_store_alert_t *alerts, size_t cnt,
                           char *errstr, size_t errstr_size) {
-        char key[256];
-        redisReply *reply;
-
         if (!cnt)
                 return 0;
-        if (npsd_store_connect(store, errstr, errstr_size) == -1 ||
-            npsd_store_argv_reserve(store, cnt + 2) == -1)
-                return -1;
-        snprintf(key, sizeof(key), "%s:outbox", store->conf->redis_prefix);
-        store->argv[0] = "HDEL";
-        store->argvlen[0] = 4;
-        store->argv[1] = key;
-        store->argvlen[1] = strlen(key);
-        for (size_t i = 0; i < cnt; i++) {
-                store->argv[2 + i] = alerts[i].id;
-                store->argvlen[2 + i] = strlen(alerts[i].id);
+        npsd_arena_reset(&store->arena);
+        npsd_cluster_begin(store->cl);
+        for (size_t i = 0; i < cnt && i < store->alerts_handed; i++) {
+                const char *argv[3] = {"HDEL", NULL, alerts[i].id};
+                if (!(argv[1] = npsd_store_akey(store,
+                                                store->alerts[i].account,
+                                                "outbox")) ||
+                    npsd_store_cmd(store, 3, argv, NULL) < 0) {
+                        snprintf(errstr, errstr_size, "redis: out of memory");
+                        return -1;
+                }
         }
-        reply = redisCommandArgv(store->redis, (int)cnt + 2, store->argv,
-                                 store->argvlen);
-        if (!reply) {
-                snprintf(errstr, errstr_size, "redis HDEL: %s",
-                         store->redis->errstr);
-                npsd_store_disconnect(store);
+        if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
-        }
-        freeReplyObject(reply);
+        npsd_store_alerts_drop(store, cnt < store->alerts_handed
+                                              ? cnt
+                                              : store->alerts_handed);
+        store->alerts_handed = 0;
         return 0;
+}
+
+/* ---- timers --------------------------------------------------------------- */
+
+/* Applies waiting global deltas with no batch (between batches, so that
+ * cohort views trail accounts by about a second). */
+static int npsd_store_flush(npsd_store_t *store, char *errstr,
+                            size_t errstr_size) {
+        long dcalls[3];
+        size_t cleaned;
+
+        if (!store->delta_cnt && !store->cleanup_cnt)
+                return 0;
+        npsd_arena_reset(&store->arena);
+        npsd_write_reset(store->w);
+        npsd_cluster_begin(store->cl);
+        if (npsd_store_deltas_append(store, dcalls, errstr, errstr_size) ||
+            npsd_store_cleanup_append(store, &cleaned) ||
+            npsd_write_append(store->w, store->cl, errstr, errstr_size))
+                return -1;
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        npsd_store_cleanup_done(store, cleaned);
+        npsd_store_deltas_result(store, dcalls);
+        return 0;
+}
+
+int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
+                    char *errstr, size_t errstr_size) {
+        const redisReply *r;
+        const char *argv[7];
+        long idx;
+        int n = 0;
+
+        if (npsd_store_flush(store, errstr, errstr_size))
+                return -1;
+        npsd_store_round_begin(store);
+        npsd_store_now(store, now_ms);
+        argv[0] = "ZRANGEBYSCORE";
+        if (!(argv[1] = npsd_store_gkey(store, "{g}:timers")) ||
+            !(argv[3] = npsd_store_fmt(store, "(%" PRId64, now_ms)) ||
+            !(argv[6] = npsd_store_fmt(store, "%d", max)))
+                goto oom;
+        argv[2] = "-inf";
+        argv[4] = "LIMIT";
+        argv[5] = "0";
+        npsd_cluster_begin(store->cl);
+        if ((idx = npsd_store_cmd(store, 7, argv, NULL)) < 0)
+                goto oom;
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        r = npsd_store_reply(store, idx);
+        if (!r || r->type != REDIS_REPLY_ARRAY)
+                return npsd_store_bad(errstr, errstr_size, "ZRANGEBYSCORE", r);
+        for (size_t i = 0; i < r->elements; i++) {
+                npsd_store_acct_t *a = npsd_store_acct(store, r->element[i]->str);
+                if (!a)
+                        goto oom;
+                a->tick = 1;
+                a->slot = npsd_store_slot(npsd_store_akey(store, a->id, "st"));
+                n++;
+        }
+        if (!n)
+                return 0;
+        if (npsd_store_process(store, errstr, errstr_size))
+                return -1;
+        /* alerts left in the accounts' outboxes (a crash before the broker
+         * had them); and timers of accounts whose tick changed nothing */
+        npsd_cluster_begin(store->cl);
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                const redisReply *ob = npsd_store_reply(store, a->rx_outbox);
+                (void)ob;
+                if (a->call < 0) {
+                        const char *zk = npsd_store_gkey(store, "{g}:timers");
+                        if (a->out.next_timer_ms >= 0) {
+                                const char *av[4] = {"ZADD", zk, NULL, a->id};
+                                if (!(av[2] = npsd_store_fmt(
+                                              store, "%" PRId64,
+                                              a->out.next_timer_ms)) ||
+                                    npsd_store_cmd(store, 4, av, NULL) < 0)
+                                        goto oom;
+                        } else {
+                                const char *av[3] = {"ZREM", zk, a->id};
+                                if (npsd_store_cmd(store, 3, av, NULL) < 0)
+                                        goto oom;
+                        }
+                }
+                {
+                        const char *av[2] = {"HGETALL", NULL};
+                        if (!(av[1] = npsd_store_akey(store, a->id, "outbox")) ||
+                            (a->rx_outbox = npsd_store_cmd(store, 2, av, NULL)) < 0)
+                                goto oom;
+                }
+        }
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                const redisReply *ob = npsd_store_reply(store, a->rx_outbox);
+                if (!ob || ob->type != REDIS_REPLY_ARRAY)
+                        continue;
+                for (size_t k = 0; k + 1 < ob->elements; k += 2) {
+                        int known = 0;
+                        npsd_store_pending_alert_t *p;
+                        for (size_t j = 0; j < store->alert_cnt && !known; j++)
+                                known = !strcmp(store->alerts[j].id,
+                                                ob->element[k]->str);
+                        if (known)
+                                continue;
+                        if (npsd_store_grow((void **)&store->alerts,
+                                            &store->alert_size,
+                                            store->alert_cnt + 1,
+                                            sizeof(*store->alerts)))
+                                goto oom;
+                        p = &store->alerts[store->alert_cnt];
+                        p->id = strdup(ob->element[k]->str);
+                        p->account = strdup(a->id);
+                        p->payload = strdup(ob->element[k + 1]->str);
+                        p->len = ob->element[k + 1]->len;
+                        if (!p->id || !p->account || !p->payload) {
+                                free(p->id);
+                                free(p->account);
+                                free(p->payload);
+                                goto oom;
+                        }
+                        store->alert_cnt++;
+                }
+        }
+        return n;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
+}
+
+/* ---- cohort, theme and owner views ---------------------------------------- */
+
+/* The window hashes of one cohort from its day buckets ("<day>:<slot>" ->
+ * count), written whole; buckets no window needs any more are dropped. */
+static int npsd_store_cohort_view(npsd_store_t *store, const char *name,
+                                  const redisReply *d, char *errstr,
+                                  size_t errstr_size) {
+        npsd_buckets_t b;
+        npsd_totals_t t;
+        npsd_fields_t f;
+        const npsd_periods_t *pe = &store->env.periods;
+        int32_t oldest = store->env.today - 2 * pe->long_days + 1;
+        const char **stale;
+        size_t ns = 0;
+        int rc = -1;
+
+        npsd_buckets_init(&b);
+        if (!(stale = npsd_arena_alloc(&store->arena,
+                                       sizeof(*stale) * (d->elements / 2 + 1))))
+                goto done;
+        for (size_t i = 0; i + 1 < d->elements; i += 2) {
+                int day;
+                unsigned slot;
+                long long cnt = strtoll(d->element[i + 1]->str, NULL, 10);
+                if (sscanf(d->element[i]->str, "%d:%u", &day, &slot) != 2)
+                        continue;
+                if (day < oldest) {
+                        stale[ns++] = d->element[i]->str;
+                        continue;
+                }
+                if (cnt > 0 && npsd_buckets_add(&b, day, slot, (uint32_t)cnt))
+                        goto done;
+        }
+        npsd_buckets_totals(&b, pe, store->env.today, &t);
+        for (int w = 0; w < pe->window_cnt; w++) {
+                const char *key = npsd_store_gkey(store, "cohort:%s:w:%dd",
+                                                  name, pe->window_days[w]);
+                const char *del[2] = {"DEL", key};
+                const char **av;
+                npsd_view_window(t.t[w], store->conf->low_confidence_n, &f);
+                if (!key || npsd_store_cmd(store, 2, del, NULL) < 0)
+                        goto done;
+                if (!f.cnt)
+                        continue;
+                if (!(av = npsd_arena_alloc(&store->arena,
+                                            sizeof(*av) * (2 + 2 * f.cnt))))
+                        goto done;
+                av[0] = "HSET";
+                av[1] = key;
+                for (size_t i = 0; i < f.cnt; i++) {
+                        av[2 + 2 * i] = npsd_arena_strn(
+                                &store->arena, f.f[i].name,
+                                strlen(f.f[i].name));
+                        av[3 + 2 * i] = npsd_arena_strn(
+                                &store->arena, f.f[i].value,
+                                strlen(f.f[i].value));
+                        if (!av[2 + 2 * i] || !av[3 + 2 * i])
+                                goto done;
+                }
+                if (npsd_store_cmd(store, 2 + 2 * (int)f.cnt, av, NULL) < 0)
+                        goto done;
+        }
+        if (ns) {
+                const char **av = npsd_arena_alloc(&store->arena,
+                                                   sizeof(*av) * (ns + 2));
+                if (!av)
+                        goto done;
+                av[0] = "HDEL";
+                if (!(av[1] = npsd_store_gkey(store, "{g}:cohort:%s:d", name)))
+                        goto done;
+                memcpy(av + 2, stale, ns * sizeof(*av));
+                if (npsd_store_cmd(store, (int)ns + 2, av, NULL) < 0)
+                        goto done;
+        }
+        rc = 0;
+done:
+        npsd_buckets_free(&b);
+        if (rc)
+                snprintf(errstr, errstr_size, "redis: out of memory");
+        return rc;
+}
+
+/* A category's theme rankings per window from its day counts ("<day>:
+ * <theme>" -> count), written whole. */
+static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
+                                 const redisReply *d, char *errstr,
+                                 size_t errstr_size) {
+        const npsd_periods_t *pe = &store->env.periods;
+        int32_t today = store->env.today;
+
+        for (int w = 0; w < pe->window_cnt; w++) {
+                const char *key = npsd_store_gkey(store, "themes:%s:w:%dd",
+                                                  cat, pe->window_days[w]);
+                const char *del[2] = {"DEL", key};
+                const char **av = npsd_arena_alloc(
+                        &store->arena, sizeof(*av) * (2 + d->elements));
+                long long *sum = calloc(d->elements / 2 + 1, sizeof(*sum));
+                int n = 0;
+                if (!key || !av || !sum ||
+                    npsd_store_cmd(store, 2, del, NULL) < 0) {
+                        free(sum);
+                        goto oom;
+                }
+                /* sum per theme: the same theme on several days */
+                for (size_t i = 0; i + 1 < d->elements; i += 2) {
+                        const char *f = d->element[i]->str;
+                        const char *th = strchr(f, ':');
+                        int day = atoi(f);
+                        if (!th || day > today ||
+                            day <= today - pe->window_days[w])
+                                continue;
+                        th++;
+                        {
+                                int found = -1;
+                                for (int k = 0; k < n && found < 0; k++)
+                                        if (!strcmp(av[3 + 2 * k], th))
+                                                found = k;
+                                if (found < 0) {
+                                        found = n++;
+                                        av[3 + 2 * found] = th;
+                                }
+                                sum[found] += strtoll(d->element[i + 1]->str,
+                                                      NULL, 10);
+                        }
+                }
+                av[0] = "ZADD";
+                av[1] = key;
+                for (int k = 0; k < n; k++)
+                        if (!(av[2 + 2 * k] = npsd_store_fmt(store, "%lld",
+                                                             sum[k]))) {
+                                free(sum);
+                                goto oom;
+                        }
+                free(sum);
+                if (n && npsd_store_cmd(store, 2 + 2 * n, av, NULL) < 0)
+                        goto oom;
+        }
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
 }
 
 int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                        char *errstr, size_t errstr_size) {
-        char maxc[16], key[512];
-        redisReply *reply;
+        const redisReply *r, *names;
+        const char *argv[8];
+        char wins[128];
+        long i_rolled, i_pop, i_left;
+        size_t off = 0;
+        long *rx;
 
-        if (npsd_store_begin(store, now_ms, errstr, errstr_size) == -1)
+        if (npsd_store_flush(store, errstr, errstr_size))
                 return -1;
-        snprintf(maxc, sizeof(maxc), "%d", max);
-        snprintf(key, sizeof(key), "%s:dirty", store->conf->redis_prefix);
-        store->argv[10] = maxc;
-        store->argvlen[10] = strlen(maxc);
-        if (npsd_store_append(store, key, "", "cohorts", 11) == -1) {
-                snprintf(errstr, errstr_size, "redis: cannot send");
-                npsd_store_disconnect(store);
+        npsd_store_round_begin(store);
+        npsd_store_now(store, now_ms);
+        for (int w = 0; w < store->env.periods.window_cnt; w++)
+                off += (size_t)snprintf(wins + off, sizeof(wins) - off, "%s%d",
+                                        w ? "," : "",
+                                        store->env.periods.window_days[w]);
+        /* a new day, or other windows: every view rolls */
+        npsd_cluster_begin(store->cl);
+        argv[0] = "GET";
+        if (!(argv[1] = npsd_store_gkey(store, "{g}:rolled")) ||
+            (i_rolled = npsd_store_cmd(store, 2, argv, NULL)) < 0)
+                goto oom;
+        if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
+        r = npsd_store_reply(store, i_rolled);
+        {
+                char want[160];
+                snprintf(want, sizeof(want), "%d/%s", (int)store->env.today,
+                         wins);
+                if (!r || r->type != REDIS_REPLY_STRING ||
+                    strcmp(r->str, want)) {
+                        const char *dk = npsd_store_gkey(store, "{g}:dirty");
+                        const char *su[4] = {"SUNIONSTORE", dk, dk, NULL};
+                        const char *sa[6] = {"SADD", dk, "themes:detractor",
+                                             "themes:passive",
+                                             "themes:promoter", NULL};
+                        const char *se[3] = {"SET", NULL, want};
+                        int day = r && r->type == REDIS_REPLY_STRING
+                                          ? atoi(r->str)
+                                          : -1;
+                        npsd_cluster_begin(store->cl);
+                        if (!dk ||
+                            !(su[3] = npsd_store_gkey(store, "{g}:cohorts")) ||
+                            npsd_store_cmd(store, 4, su, NULL) < 0 ||
+                            npsd_store_cmd(store, 5, sa, NULL) < 0)
+                                goto oom;
+                        /* never back: an instance with a clock behind */
+                        if (day <= store->env.today) {
+                                if (!(se[1] = npsd_store_gkey(store,
+                                                              "{g}:rolled")) ||
+                                    npsd_store_cmd(store, 3, se, NULL) < 0)
+                                        goto oom;
+                        }
+                        if (npsd_store_exec(store, errstr, errstr_size))
+                                return -1;
+                }
         }
-        if (npsd_store_read_replies(store, 1, errstr, errstr_size) == -1)
+        npsd_cluster_begin(store->cl);
+        argv[0] = "SPOP";
+        if (!(argv[1] = npsd_store_gkey(store, "{g}:dirty")) ||
+            !(argv[2] = npsd_store_fmt(store, "%d", max)) ||
+            (i_pop = npsd_store_cmd(store, 3, argv, NULL)) < 0)
+                goto oom;
+        if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
-        reply = store->replies[0];
-        return reply->type == REDIS_REPLY_INTEGER ? (int)reply->integer : 0;
+        names = npsd_store_reply(store, i_pop);
+        if (!names || names->type != REDIS_REPLY_ARRAY)
+                return npsd_store_bad(errstr, errstr_size, "SPOP", names);
+        if (!names->elements)
+                return 0;
+        /* the popped names are in this pipeline's replies until the next
+         * begin: copy them */
+        {
+                size_t cnt = names->elements;
+                const char **nm = npsd_arena_alloc(&store->arena,
+                                                   sizeof(*nm) * cnt);
+                if (!nm || !(rx = npsd_arena_alloc(&store->arena,
+                                                   sizeof(*rx) * cnt)))
+                        goto oom;
+                for (size_t i = 0; i < cnt; i++)
+                        if (!(nm[i] = npsd_arena_strn(&store->arena,
+                                                      names->element[i]->str,
+                                                      names->element[i]->len)))
+                                goto oom;
+                npsd_cluster_begin(store->cl);
+                for (size_t i = 0; i < cnt; i++) {
+                        argv[0] = "HGETALL";
+                        if (!strncmp(nm[i], "themes:", 7))
+                                argv[1] = npsd_store_gkey(store, "{g}:%s:d",
+                                                          nm[i]);
+                        else if (!strncmp(nm[i], "csm:", 4)) {
+                                argv[0] = "HMGET";
+                                argv[1] = npsd_store_gkey(store, "{g}:csm");
+                        } else
+                                argv[1] = npsd_store_gkey(store,
+                                                          "{g}:cohort:%s:d",
+                                                          nm[i]);
+                        if (!argv[1])
+                                goto oom;
+                        if (argv[0][0] == 'H' && argv[0][1] == 'M') {
+                                static const char *const cf[5] = {
+                                        "accounts", "open_detractors",
+                                        "overdue_followups", "loops_closed",
+                                        "loops_closed_on_time"};
+                                for (int k = 0; k < 5; k++)
+                                        if (!(argv[2 + k] = npsd_store_fmt(
+                                                      store, "%s\t%s",
+                                                      nm[i] + 4, cf[k])))
+                                                goto oom;
+                                rx[i] = npsd_store_cmd(store, 7, argv, NULL);
+                        } else {
+                                rx[i] = npsd_store_cmd(store, 2, argv, NULL);
+                        }
+                        if (rx[i] < 0)
+                                goto oom;
+                }
+                if (npsd_store_exec(store, errstr, errstr_size))
+                        return -1;
+                {
+                        /* the next begin frees the replies: the views are
+                         * built from copies of them */
+                        size_t total = cnt;
+                        redisReply **copies = calloc(total, sizeof(*copies));
+                        int rc = 0;
+                        if (!copies)
+                                goto oom;
+                        for (size_t i = 0; i < total; i++) {
+                                const redisReply *src =
+                                        npsd_store_reply(store, rx[i]);
+                                /* keep the reply alive across begin: a deep
+                                 * copy of the strings into the arena */
+                                redisReply *c;
+                                if (!src || src->type != REDIS_REPLY_ARRAY)
+                                        continue;
+                                c = npsd_arena_alloc(&store->arena, sizeof(*c));
+                                if (!c) {
+                                        rc = -1;
+                                        break;
+                                }
+                                memset(c, 0, sizeof(*c));
+                                c->type = REDIS_REPLY_ARRAY;
+                                c->elements = src->elements;
+                                c->element = npsd_arena_alloc(
+                                        &store->arena,
+                                        sizeof(*c->element) *
+                                                (src->elements + 1));
+                                if (!c->element) {
+                                        rc = -1;
+                                        break;
+                                }
+                                for (size_t k = 0; k < src->elements; k++) {
+                                        redisReply *e = npsd_arena_alloc(
+                                                &store->arena, sizeof(*e));
+                                        const redisReply *s = src->element[k];
+                                        if (!e) {
+                                                rc = -1;
+                                                break;
+                                        }
+                                        memset(e, 0, sizeof(*e));
+                                        e->type = s->type;
+                                        if (s->type == REDIS_REPLY_STRING) {
+                                                e->str = (char *)npsd_arena_strn(
+                                                        &store->arena, s->str,
+                                                        s->len);
+                                                e->len = s->len;
+                                                if (!e->str) {
+                                                        rc = -1;
+                                                        break;
+                                                }
+                                        }
+                                        c->element[k] = e;
+                                }
+                                copies[i] = c;
+                        }
+                        if (rc) {
+                                free(copies);
+                                goto oom;
+                        }
+                        npsd_cluster_begin(store->cl);
+                        for (size_t i = 0; i < total && !rc; i++) {
+                                if (!copies[i])
+                                        continue;
+                                if (!strncmp(nm[i], "themes:", 7))
+                                        rc = npsd_store_theme_view(
+                                                store, nm[i] + 7, copies[i],
+                                                errstr, errstr_size);
+                                else if (!strncmp(nm[i], "csm:", 4)) {
+                                        static const char *const cf[5] = {
+                                                "accounts", "open_detractors",
+                                                "overdue_followups",
+                                                "loops_closed",
+                                                "loops_closed_on_time"};
+                                        const char *av[12];
+                                        int ac = 2;
+                                        av[0] = "HSET";
+                                        av[1] = npsd_store_gkey(store, "csm:%s",
+                                                                nm[i] + 4);
+                                        for (int k = 0; k < 5; k++) {
+                                                const redisReply *e =
+                                                        copies[i]->element[k];
+                                                av[ac++] = cf[k];
+                                                av[ac++] = e->type ==
+                                                                   REDIS_REPLY_STRING
+                                                                   ? e->str
+                                                                   : "0";
+                                        }
+                                        if (!av[1] ||
+                                            npsd_store_cmd(store, ac, av,
+                                                           NULL) < 0)
+                                                rc = -1;
+                                } else
+                                        rc = npsd_store_cohort_view(
+                                                store, nm[i], copies[i],
+                                                errstr, errstr_size);
+                        }
+                        free(copies);
+                        if (rc)
+                                return -1;
+                }
+        }
+        argv[0] = "SCARD";
+        if (!(argv[1] = npsd_store_gkey(store, "{g}:dirty")) ||
+            (i_left = npsd_store_cmd(store, 2, argv, NULL)) < 0)
+                goto oom;
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        return (int)npsd_store_int(npsd_store_reply(store, i_left));
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
 }

@@ -52,6 +52,8 @@ typedef struct npsd_conf_s {
         int redis_db;
         int redis_timeout_ms;
         char *redis_prefix;   /* "nps" */
+        char *redis_cluster;  /* "auto", "on", "off" */
+        char *redis_nodes;    /* more cluster seeds, "host:port,..." */
 
         /* windows, e.g. "30d,90d": parsed into days, ascending */
         char *windows;

@@ -92,6 +92,25 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
                     const char *field, uint64_t seq, char *errstr,
                     size_t errstr_size);
 
+/* Starts a groups call on fence hash fence_key: several writers' commands,
+ * each group opened by npsd_write_group() and run only when its fence
+ * field passes — exact: it holds seq - 1; newer (newer != 0): it holds less
+ * than seq — which then becomes seq. Returns the call's index, or -1 with
+ * errstr. */
+long npsd_write_groups(npsd_write_t *w, const char *fence_key, int newer,
+                       char *errstr, size_t errstr_size);
+
+/* Opens a group in the last groups call: the commands added next belong to
+ * it. Returns 0, or -1 with errstr (seq out of range, out of memory). */
+int npsd_write_group(npsd_write_t *w, const char *field, uint64_t seq,
+                     char *errstr, size_t errstr_size);
+
+/* Starts a later call: its commands run when key (which they write) has
+ * no expiry before expire_ms (Unix ms; a missing key counts as none).
+ * APPLIED, or ALREADY when the key expires at or after it. */
+long npsd_write_later(npsd_write_t *w, const char *key, int64_t expire_ms,
+                      char *errstr, size_t errstr_size);
+
 /* Adds a command to the last call started: argc words, argv[0] its name;
  * the key_cnt words after the name are the keys it touches (1 for HSET,
  * ZADD...; 0 for PUBLISH; argc - 1 for a DEL of several keys), which the
@@ -166,6 +185,14 @@ npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
                                            const npsd_cluster_t *cluster,
                                            npsd_write_cur_t *cur,
                                            char *errstr, size_t errstr_size);
+
+/* What group (0, 1, ... in the order opened) of a groups call did:
+ * APPLIED, ALREADY, GAP (exact only), or ERROR when the reply is not a
+ * groups reply. */
+npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
+                                            size_t call,
+                                            const npsd_cluster_t *cluster,
+                                            size_t group);
 
 /* Bytes of words and argv the writer holds (kept across resets). */
 size_t npsd_write_memory(const npsd_write_t *w);

@@ -18,6 +18,15 @@
 --            unused). Field (absent = 0) = s - 1: set it to s, run, {1}.
 --            >= s: {2, cur}, already applied. Else {0, cur}, a gap
 --            (integers). Nothing runs unless {1}.
+--   "groups" several accounts' writes behind one fence hash: ARGV[2] "exact"
+--            or "newer", ARGV[3], ARGV[4] unused. The commands are split
+--            into groups, each opened by the pseudo-command 3 GROUP field s:
+--            exact runs a group when its field holds s - 1, newer when it
+--            holds less than s; either then sets it to s. Returns {3, st...}
+--            with per group 1 (ran), 2 (already at s or beyond) or 0 (gap).
+--   "later"  KEYS[1] a key with an expiry: ARGV[3] the new expiry (Unix ms).
+--            Runs the commands when the key expires before it (or does not
+--            exist): {1}; else {2, its expiry}.
 -- ARGV[5..]  the commands, each as its word count n, then its n words, the
 --            command's name first: 4 HSET k f v.
 -- A bad mode or a malformed or refused command fails the whole call with
@@ -60,6 +69,10 @@ while i <= #ARGV do
     return fail('bad word count at ARGV[' .. i .. ']')
   end
   local rule = ALLOWED[string.upper(ARGV[i + 1])]
+  if ARGV[1] == 'groups' and ARGV[i + 1] == 'GROUP' then
+    rule = {0, 3}
+    if n ~= 3 or not seq_of(ARGV[i + 3]) then return fail('bad GROUP') end
+  end
   if not rule then return fail('command not allowed: ' .. ARGV[i + 1]) end
   if n < rule[2] then return fail('too few words for ' .. ARGV[i + 1]) end
   local nkeys = rule[1] == -1 and n - 1 or rule[1]
@@ -77,6 +90,28 @@ if mode == 'cas' then
   -- The guard is written first: under maxmemory Redis refuses a script's
   -- first write only, so an out-of-memory call changes nothing.
   redis.call('HSET', guard, field, ARGV[4])
+elseif mode == 'groups' then
+  -- one fence per group: the commands after a GROUP run only when it passes
+  local newer, out, run = ARGV[2] == 'newer', {3}, false
+  for _, j in ipairs(at) do
+    if ARGV[j + 1] == 'GROUP' then
+      local f, s = ARGV[j + 2], seq_of(ARGV[j + 3])
+      local cur = seq_of(redis.call('HGET', guard, f) or '0') or 0
+      if cur >= s then out[#out + 1] = 2; run = false
+      elseif newer or cur == s - 1 then
+        redis.call('HSET', guard, f, ARGV[j + 3])
+        out[#out + 1] = 1; run = true
+      else out[#out + 1] = 0; run = false end
+    elseif run then
+      redis.call(unpack(ARGV, j + 1, j + tonumber(ARGV[j])))
+    end
+  end
+  return out
+elseif mode == 'later' then
+  local t = seq_of(ARGV[3])
+  if not t then return fail('bad expiry ' .. ARGV[3]) end
+  local cur = redis.call('PEXPIRETIME', guard)
+  if cur >= t then return {2, cur} end
 elseif mode == 'seq' then
   local s = seq_of(ARGV[3])
   if not s or s < 1 then return fail('bad sequence ' .. ARGV[3]) end

@@ -270,6 +270,41 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
                                      strlen(num), "", errstr, errstr_size);
 }
 
+long npsd_write_groups(npsd_write_t *w, const char *fence_key, int newer,
+                       char *errstr, size_t errstr_size) {
+        return npsd_write_call_start(w, fence_key, "groups",
+                                     newer ? "newer" : "exact", "", 0, "",
+                                     errstr, errstr_size);
+}
+
+int npsd_write_group(npsd_write_t *w, const char *field, uint64_t seq,
+                     char *errstr, size_t errstr_size) {
+        char num[24];
+        const char *argv[3] = {"GROUP", field, num};
+
+        if (seq < 1 || seq > NPSD_WRITE_SEQ_MAX) {
+                snprintf(errstr, errstr_size,
+                         "sequence %" PRIu64 " is outside 1 .. 2^53 - 1", seq);
+                return -1;
+        }
+        snprintf(num, sizeof(num), "%" PRIu64, seq);
+        return npsd_write_cmd(w, 3, argv, NULL, 0, errstr, errstr_size);
+}
+
+long npsd_write_later(npsd_write_t *w, const char *key, int64_t expire_ms,
+                      char *errstr, size_t errstr_size) {
+        char num[24];
+
+        if (expire_ms < 1 || (uint64_t)expire_ms > NPSD_WRITE_SEQ_MAX) {
+                snprintf(errstr, errstr_size, "expiry %" PRId64 " out of range",
+                         expire_ms);
+                return -1;
+        }
+        snprintf(num, sizeof(num), "%" PRId64, expire_ms);
+        return npsd_write_call_start(w, key, "later", "", num, strlen(num), "",
+                                     errstr, errstr_size);
+}
+
 /* ---- adding commands: words go on the tables uncommitted; the call takes
  * them (commit) only when the whole command (or hset/hdel) is in, so a
  * refusal halfway leaves the call as it was (rollback). */
@@ -614,6 +649,28 @@ garbage:
         snprintf(errstr, errstr_size, "not a write.lua reply (type %d)",
                  reply->type);
         return NPSD_WRITE_ERROR;
+}
+
+npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
+                                            size_t call,
+                                            const npsd_cluster_t *cluster,
+                                            size_t group) {
+        long idx = npsd_write_reply_index(w, call);
+        const redisReply *r = idx == -1 ? NULL : npsd_cluster_reply(cluster, idx);
+
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < group + 2 ||
+            r->element[0]->type != REDIS_REPLY_INTEGER ||
+            r->element[0]->integer != 3 ||
+            r->element[group + 1]->type != REDIS_REPLY_INTEGER)
+                return NPSD_WRITE_ERROR;
+        switch (r->element[group + 1]->integer) {
+        case 1:
+                return NPSD_WRITE_APPLIED;
+        case 2:
+                return NPSD_WRITE_ALREADY;
+        default:
+                return NPSD_WRITE_GAP;
+        }
 }
 
 npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
