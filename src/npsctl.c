@@ -8,7 +8,8 @@
  *   npsctl reset    delete npsd's Redis state (npsctl_reset.c)
  *   npsctl replay   reset + rewind the consumer group (npsctl_reset.c)
  *
- * This file holds main(), the options every subcommand shares and the
+ * This file holds main(), the options every subcommand shares, Redis
+ * access (standalone or Redis Cluster, through npsd_cluster) and the
  * broker subcommand.
  */
 #include "npsctl.h"
@@ -18,6 +19,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +173,21 @@ static int npsctl_kconf_opt(npsctl_opts_t *opts, int argc, char **argv,
         return 1;
 }
 
+/* --redis-nodes is parsed where it is used (npsd_cluster_new(), which
+ * does not connect); parsing it once here makes a typo a usage error. */
+static int npsctl_nodes_check(const char *nodes) {
+        npsd_cluster_conf_t conf = {.host = "", .nodes = nodes};
+        npsd_cluster_t *c;
+        char errstr[512];
+
+        if (!(c = npsd_cluster_new(&conf, errstr, sizeof(errstr)))) {
+                fprintf(stderr, "npsctl: --redis-nodes: %s\n", errstr);
+                return -1;
+        }
+        npsd_cluster_destroy(c);
+        return 0;
+}
+
 int npsctl_common_opt(npsctl_opts_t *opts, int argc, char **argv, int *i) {
         const char *v;
         long long n;
@@ -182,6 +199,28 @@ int npsctl_common_opt(npsctl_opts_t *opts, int argc, char **argv, int *i) {
                 if (r < 0 || npsctl_parse_int("--redis-port", v, 1, 65535, &n))
                         return -1;
                 opts->redis_port = (int)n;
+                return 1;
+        }
+        if ((r = npsctl_optval(argc, argv, i, "--redis-nodes", &v))) {
+                if (r < 0 || npsctl_nodes_check(v))
+                        return -1;
+                opts->redis_nodes = v;
+                return 1;
+        }
+        if ((r = npsctl_optval(argc, argv, i, "--redis-cluster", &v))) {
+                if (r < 0)
+                        return -1;
+                if (!strcmp(v, "auto"))
+                        opts->redis_cluster = NPSD_CLUSTER_MODE_AUTO;
+                else if (!strcmp(v, "on"))
+                        opts->redis_cluster = NPSD_CLUSTER_MODE_ON;
+                else if (!strcmp(v, "off"))
+                        opts->redis_cluster = NPSD_CLUSTER_MODE_OFF;
+                else {
+                        fprintf(stderr, "npsctl: --redis-cluster: expected "
+                                "auto, on or off, got \"%s\"\n", v);
+                        return -1;
+                }
                 return 1;
         }
         if ((r = npsctl_optval(argc, argv, i, "--redis-password", &v)))
@@ -239,74 +278,170 @@ fail:
         return NULL;
 }
 
-/* One command with a reply we only check for errors (AUTH, SELECT). */
-static int npsctl_redis_simple(redisContext *rc, char *errstr,
-                               size_t errstr_size, const char *what,
-                               int argc, const char **argv) {
-        redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+/*
+ * Redis
+ */
 
-        if (!r) {
-                snprintf(errstr, errstr_size, "%s: %s", what, rc->errstr);
-                return -1;
-        }
-        if (r->type == REDIS_REPLY_ERROR) {
-                snprintf(errstr, errstr_size, "%s: %s", what, r->str);
-                freeReplyObject(r);
-                return -1;
-        }
-        freeReplyObject(r);
-        return 0;
-}
+struct npsctl_redis_s {
+        npsd_cluster_t *cluster;
+        char *host; /* the first node, for npsctl_redis_where() */
+        int port, db;
+        char **blocks; /* one per appended command: its argv, copied */
+        size_t block_cnt, block_size;
+        int oom;       /* an append failed: the next exec fails */
+        char where[NPSD_CLUSTER_HOST_MAX + 64];
+};
 
-redisContext *npsctl_redis_connect(const npsctl_opts_t *opts, char *errstr,
-                                   size_t errstr_size) {
-        struct timeval tv = {.tv_sec = 3, .tv_usec = 0};
-        const char *password = opts->redis_password;
-        const char *argv[3];
-        char db[16];
-        redisContext *rc;
+npsctl_redis_t *npsctl_redis_open(const npsctl_opts_t *opts, char *errstr,
+                                  size_t errstr_size) {
+        npsd_cluster_conf_t conf;
+        npsctl_redis_t *r;
 
-        /* Like redis-cli: the password may come from the environment so
-         * that it does not show in the process list. */
-        if (!password || !*password)
-                password = getenv("REDISCLI_AUTH");
-
-        rc = redisConnectWithTimeout(opts->redis_host, opts->redis_port, tv);
-        if (!rc) {
-                snprintf(errstr, errstr_size, "redis: out of memory");
-                return NULL;
-        }
-        if (rc->err) {
-                snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                         opts->redis_host, opts->redis_port, rc->errstr);
+        if (!(r = calloc(1, sizeof(*r))) ||
+            !(r->host = strdup(opts->redis_host))) {
+                snprintf(errstr, errstr_size, "out of memory");
                 goto fail;
         }
-        redisSetTimeout(rc, tv);
-
-        if (password && *password) {
-                int n = 0;
-
-                argv[n++] = "AUTH";
-                if (opts->redis_user && *opts->redis_user)
-                        argv[n++] = opts->redis_user;
-                argv[n++] = password;
-                if (npsctl_redis_simple(rc, errstr, errstr_size, "redis AUTH",
-                                        n, argv))
-                        goto fail;
+        r->port = opts->redis_port;
+        r->db = opts->redis_db;
+        memset(&conf, 0, sizeof(conf));
+        conf.host = opts->redis_host;
+        conf.port = opts->redis_port;
+        conf.nodes = opts->redis_nodes ? opts->redis_nodes : "";
+        conf.user = opts->redis_user ? opts->redis_user : "";
+        conf.password = opts->redis_password;
+        /* Like redis-cli: the password may come from the environment so
+         * that it does not show in the process list. */
+        if (!conf.password || !*conf.password)
+                conf.password = getenv("REDISCLI_AUTH");
+        if (!conf.password)
+                conf.password = "";
+        conf.db = opts->redis_db;
+        conf.timeout_ms = 3000;
+        conf.mode = opts->redis_cluster;
+        if (!(r->cluster = npsd_cluster_new(&conf, errstr, errstr_size)) ||
+            npsd_cluster_connect(r->cluster, errstr, errstr_size) == -1)
+                goto fail;
+        /* A cluster has database 0 only: reading another one's keys there
+         * would show the wrong data without a word. */
+        if (npsd_cluster_enabled(r->cluster) && opts->redis_db) {
+                snprintf(errstr, errstr_size,
+                         "redis %s:%d is a Redis Cluster, which has database "
+                         "0 only (--redis-db %d)",
+                         opts->redis_host, opts->redis_port, opts->redis_db);
+                goto fail;
         }
-        if (opts->redis_db) {
-                snprintf(db, sizeof(db), "%d", opts->redis_db);
-                argv[0] = "SELECT";
-                argv[1] = db;
-                if (npsctl_redis_simple(rc, errstr, errstr_size,
-                                        "redis SELECT", 2, argv))
-                        goto fail;
-        }
-        return rc;
+        return r;
 
 fail:
-        redisFree(rc);
+        npsctl_redis_close(r);
         return NULL;
+}
+
+void npsctl_redis_begin(npsctl_redis_t *r) {
+        npsd_cluster_begin(r->cluster);
+        for (size_t i = 0; i < r->block_cnt; i++)
+                free(r->blocks[i]);
+        r->block_cnt = 0;
+        r->oom = 0;
+}
+
+void npsctl_redis_close(npsctl_redis_t *r) {
+        if (!r)
+                return;
+        if (r->cluster) {
+                npsctl_redis_begin(r);
+                npsd_cluster_destroy(r->cluster);
+        }
+        free(r->blocks);
+        free(r->host);
+        free(r);
+}
+
+npsd_cluster_t *npsctl_redis_cluster(npsctl_redis_t *r) {
+        return r->cluster;
+}
+
+const char *npsctl_redis_where(npsctl_redis_t *r) {
+        if (npsd_cluster_enabled(r->cluster))
+                snprintf(r->where, sizeof(r->where),
+                         "cluster %s:%d (%zu primaries)", r->host, r->port,
+                         npsd_cluster_map_primaries(
+                                 npsd_cluster_map(r->cluster), NULL, 0));
+        else
+                snprintf(r->where, sizeof(r->where), "%s:%d db %d", r->host,
+                         r->port, r->db);
+        return r->where;
+}
+
+/* The router keeps pointers to the arguments until exec: each command's
+ * argv, argvlen and strings are copied into one block that lives until
+ * the next npsctl_redis_begin(). */
+long npsctl_redis_cmd(npsctl_redis_t *r, const char *cmd, const char *key,
+                      ...) {
+        const char **argv;
+        size_t *argvlen, bytes = 0, i;
+        char *block, *p, **blocks;
+        int argc = 2;
+        va_list ap;
+        long idx;
+
+        va_start(ap, key);
+        while (va_arg(ap, const char *))
+                argc++;
+        va_end(ap);
+        if (r->block_cnt == r->block_size) {
+                size_t nsize = r->block_size ? r->block_size * 2 : 16;
+                if (!(blocks = realloc(r->blocks, nsize * sizeof(*blocks))))
+                        goto oom;
+                r->blocks = blocks;
+                r->block_size = nsize;
+        }
+        bytes = strlen(cmd) + strlen(key) + 2;
+        va_start(ap, key);
+        for (i = 2; i < (size_t)argc; i++)
+                bytes += strlen(va_arg(ap, const char *)) + 1;
+        va_end(ap);
+        if (!(block = malloc((size_t)argc * (sizeof(*argv) +
+                                             sizeof(*argvlen)) + bytes)))
+                goto oom;
+        argv = (const char **)(void *)block;
+        argvlen = (size_t *)(void *)(argv + argc);
+        p = (char *)(argvlen + argc);
+        va_start(ap, key);
+        for (i = 0; i < (size_t)argc; i++) {
+                const char *a = i == 0 ? cmd
+                                       : i == 1 ? key
+                                                : va_arg(ap, const char *);
+                argvlen[i] = strlen(a);
+                memcpy(p, a, argvlen[i] + 1);
+                argv[i] = p;
+                p += argvlen[i] + 1;
+        }
+        va_end(ap);
+        r->blocks[r->block_cnt++] = block;
+        idx = npsd_cluster_append(r->cluster,
+                                  npsd_cluster_keyslot(key, strlen(key)),
+                                  argc, argv, argvlen);
+        if (idx == -1)
+                goto oom;
+        return idx;
+
+oom:
+        r->oom = 1;
+        return -1;
+}
+
+int npsctl_redis_exec(npsctl_redis_t *r, char *errstr, size_t errstr_size) {
+        if (r->oom) {
+                snprintf(errstr, errstr_size, "out of memory");
+                return -1;
+        }
+        return npsd_cluster_exec(r->cluster, errstr, errstr_size);
+}
+
+redisReply *npsctl_redis_take(npsctl_redis_t *r, long idx) {
+        return npsd_cluster_reply_take(r->cluster, idx);
 }
 
 /*
@@ -822,7 +957,12 @@ static void npsctl_usage(FILE *fp) {
                 "  --redis-port P        Redis port (default 6379)\n"
                 "  --redis-password PW   AUTH password (or env REDISCLI_AUTH)\n"
                 "  --redis-user U        ACL user (AUTH U PW)\n"
-                "  --redis-db N          database number (default 0)\n"
+                "  --redis-db N          database number (default 0; a "
+                "cluster has 0 only)\n"
+                "  --redis-cluster M     auto (ask the server, default), on "
+                "or off\n"
+                "  --redis-nodes H:P,... more Redis Cluster nodes to start "
+                "from\n"
                 "  --prefix P            Redis key prefix (default nps)\n"
                 "  --bootstrap B         Kafka bootstrap servers\n"
                 "  -X key=value          librdkafka property (repeatable), "

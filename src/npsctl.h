@@ -1,7 +1,8 @@
 /*
  * npsctl — private interface between the npsctl sources (npsctl.c: main
- * and shared options; npsctl_gen.c: traffic generator; npsctl_view.c:
- * account card and live top view). Not installed, not part of the API.
+ * and shared options, Redis access; npsctl_gen.c: traffic generator;
+ * npsctl_view.c: account card and live top view; npsctl_reset.c: reset and
+ * replay). Not installed, not part of the API.
  */
 #ifndef NPSCTL_H
 #define NPSCTL_H
@@ -12,12 +13,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "npsd/npsd_cluster.h"
+
 #define NPSCTL_KCONF_MAX 64
 
 /* Options every subcommand understands. */
 typedef struct npsctl_opts_s {
-        const char *redis_host;
+        const char *redis_host;      /* the first node */
         int redis_port;
+        const char *redis_nodes;     /* more seeds "host:port,...", or "" */
+        npsd_cluster_mode_t redis_cluster; /* auto: as the server says */
         const char *redis_user;      /* NULL: no ACL user */
         const char *redis_password;  /* NULL: no AUTH */
         int redis_db;
@@ -57,9 +62,48 @@ rd_kafka_conf_t *npsctl_kafka_conf(const npsctl_opts_t *opts,
                                    size_t default_cnt, char *errstr,
                                    size_t errstr_size);
 
-/* Connects to Redis, authenticates and selects the database. */
-redisContext *npsctl_redis_connect(const npsctl_opts_t *opts, char *errstr,
-                                   size_t errstr_size);
+/*
+ * Redis, standalone or a Redis Cluster alike, through npsd's router
+ * (npsd_cluster): a command goes to the node that owns its key's slot.
+ * The router borrows a pipeline's arguments until it is sent; npsctl_redis
+ * keeps copies of them so that callers can build commands from temporary
+ * strings.
+ */
+typedef struct npsctl_redis_s npsctl_redis_t;
+
+/* Connects (the mode decided and, on a cluster, the slot map loaded) with
+ * the shared options; the password falls back to REDISCLI_AUTH. Returns a
+ * handle to close with npsctl_redis_close(), or NULL with errstr naming
+ * the node that could not be reached. */
+npsctl_redis_t *npsctl_redis_open(const npsctl_opts_t *opts, char *errstr,
+                                  size_t errstr_size);
+void npsctl_redis_close(npsctl_redis_t *r);
+
+/* The router, for commands built from borrowed arguments (reset). Owned by
+ * r. */
+npsd_cluster_t *npsctl_redis_cluster(npsctl_redis_t *r);
+
+/* Where the commands go, for people: "127.0.0.1:6379 db 0", or "cluster
+ * 127.0.0.1:7000 (3 primaries)". Owned by r, valid until the next call. */
+const char *npsctl_redis_where(npsctl_redis_t *r);
+
+/* Starts a new pipeline; replies of the previous one that were not taken
+ * are freed. */
+void npsctl_redis_begin(npsctl_redis_t *r);
+
+/* Appends command `cmd key args...` (a NULL-terminated list of C strings,
+ * copied), routed by the slot of key. Returns the reply's index. An append
+ * that runs out of memory returns -1 and fails the next exec. */
+long npsctl_redis_cmd(npsctl_redis_t *r, const char *cmd, const char *key,
+                      ...) __attribute__((sentinel));
+
+/* Sends the pipeline (see npsd_cluster_exec()). Returns 0, or -1 with
+ * errstr. */
+int npsctl_redis_exec(npsctl_redis_t *r, char *errstr, size_t errstr_size);
+
+/* The reply of command idx of the last exec, now owned by the caller
+ * (freeReplyObject()); NULL when there is none. */
+redisReply *npsctl_redis_take(npsctl_redis_t *r, long idx);
 
 /* Wall clock in epoch ms, or NPSD_NOW when set (RFC 3339). */
 int64_t npsctl_now_ms(void);

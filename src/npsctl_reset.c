@@ -1,7 +1,9 @@
 /*
  * npsctl reset / replay — start npsd's state over.
  *
- *   reset   deletes every Redis key under the prefix (SCAN + UNLINK).
+ *   reset   deletes every Redis key under the prefix (SCAN + UNLINK): on a
+ *           Redis Cluster, SCAN on every primary and each UNLINK routed to
+ *           the node that owns its keys' slot.
  *   replay  reset, plus the consumer group's committed offsets moved to the
  *           earliest retained offset of every input topic, so that the next
  *           npsd run recomputes everything from the topics.
@@ -39,78 +41,234 @@ static char *npsctl_match_pattern(const char *prefix) {
         return pat;
 }
 
-/* Counts (dry run) or deletes every key matching pat. Returns the number
- * of keys, or -1 with errstr. */
-static long long npsctl_scan_keys(redisContext *rc, const char *pat,
-                                  int delete, char *errstr,
-                                  size_t errstr_size) {
-        char cursor[32] = "0";
+/* A key of a SCAN reply and its hash slot, for grouping keys by slot. */
+typedef struct npsctl_slot_key_s {
+        unsigned slot;
+        const redisReply *key;
+} npsctl_slot_key_t;
+
+static int npsctl_slot_key_cmp(const void *a, const void *b) {
+        const npsctl_slot_key_t *x = a, *y = b;
+
+        return x->slot < y->slot ? -1 : x->slot > y->slot;
+}
+
+/* Deletes keys[0..cnt) (at most NPSCTL_UNLINK_BATCH) in one routed
+ * pipeline: one UNLINK per slot (a multi-key command must stay in one
+ * slot on a cluster; standalone, all of them in one UNLINK, as before),
+ * each sent to the node that owns its slot now: a key scanned on one node
+ * may have moved with a reshard since. A slot caught mid-migration answers
+ * TRYAGAIN when its keys are split between the two nodes; those keys are
+ * then deleted one by one, each following its own ASK. Returns the number
+ * deleted, or -1 with errstr. */
+static long long npsctl_unlink_batch(npsd_cluster_t *cluster,
+                                     redisReply **keys, size_t cnt,
+                                     char *errstr, size_t errstr_size) {
+        /* per command: "UNLINK" and its keys; at most 2 slots per key */
+        const char *argv[2 * NPSCTL_UNLINK_BATCH];
+        size_t argvlen[2 * NPSCTL_UNLINK_BATCH];
+        npsctl_slot_key_t sk[NPSCTL_UNLINK_BATCH];
+        size_t first[NPSCTL_UNLINK_BATCH]; /* each command's first key */
+        size_t i, a = 0, ncmd = 0, nretry = 0;
+        int cluster_mode = npsd_cluster_enabled(cluster);
         long long total = 0;
 
+        for (i = 0; i < cnt; i++) {
+                sk[i].key = keys[i];
+                sk[i].slot = cluster_mode ? npsd_cluster_keyslot(keys[i]->str,
+                                                                 keys[i]->len)
+                                          : 0;
+        }
+        if (cluster_mode)
+                qsort(sk, cnt, sizeof(*sk), npsctl_slot_key_cmp);
+
+        npsd_cluster_begin(cluster);
+        for (i = 0; i < cnt;) {
+                size_t start = a, j = i;
+
+                argv[a] = "UNLINK";
+                argvlen[a++] = 6;
+                for (; j < cnt && sk[j].slot == sk[i].slot; j++) {
+                        argv[a] = sk[j].key->str;
+                        argvlen[a++] = sk[j].key->len;
+                }
+                first[ncmd++] = i;
+                if (npsd_cluster_append(cluster, sk[i].slot, (int)(a - start),
+                                        argv + start, argvlen + start) == -1)
+                        goto oom;
+                i = j;
+        }
+        if (npsd_cluster_exec(cluster, errstr, errstr_size) == -1)
+                return -1;
+        for (size_t c = 0; c < ncmd; c++) {
+                const redisReply *u = npsd_cluster_reply(cluster, (long)c);
+                size_t end = c + 1 < ncmd ? first[c + 1] : cnt;
+
+                if (u && u->type == REDIS_REPLY_INTEGER) {
+                        total += u->integer;
+                        continue;
+                }
+                if (u && u->type == REDIS_REPLY_ERROR &&
+                    !strncmp(u->str, "TRYAGAIN", 8)) {
+                        /* moved to the end of sk, in place: the keys of
+                         * commands already read are not needed again */
+                        for (size_t k = first[c]; k < end; k++)
+                                sk[nretry++] = sk[k];
+                        continue;
+                }
+                snprintf(errstr, errstr_size, "redis UNLINK: %s",
+                         !u ? "no reply"
+                         : u->type == REDIS_REPLY_ERROR ? u->str
+                                                        : "unexpected reply");
+                return -1;
+        }
+        if (!nretry)
+                return total;
+
+        npsd_cluster_begin(cluster);
+        for (i = 0; i < nretry; i++) {
+                argv[2 * i] = "UNLINK";
+                argvlen[2 * i] = 6;
+                argv[2 * i + 1] = sk[i].key->str;
+                argvlen[2 * i + 1] = sk[i].key->len;
+                if (npsd_cluster_append(cluster, sk[i].slot, 2, argv + 2 * i,
+                                        argvlen + 2 * i) == -1)
+                        goto oom;
+        }
+        if (npsd_cluster_exec(cluster, errstr, errstr_size) == -1)
+                return -1;
+        for (i = 0; i < nretry; i++) {
+                const redisReply *u = npsd_cluster_reply(cluster, (long)i);
+
+                if (!u || u->type != REDIS_REPLY_INTEGER) {
+                        snprintf(errstr, errstr_size, "redis UNLINK: %s",
+                                 !u ? "no reply"
+                                 : u->type == REDIS_REPLY_ERROR
+                                         ? u->str
+                                         : "unexpected reply");
+                        return -1;
+                }
+                total += u->integer;
+        }
+        return total;
+
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
+}
+
+/* SCAN walks the keys of the node it runs on: one node's keys matching
+ * pat, counted (dry run) or deleted. Returns the number of keys, or -1
+ * with errstr naming the node. */
+static long long npsctl_scan_node(npsd_cluster_t *cluster, int node,
+                                  const char *pat, int delete, char *errstr,
+                                  size_t errstr_size) {
+        const npsd_cluster_node_t *n = &npsd_cluster_map(cluster)->nodes[node];
+        char cursor[32] = "0", where[NPSD_CLUSTER_HOST_MAX + 16];
+        long long total = 0;
+
+        snprintf(where, sizeof(where), "%s:%d", n->host, n->port);
         do {
                 const char *argv[6] = {"SCAN", cursor, "MATCH", pat, "COUNT",
                                        "1000"};
-                redisReply *r = redisCommandArgv(rc, 6, argv, NULL);
-                redisReply *keys;
+                redisReply *r, *keys;
 
-                if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-                    r->element[0]->type != REDIS_REPLY_STRING) {
-                        snprintf(errstr, errstr_size, "redis SCAN: %s",
-                                 !r ? rc->errstr
-                                    : r->type == REDIS_REPLY_ERROR
-                                            ? r->str
-                                            : "unexpected reply");
-                        if (r)
-                                freeReplyObject(r);
+                r = npsd_cluster_node_command(cluster, node, 6, argv, NULL,
+                                              errstr, errstr_size);
+                if (!r)
+                        return -1;
+                if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+                    r->element[0]->type != REDIS_REPLY_STRING ||
+                    r->element[1]->type != REDIS_REPLY_ARRAY) {
+                        snprintf(errstr, errstr_size, "redis SCAN on %s: %s",
+                                 where,
+                                 r->type == REDIS_REPLY_ERROR
+                                         ? r->str
+                                         : "unexpected reply");
+                        freeReplyObject(r);
                         return -1;
                 }
                 snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
                 keys = r->element[1];
-                if (delete) {
+                for (size_t i = 0; delete && i < keys->elements;
+                     i += NPSCTL_UNLINK_BATCH) {
                         /* UNLINK in batches: frees memory off the main
-                         * thread, never one huge command. */
-                        size_t i = 0;
+                         * thread, never one huge command */
+                        size_t cnt = keys->elements - i;
+                        long long d;
 
-                        while (i < keys->elements) {
-                                const char *uargv[NPSCTL_UNLINK_BATCH + 1];
-                                size_t ulen[NPSCTL_UNLINK_BATCH + 1];
-                                int n = 1;
-                                redisReply *u;
-
-                                uargv[0] = "UNLINK";
-                                ulen[0] = 6;
-                                for (; i < keys->elements &&
-                                       n <= NPSCTL_UNLINK_BATCH;
-                                     i++, n++) {
-                                        uargv[n] = keys->element[i]->str;
-                                        ulen[n] = keys->element[i]->len;
-                                }
-                                u = redisCommandArgv(rc, n, uargv, ulen);
-                                if (!u || u->type != REDIS_REPLY_INTEGER) {
-                                        snprintf(errstr, errstr_size,
-                                                 "redis UNLINK: %s",
-                                                 !u ? rc->errstr
-                                                 : u->type == REDIS_REPLY_ERROR
-                                                         ? u->str
-                                                         : "unexpected reply");
-                                        if (u)
-                                                freeReplyObject(u);
-                                        freeReplyObject(r);
-                                        return -1;
-                                }
-                                total += u->integer;
-                                freeReplyObject(u);
+                        if (cnt > NPSCTL_UNLINK_BATCH)
+                                cnt = NPSCTL_UNLINK_BATCH;
+                        d = npsctl_unlink_batch(cluster, keys->element + i,
+                                                cnt, errstr, errstr_size);
+                        if (d < 0) {
+                                freeReplyObject(r);
+                                return -1;
                         }
-                } else {
-                        total += (long long)keys->elements;
+                        total += d;
                 }
+                if (!delete)
+                        total += (long long)keys->elements;
                 freeReplyObject(r);
         } while (strcmp(cursor, "0") && !npsctl_stop);
-        if (npsctl_stop) {
-                snprintf(errstr, errstr_size, "interrupted");
-                return -1;
-        }
         return total;
+}
+
+#define NPSCTL_RESET_PASSES 5
+
+/* Counts (dry run) or deletes every key matching pat on every primary
+ * (standalone: the one server, in one pass, as SCAN there returns every
+ * key that exists throughout). On a cluster a reshard under the deletion
+ * may carry a key from a node not yet scanned to one already scanned, so
+ * the deletion goes over every primary again until a pass finds nothing
+ * (with npsd stopped nothing adds keys: the second pass normally ends
+ * it), at most NPSCTL_RESET_PASSES times. Returns the number of keys, or
+ * -1 with errstr. */
+static long long npsctl_scan_keys(npsctl_redis_t *rd, const char *pat,
+                                  int delete, char *errstr,
+                                  size_t errstr_size) {
+        npsd_cluster_t *cluster = npsctl_redis_cluster(rd);
+        long long total = 0, found = 1;
+        int *nodes = NULL;
+
+        for (int pass = 0; found && pass < NPSCTL_RESET_PASSES; pass++) {
+                size_t cnt;
+
+                if (npsd_cluster_connect(cluster, errstr, errstr_size) == -1)
+                        goto fail;
+                /* a copy: the map may be reloaded during the pass */
+                cnt = npsd_cluster_map_primaries(npsd_cluster_map(cluster),
+                                                 NULL, 0);
+                free(nodes);
+                if (!(nodes = malloc((cnt ? cnt : 1) * sizeof(*nodes)))) {
+                        snprintf(errstr, errstr_size, "out of memory");
+                        goto fail;
+                }
+                npsd_cluster_map_primaries(npsd_cluster_map(cluster), nodes,
+                                           cnt);
+                found = 0;
+                for (size_t i = 0; i < cnt && !npsctl_stop; i++) {
+                        long long n = npsctl_scan_node(cluster, nodes[i], pat,
+                                                       delete, errstr,
+                                                       errstr_size);
+                        if (n < 0)
+                                goto fail;
+                        found += n;
+                }
+                if (npsctl_stop) {
+                        snprintf(errstr, errstr_size, "interrupted");
+                        goto fail;
+                }
+                total += found;
+                if (!delete || !npsd_cluster_enabled(cluster))
+                        break;
+        }
+        free(nodes);
+        return total;
+
+fail:
+        free(nodes);
+        return -1;
 }
 
 static void npsctl_reset_usage(FILE *fp, int replay) {
@@ -155,10 +313,10 @@ static void npsctl_reset_usage(FILE *fp, int replay) {
 }
 
 /* Joins group, waits to own every partition of the input topics, then
- * runs the Redis deletion (when rc) and commits the low watermarks. */
+ * runs the Redis deletion (when rd) and commits the low watermarks. */
 static int npsctl_replay_offsets(npsctl_opts_t *opts, const char *group,
                                  const char *topic_prefix, int timeout_s,
-                                 redisContext *rc, const char *pat,
+                                 npsctl_redis_t *rd, const char *pat,
                                  long long *deleted) {
         static const char *const defaults[][2] = {
                 {"enable.auto.commit", "false"},
@@ -274,10 +432,10 @@ static int npsctl_replay_offsets(npsctl_opts_t *opts, const char *group,
         /* Stop fetching: we only hold the partitions. */
         rd_kafka_pause_partitions(rk, assigned);
 
-        if (rc) {
+        if (rd) {
                 char rerr[512];
 
-                *deleted = npsctl_scan_keys(rc, pat, 1, rerr, sizeof(rerr));
+                *deleted = npsctl_scan_keys(rd, pat, 1, rerr, sizeof(rerr));
                 if (*deleted < 0) {
                         fprintf(stderr, "npsctl replay: %s (offsets not "
                                 "changed)\n", rerr);
@@ -333,7 +491,7 @@ static int npsctl_reset_common(npsctl_opts_t *opts, int argc, char **argv,
         const char *group = "npsd", *topic_prefix = "", *v;
         const char *cmd = replay ? "replay" : "reset";
         long long timeout_s = 60, n;
-        redisContext *rc;
+        npsctl_redis_t *rd;
         char errstr[512], *pat;
         int yes = 0, i, r, rcode;
 
@@ -386,20 +544,19 @@ static int npsctl_reset_common(npsctl_opts_t *opts, int argc, char **argv,
                 return 1;
         }
         npsctl_signals_install();
-        if (!(rc = npsctl_redis_connect(opts, errstr, sizeof(errstr)))) {
+        if (!(rd = npsctl_redis_open(opts, errstr, sizeof(errstr)))) {
                 fprintf(stderr, "npsctl %s: %s\n", cmd, errstr);
                 free(pat);
                 return 1;
         }
         if (!yes) {
-                n = npsctl_scan_keys(rc, pat, 0, errstr, sizeof(errstr));
+                n = npsctl_scan_keys(rd, pat, 0, errstr, sizeof(errstr));
                 if (n < 0) {
                         fprintf(stderr, "npsctl %s: %s\n", cmd, errstr);
                         rcode = 1;
                 } else {
                         printf("would delete %lld keys matching %s in redis "
-                               "%s:%d db %d", n, pat, opts->redis_host,
-                               opts->redis_port, opts->redis_db);
+                               "%s", n, pat, npsctl_redis_where(rd));
                         if (replay)
                                 printf(" and reset consumer group %s to the "
                                        "earliest offsets of the input topics",
@@ -413,13 +570,13 @@ static int npsctl_reset_common(npsctl_opts_t *opts, int argc, char **argv,
         if (replay) {
                 n = 0;
                 rcode = npsctl_replay_offsets(opts, group, topic_prefix,
-                                              (int)timeout_s, rc, pat, &n);
+                                              (int)timeout_s, rd, pat, &n);
                 if (!rcode)
                         printf("deleted %lld keys matching %s\n"
                                "start npsd again: it reprocesses the input "
                                "topics from the beginning\n", n, pat);
         } else {
-                n = npsctl_scan_keys(rc, pat, 1, errstr, sizeof(errstr));
+                n = npsctl_scan_keys(rd, pat, 1, errstr, sizeof(errstr));
                 if (n < 0) {
                         fprintf(stderr, "npsctl reset: %s\n", errstr);
                         rcode = 1;
@@ -430,7 +587,7 @@ static int npsctl_reset_common(npsctl_opts_t *opts, int argc, char **argv,
         }
 
 done:
-        redisFree(rc);
+        npsctl_redis_close(rd);
         free(pat);
         return rcode;
 }

@@ -259,22 +259,27 @@ static void npsctl_print_stats(FILE *fp, const npsctl_hash_t *h,
         fputc('\n', fp);
 }
 
-/* Fetches HGETALL of every key in one round trip (pipelined). Returns 0,
- * or -1 with errstr; replies[] are owned by the caller. */
-static int npsctl_hgetall_many(redisContext *rc, char **keys, size_t cnt,
+/* Fetches HGETALL of every key in one round trip (pipelined, each key
+ * routed to its slot's node). Returns 0, or -1 with errstr; replies[] are
+ * owned by the caller. */
+static int npsctl_hgetall_many(npsctl_redis_t *rd, char **keys, size_t cnt,
                                npsctl_hash_t *out, char *errstr,
                                size_t errstr_size) {
         size_t i;
-        void *r;
 
+        npsctl_redis_begin(rd);
         for (i = 0; i < cnt; i++)
-                redisAppendCommand(rc, "HGETALL %s", keys[i]);
+                npsctl_redis_cmd(rd, "HGETALL", keys[i], (char *)NULL);
+        if (npsctl_redis_exec(rd, errstr, errstr_size))
+                return -1;
+        for (i = 0; i < cnt; i++)
+                out[i].r = npsctl_redis_take(rd, (long)i);
         for (i = 0; i < cnt; i++) {
-                if (redisGetReply(rc, &r) != REDIS_OK) {
-                        snprintf(errstr, errstr_size, "redis: %s", rc->errstr);
+                if (!out[i].r) {
+                        snprintf(errstr, errstr_size, "redis %s: no reply",
+                                 keys[i]);
                         return -1;
                 }
-                out[i].r = r;
                 if (out[i].r->type == REDIS_REPLY_ERROR) {
                         snprintf(errstr, errstr_size, "redis %s: %s", keys[i],
                                  out[i].r->str);
@@ -521,24 +526,34 @@ static int npsctl_loop_cmp(const void *a, const void *b, void *opaque) {
 /* Two round trips: the loop ids and the alert log, then every loop hash.
  * A loop whose hash has gone (it ended between the two) is left out.
  * Returns 0, or -1 with errstr. */
-static int npsctl_extra_fetch(redisContext *rc, const npsctl_opts_t *opts,
+static int npsctl_extra_fetch(npsctl_redis_t *rd, const npsctl_opts_t *opts,
                               const char *id, npsctl_extra_t *x,
                               char *errstr, size_t errstr_size) {
+        char key[2048], stop[16];
         npsctl_hash_t *loops;
         const char **rids;
         size_t *order = NULL, n = 0, i;
-        void *r;
 
         memset(x, 0, sizeof(*x));
-        redisAppendCommand(rc, "SMEMBERS %s:{%s}:loops", opts->prefix, id);
-        redisAppendCommand(rc, "LRANGE %s:{%s}:alert_log 0 %d", opts->prefix,
-                           id, NPSCTL_ALERTS_SHOWN - 1);
-        if (redisGetReply(rc, &r) != REDIS_OK)
-                goto redis_fail;
-        x->rids = r;
-        if (redisGetReply(rc, &r) != REDIS_OK)
-                goto redis_fail;
-        x->alerts = r;
+        /* one account's keys share its {id} slot: one node answers both */
+        if (strlen(opts->prefix) + strlen(id) > 1024) {
+                snprintf(errstr, errstr_size, "prefix and id too long");
+                return -1;
+        }
+        npsctl_redis_begin(rd);
+        snprintf(key, sizeof(key), "%s:{%s}:loops", opts->prefix, id);
+        npsctl_redis_cmd(rd, "SMEMBERS", key, (char *)NULL);
+        snprintf(key, sizeof(key), "%s:{%s}:alert_log", opts->prefix, id);
+        snprintf(stop, sizeof(stop), "%d", NPSCTL_ALERTS_SHOWN - 1);
+        npsctl_redis_cmd(rd, "LRANGE", key, "0", stop, (char *)NULL);
+        if (npsctl_redis_exec(rd, errstr, errstr_size))
+                return -1;
+        x->rids = npsctl_redis_take(rd, 0);
+        x->alerts = npsctl_redis_take(rd, 1);
+        if (!x->rids || !x->alerts) {
+                snprintf(errstr, errstr_size, "redis: no reply");
+                return -1;
+        }
         if (x->rids->type == REDIS_REPLY_ERROR ||
             x->alerts->type == REDIS_REPLY_ERROR) {
                 snprintf(errstr, errstr_size, "redis: %s",
@@ -560,15 +575,27 @@ static int npsctl_extra_fetch(redisContext *rc, const npsctl_opts_t *opts,
                 snprintf(errstr, errstr_size, "out of memory");
                 return -1;
         }
-        for (i = 0; i < n; i++)
-                redisAppendCommand(rc, "HGETALL %s:{%s}:loop:%s", opts->prefix,
-                                   id, x->rids->element[i]->str);
+        npsctl_redis_begin(rd);
+        for (i = 0; i < n; i++) {
+                /* response ids are at most NPSD_ID_MAX long; a longer one
+                 * is not npsd's and reads as an empty loop */
+                snprintf(key, sizeof(key), "%s:{%s}:loop:%.512s",
+                         opts->prefix, id, x->rids->element[i]->str);
+                npsctl_redis_cmd(rd, "HGETALL", key, (char *)NULL);
+        }
         x->loops = loops;
         x->loop_rid = rids;
+        if (npsctl_redis_exec(rd, errstr, errstr_size)) {
+                free(order);
+                return -1;
+        }
         for (i = 0; i < n; i++) {
-                if (redisGetReply(rc, &r) != REDIS_OK) {
+                redisReply *r = npsctl_redis_take(rd, (long)i);
+
+                if (!r) {
                         free(order);
-                        goto redis_fail;
+                        snprintf(errstr, errstr_size, "redis: no reply");
+                        return -1;
                 }
                 loops[x->loop_cnt].r = r;
                 rids[x->loop_cnt] = x->rids->element[i]->str;
@@ -604,11 +631,6 @@ static int npsctl_extra_fetch(redisContext *rc, const npsctl_opts_t *opts,
         }
         free(order);
         return 0;
-
-redis_fail:
-        snprintf(errstr, errstr_size, "redis: %s",
-                 rc->errstr[0] ? rc->errstr : "no reply");
-        return -1;
 }
 
 /* One stage of a loop: met (on time or late), missed, or still open with
@@ -864,7 +886,7 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         char wbuf[256], *wnames[NPSCTL_WINDOWS_MAX], *save, *tok;
         const char *id = NULL, *windows = "30d,90d", *v;
         int i, r, json = 0, all = 0, wcnt = 0, rc = 1, nkeys, any = 0;
-        redisContext *rc_redis = NULL;
+        npsctl_redis_t *rd = NULL;
         npsctl_extra_t extra;
         char errstr[512];
 
@@ -920,17 +942,17 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                         goto done_keys;
                 }
 
-        rc_redis = npsctl_redis_connect(opts, errstr, sizeof(errstr));
-        if (!rc_redis) {
+        rd = npsctl_redis_open(opts, errstr, sizeof(errstr));
+        if (!rd) {
                 fprintf(stderr, "npsctl account: %s\n", errstr);
                 goto done_keys;
         }
-        if (npsctl_hgetall_many(rc_redis, keys, (size_t)nkeys, h, errstr,
+        if (npsctl_hgetall_many(rd, keys, (size_t)nkeys, h, errstr,
                                 sizeof(errstr))) {
                 fprintf(stderr, "npsctl account: %s\n", errstr);
                 goto done_replies;
         }
-        if (npsctl_extra_fetch(rc_redis, opts, id, &extra, errstr,
+        if (npsctl_extra_fetch(rd, opts, id, &extra, errstr,
                                sizeof(errstr))) {
                 fprintf(stderr, "npsctl account: %s\n", errstr);
                 goto done_replies;
@@ -971,7 +993,7 @@ done_replies:
         for (i = 0; i < nkeys; i++)
                 if (h[i].r)
                         freeReplyObject(h[i].r);
-        redisFree(rc_redis);
+        npsctl_redis_close(rd);
 done_keys:
         for (i = 0; i < nkeys; i++)
                 free(keys[i]);
@@ -1020,48 +1042,56 @@ static void npsctl_top_cohort(FILE *fp, const char *label,
 }
 
 /* Renders one frame into fp. Returns 0, or -1 when Redis failed (the
- * frame then says so). */
-static int npsctl_top_frame(FILE *fp, redisContext *rc,
+ * frame then says so). Every key is routed to its own slot's node: the
+ * cohorts, the rank and the themes live in slots of their own, an
+ * account's summary and context in its {id} slot. */
+static int npsctl_top_frame(FILE *fp, npsctl_redis_t *rd,
                             const npsctl_opts_t *opts, int limit,
                             double interval, int once) {
         char b1[64], b2[64], b3[64], b4[64], t[NPSD_TIME_BUFSZ];
+        char key[1024], stop[16], errstr[512];
         npsctl_hash_t cohorts[4];
         redisReply *rank = NULL, *themes = NULL, **sums = NULL,
                    **names = NULL;
         size_t i, n = 0;
         int ret = -1;
-        void *r;
 
         memset(cohorts, 0, sizeof(cohorts));
-        fprintf(fp, "%snpsctl top%s — redis %s:%d · prefix %s · %s",
-                C_BOLD, C_RESET, opts->redis_host, opts->redis_port,
-                opts->prefix, npsd_time_format(npsctl_now_ms() / 1000 * 1000,
-                                               t));
+        fprintf(fp, "%snpsctl top%s — redis %s · prefix %s · %s",
+                C_BOLD, C_RESET, npsctl_redis_where(rd), opts->prefix,
+                npsd_time_format(npsctl_now_ms() / 1000 * 1000, t));
         if (!once)
                 fprintf(fp, " · every %gs, Ctrl-C quits", interval);
         fputs("\n\n", fp);
+        if (strlen(opts->prefix) > 512) {
+                snprintf(errstr, sizeof(errstr), "prefix too long");
+                goto redis_fail;
+        }
 
         /* Round trip 1: cohorts, rank, themes. */
-        redisAppendCommand(rc, "HGETALL %s:cohort:all:all:w:90d",
-                           opts->prefix);
-        for (i = 0; i < 3; i++)
-                redisAppendCommand(rc, "HGETALL %s:cohort:segment:%s:w:90d",
-                                   opts->prefix, npsctl_view_segments[i]);
-        redisAppendCommand(rc, "ZRANGE %s:rank:nps_90d 0 %d WITHSCORES",
-                           opts->prefix, limit - 1);
-        redisAppendCommand(rc, "ZREVRANGE %s:themes:detractor:w:90d 0 9 "
-                           "WITHSCORES", opts->prefix);
-        for (i = 0; i < 4; i++) {
-                if (redisGetReply(rc, &r) != REDIS_OK)
-                        goto redis_fail;
-                cohorts[i].r = r;
+        npsctl_redis_begin(rd);
+        snprintf(key, sizeof(key), "%s:cohort:all:all:w:90d", opts->prefix);
+        npsctl_redis_cmd(rd, "HGETALL", key, (char *)NULL);
+        for (i = 0; i < 3; i++) {
+                snprintf(key, sizeof(key), "%s:cohort:segment:%s:w:90d",
+                         opts->prefix, npsctl_view_segments[i]);
+                npsctl_redis_cmd(rd, "HGETALL", key, (char *)NULL);
         }
-        if (redisGetReply(rc, &r) != REDIS_OK)
+        snprintf(key, sizeof(key), "%s:rank:nps_90d", opts->prefix);
+        snprintf(stop, sizeof(stop), "%d", limit - 1);
+        npsctl_redis_cmd(rd, "ZRANGE", key, "0", stop, "WITHSCORES",
+                         (char *)NULL);
+        snprintf(key, sizeof(key), "%s:themes:detractor:w:90d", opts->prefix);
+        npsctl_redis_cmd(rd, "ZREVRANGE", key, "0", "9", "WITHSCORES",
+                         (char *)NULL);
+        if (npsctl_redis_exec(rd, errstr, sizeof(errstr)))
                 goto redis_fail;
-        rank = r;
-        if (redisGetReply(rc, &r) != REDIS_OK)
-                goto redis_fail;
-        themes = r;
+        for (i = 0; i < 4; i++)
+                cohorts[i].r = npsctl_redis_take(rd, (long)i);
+        rank = npsctl_redis_take(rd, 4);
+        themes = npsctl_redis_take(rd, 5);
+        if (!rank || !themes)
+                goto no_reply;
 
         /* Round trip 2: each ranked account's summary and context. */
         if (rank->type == REDIS_REPLY_ARRAY)
@@ -1072,21 +1102,25 @@ static int npsctl_top_frame(FILE *fp, redisContext *rc,
                 if (!sums || !names)
                         goto done;
         }
+        npsctl_redis_begin(rd);
         for (i = 0; i < n; i++) {
                 const char *id = rank->element[2 * i]->str;
 
-                redisAppendCommand(rc, "HGETALL %s:{%s}:summary", opts->prefix,
-                                   id);
-                redisAppendCommand(rc, "HMGET %s:{%s}:account name segment",
-                                   opts->prefix, id);
+                snprintf(key, sizeof(key), "%s:{%.256s}:summary",
+                         opts->prefix, id);
+                npsctl_redis_cmd(rd, "HGETALL", key, (char *)NULL);
+                snprintf(key, sizeof(key), "%s:{%.256s}:account",
+                         opts->prefix, id);
+                npsctl_redis_cmd(rd, "HMGET", key, "name", "segment",
+                                 (char *)NULL);
         }
+        if (n && npsctl_redis_exec(rd, errstr, sizeof(errstr)))
+                goto redis_fail;
         for (i = 0; i < n; i++) {
-                if (redisGetReply(rc, &r) != REDIS_OK)
-                        goto redis_fail;
-                sums[i] = r;
-                if (redisGetReply(rc, &r) != REDIS_OK)
-                        goto redis_fail;
-                names[i] = r;
+                sums[i] = npsctl_redis_take(rd, (long)(2 * i));
+                names[i] = npsctl_redis_take(rd, (long)(2 * i + 1));
+                if (!sums[i] || !names[i])
+                        goto no_reply;
         }
 
         fprintf(fp, "%sCOHORT NPS (90d)%s\n", C_BOLD, C_RESET);
@@ -1179,9 +1213,10 @@ static int npsctl_top_frame(FILE *fp, redisContext *rc,
         ret = 0;
         goto done;
 
+no_reply:
+        snprintf(errstr, sizeof(errstr), "no reply");
 redis_fail:
-        fprintf(fp, "%sredis error: %s%s\n", C_RED,
-                rc->errstr[0] ? rc->errstr : "no reply", C_RESET);
+        fprintf(fp, "%sredis error: %s%s\n", C_RED, errstr, C_RESET);
 done:
         for (i = 0; i < n; i++) {
                 if (sums && sums[i])
@@ -1205,7 +1240,7 @@ int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv) {
         long long limit = 10;
         double interval = 2;
         int i, r, once = 0, ret = 0;
-        redisContext *rc = NULL;
+        npsctl_redis_t *rd = NULL;
         char errstr[512];
         const char *v;
         char *frame;
@@ -1245,10 +1280,9 @@ int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv) {
         if (!once && isatty(STDOUT_FILENO))
                 fputs("\033[?25l", stdout); /* hide the cursor */
         do {
-                if (!rc) {
-                        rc = npsctl_redis_connect(opts, errstr,
-                                                  sizeof(errstr));
-                        if (!rc && once) {
+                if (!rd) {
+                        rd = npsctl_redis_open(opts, errstr, sizeof(errstr));
+                        if (!rd && once) {
                                 fprintf(stderr, "npsctl top: %s\n", errstr);
                                 return 1;
                         }
@@ -1258,12 +1292,13 @@ int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv) {
                 fp = open_memstream(&frame, &frame_len);
                 if (!fp)
                         break;
-                if (rc) {
-                        ret = npsctl_top_frame(fp, rc, opts, (int)limit,
+                if (rd) {
+                        ret = npsctl_top_frame(fp, rd, opts, (int)limit,
                                                interval, once);
                         if (ret) {
-                                redisFree(rc); /* reconnect next time */
-                                rc = NULL;
+                                /* reconnect next time */
+                                npsctl_redis_close(rd);
+                                rd = NULL;
                         }
                 } else {
                         ret = -1;
@@ -1284,7 +1319,6 @@ int npsctl_top_main(npsctl_opts_t *opts, int argc, char **argv) {
         if (!once && isatty(STDOUT_FILENO))
                 fputs("\033[?25h", stdout);
         fflush(stdout);
-        if (rc)
-                redisFree(rc);
+        npsctl_redis_close(rd);
         return once && ret ? 1 : 0;
 }

@@ -71,6 +71,15 @@ int npsd_cluster_map_load(npsd_cluster_map_t *map,
 /* Slots no node serves (a cluster being set up or broken). */
 unsigned npsd_cluster_map_unserved(const npsd_cluster_map_t *map);
 
+/* The primaries of the map: the nodes that serve at least one slot, as
+ * node indexes in increasing order. A node the table still names but that
+ * serves nothing any more (its slots moved away, or it was only ever named
+ * by a redirection since superseded) is left out. Writes at most max
+ * indexes to nodes (which may be NULL when max is 0) and returns how many
+ * primaries there are, which may be more than max. */
+size_t npsd_cluster_map_primaries(const npsd_cluster_map_t *map, int *nodes,
+                                  size_t max);
+
 typedef enum {
         NPSD_CLUSTER_REDIRECT_NONE = 0,
         NPSD_CLUSTER_REDIRECT_MOVED, /* the slot lives there now */
@@ -171,5 +180,31 @@ int npsd_cluster_exec(npsd_cluster_t *cluster, char *errstr,
  * until the next npsd_cluster_begin()), or NULL. */
 const struct redisReply *npsd_cluster_reply(const npsd_cluster_t *cluster,
                                             long idx);
+
+/* Takes the reply of command idx of the last exec out of the router, for a
+ * caller that keeps replies across pipelines: the caller owns it (free it
+ * with freeReplyObject()) and npsd_cluster_reply() returns NULL for idx
+ * from then on. Returns NULL when there is no such reply. */
+struct redisReply *npsd_cluster_reply_take(npsd_cluster_t *cluster,
+                                           long idx);
+
+/* Sends one command to map node `node` (an index into
+ * npsd_cluster_map(cluster)->nodes, such as one of
+ * npsd_cluster_map_primaries()) instead of the owner of a slot: for a
+ * command about a node rather than a key, such as SCAN, which walks only
+ * the keys of the node it runs on. Connects first when needed (as
+ * npsd_cluster_connect(); node indexes stay valid across a map reload).
+ * Follows no redirection and leaves the pipeline alone. argv and argvlen
+ * (NULL: the arguments are C strings) are borrowed for the call. Returns
+ * the reply, an error reply included, owned by the caller
+ * (freeReplyObject()); or NULL with errstr naming the node when the node
+ * cannot be reached or the index is out of range: the connection is then
+ * dropped and the map reloaded on the next call. */
+struct redisReply *npsd_cluster_node_command(npsd_cluster_t *cluster,
+                                             int node, int argc,
+                                             const char **argv,
+                                             const size_t *argvlen,
+                                             char *errstr,
+                                             size_t errstr_size);
 
 #endif

@@ -522,3 +522,50 @@ const redisReply *npsd_cluster_reply(const npsd_cluster_t *cluster,
                 return NULL;
         return cluster->cmds[idx].reply;
 }
+
+redisReply *npsd_cluster_reply_take(npsd_cluster_t *cluster, long idx) {
+        redisReply *reply;
+
+        if (idx < 0 || (size_t)idx >= cluster->cmd_cnt)
+                return NULL;
+        reply = cluster->cmds[idx].reply;
+        cluster->cmds[idx].reply = NULL;
+        return reply;
+}
+
+/* Outside the pipeline: a command about a node (SCAN walks the keys of the
+ * node it runs on), so it goes where the caller says, whoever owns which
+ * slot. An I/O failure is handled as in npsd_cluster_exec(): the node's
+ * connection goes and the map is reloaded before the next use, since the
+ * node may have failed over. */
+redisReply *npsd_cluster_node_command(npsd_cluster_t *cluster, int node,
+                                      int argc, const char **argv,
+                                      const size_t *argvlen, char *errstr,
+                                      size_t errstr_size) {
+        const npsd_cluster_node_t *n;
+        redisContext *ctx;
+        redisReply *reply;
+
+        if (npsd_cluster_connect(cluster, errstr, errstr_size) == -1)
+                return NULL;
+        if (node < 0 || (size_t)node >= cluster->map.node_cnt) {
+                snprintf(errstr, errstr_size, "redis cluster: no node %d",
+                         node);
+                return NULL;
+        }
+        n = &cluster->map.nodes[node];
+        if (!(ctx = npsd_cluster_ctx(cluster, node, errstr, errstr_size)))
+                goto fail;
+        if (!(reply = redisCommandArgv(ctx, argc, argv, argvlen))) {
+                snprintf(errstr, errstr_size, "redis %s:%d: %s", n->host,
+                         n->port, ctx->errstr[0] ? ctx->errstr : "no reply");
+                npsd_cluster_drop(cluster, (size_t)node);
+                goto fail;
+        }
+        return reply;
+
+fail:
+        cluster->stats.node_errors++;
+        cluster->stale = 1;
+        return NULL;
+}

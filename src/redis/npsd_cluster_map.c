@@ -197,6 +197,30 @@ unsigned npsd_cluster_map_unserved(const npsd_cluster_map_t *map) {
         return n;
 }
 
+size_t npsd_cluster_map_primaries(const npsd_cluster_map_t *map, int *nodes,
+                                  size_t max) {
+        /* one bit per possible node index (there are fewer than
+         * NPSD_CLUSTER_NO_NODE): one pass over the slots, then the nodes in
+         * index order, with no allocation to fail */
+        unsigned char serves[(NPSD_CLUSTER_NO_NODE + 7) / 8];
+        size_t cnt = 0;
+
+        memset(serves, 0, sizeof(serves));
+        for (unsigned s = 0; s < NPSD_CLUSTER_SLOTS; s++) {
+                unsigned n = map->slot_node[s];
+                if (n < map->node_cnt)
+                        serves[n / 8] |= (unsigned char)(1u << (n % 8));
+        }
+        for (size_t i = 0; i < map->node_cnt; i++) {
+                if (!(serves[i / 8] & (1u << (i % 8))))
+                        continue;
+                if (cnt < max)
+                        nodes[cnt] = (int)i;
+                cnt++;
+        }
+        return cnt;
+}
+
 npsd_cluster_redirect_type_t
 npsd_cluster_redirect_parse(const char *err, size_t len,
                             npsd_cluster_redirect_t *redirect) {

@@ -1,6 +1,7 @@
 /*
  * Unit tests of npsd_cluster's pure half: key slots, the slot-tag table,
- * the slot map from canned CLUSTER SLOTS replies, MOVED and ASK.
+ * the slot map from canned CLUSTER SLOTS replies, MOVED and ASK, and the
+ * primaries a map names.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -248,6 +249,66 @@ static void test_moved_updates_map(void **state) {
         npsd_cluster_map_reset(&map);
 }
 
+/* The primaries are the nodes that serve a slot now: a node added by a
+ * redirection counts while it serves its slot, and a node whose slots all
+ * went elsewhere stops counting, though its index stays. */
+static void test_map_primaries(void **state) {
+        npsd_cluster_map_t map;
+        npsd_cluster_redirect_t r;
+        char err[64];
+        int nodes[8];
+        const char *m = "MOVED 42 127.0.0.1:7009";
+        redisReply *slots = r_arr(3, r_range(0, 5460, "127.0.0.1", 7001),
+                                  r_range(5461, 10922, "127.0.0.1", 7002),
+                                  r_range(10923, 16383, "127.0.0.1", 7003));
+
+        npsd_cluster_map_init(&map);
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 8), 0);
+        assert_int_equal(npsd_cluster_map_primaries(&map, NULL, 0), 0);
+        assert_int_equal(npsd_cluster_map_load(&map, slots, "x", err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 8), 3);
+        assert_int_equal(nodes[0], 0);
+        assert_int_equal(nodes[1], 1);
+        assert_int_equal(nodes[2], 2);
+        /* a count even when the array is too short (or absent) */
+        memset(nodes, 0xff, sizeof(nodes));
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 2), 3);
+        assert_int_equal(nodes[1], 1);
+        assert_int_equal(nodes[2], -1); /* not written */
+        assert_int_equal(npsd_cluster_map_primaries(&map, NULL, 0), 3);
+
+        /* one slot moved to a new node: four primaries */
+        npsd_cluster_redirect_parse(m, strlen(m), &r);
+        assert_int_equal(npsd_cluster_map_moved(&map, &r), 0);
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 8), 4);
+        assert_int_equal(nodes[3], 3);
+
+        /* a reload where 7002 serves nothing: indexes 0, 2, 3 remain */
+        freeReplyObject(slots);
+        slots = r_arr(3, r_range(0, 99, "127.0.0.1", 7009),
+                      r_range(100, 9999, "127.0.0.1", 7001),
+                      r_range(10000, 16383, "127.0.0.1", 7003));
+        assert_int_equal(npsd_cluster_map_load(&map, slots, "x", err,
+                                               sizeof(err)),
+                         0);
+        assert_int_equal(map.node_cnt, 4);
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 8), 3);
+        assert_int_equal(nodes[0], 0);
+        assert_int_equal(nodes[1], 2);
+        assert_int_equal(nodes[2], 3);
+
+        /* standalone: one node serving every slot */
+        npsd_cluster_map_reset(&map);
+        assert_int_equal(npsd_cluster_map_node(&map, "127.0.0.1", 6379), 0);
+        memset(map.slot_node, 0, sizeof(map.slot_node));
+        assert_int_equal(npsd_cluster_map_primaries(&map, nodes, 8), 1);
+        assert_int_equal(nodes[0], 0);
+        freeReplyObject(slots);
+        npsd_cluster_map_reset(&map);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_keyslot_matches_redis),
@@ -257,6 +318,7 @@ int main(void) {
                 cmocka_unit_test(test_map_partial_and_malformed),
                 cmocka_unit_test(test_redirects),
                 cmocka_unit_test(test_moved_updates_map),
+                cmocka_unit_test(test_map_primaries),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
