@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE /* asprintf */
 #include "npsctl.h"
+#include "npsd/npsd_state.h"
 #include "npsd/npsd_time.h"
 
 #include <jansson.h>
@@ -465,19 +466,19 @@ static void npsctl_print_card(FILE *fp, const char *id,
 }
 
 /* What the card shows beyond the hashes: the open closed-loop follow-ups
- * (set <prefix>:{A}:loops of response ids; hash <prefix>:{A}:loop:<rid>
- * each, as apply.lua's loop_open writes it) and the recent alerts (list
- * <prefix>:{A}:alert_log, newest first, the alert messages as published).
- * Every reply is owned here and freed by npsctl_extra_free(). */
+ * (the loops of the account's state record, <prefix>:{A}:st field b, shown
+ * as hashes with the fields npsd's loop records have always had) and the
+ * recent alerts (list <prefix>:{A}:alert_log, newest first, the alert
+ * messages as published). Every reply is owned here and freed by
+ * npsctl_extra_free(). */
 typedef struct npsctl_extra_s {
-        redisReply *rids;     /* SMEMBERS reply: response ids */
         redisReply *alerts;   /* LRANGE reply: alert JSON, newest first */
-        npsctl_hash_t *loops; /* HGETALL per rid, by submitted_at */
+        npsctl_hash_t *loops; /* one hash per open loop, sorted */
         const char **loop_rid;
         size_t loop_cnt;
 } npsctl_extra_t;
 
-#define NPSCTL_ALERTS_SHOWN 10 /* apply.lua keeps the last 10 */
+#define NPSCTL_ALERTS_SHOWN 10 /* npsd keeps the last 10 */
 
 static void npsctl_extra_free(npsctl_extra_t *x) {
         for (size_t i = 0; i < x->loop_cnt; i++)
@@ -485,11 +486,74 @@ static void npsctl_extra_free(npsctl_extra_t *x) {
                         freeReplyObject(x->loops[i].r);
         free(x->loops);
         free(x->loop_rid);
-        if (x->rids)
-                freeReplyObject(x->rids);
         if (x->alerts)
                 freeReplyObject(x->alerts);
         memset(x, 0, sizeof(*x));
+}
+
+/* A reply of strings as HGETALL would give them, owned by the caller
+ * (freeReplyObject()); NULL when out of memory. */
+static redisReply *npsctl_reply_pairs(const char *const *kv, size_t n) {
+        redisReply *r = calloc(1, sizeof(*r));
+
+        if (!r || !(r->element = calloc(n ? n : 1, sizeof(*r->element)))) {
+                free(r);
+                return NULL;
+        }
+        r->type = REDIS_REPLY_ARRAY;
+        for (size_t i = 0; i < n; i++) {
+                redisReply *e = calloc(1, sizeof(*e));
+                if (!e || !(e->str = strdup(kv[i]))) {
+                        free(e);
+                        freeReplyObject(r);
+                        return NULL;
+                }
+                e->type = REDIS_REPLY_STRING;
+                e->len = strlen(e->str);
+                r->element[r->elements++] = e;
+        }
+        return r;
+}
+
+/* One open loop of the state record as the hash the card reads. */
+static redisReply *npsctl_loop_reply(const npsd_state_loop_t *lp) {
+        static const char *stages[3] = {"acknowledge", "route", "close"};
+        char num[4][24], f[9][32];
+        const char *kv[40];
+        size_t n = 0;
+
+        kv[n++] = "rid";
+        kv[n++] = lp->rid;
+        kv[n++] = "owner";
+        kv[n++] = lp->owner;
+        snprintf(num[0], sizeof(num[0]), "%lld", (long long)lp->submitted_ms);
+        kv[n++] = "submitted_ms";
+        kv[n++] = num[0];
+        kv[n++] = "submitted_at";
+        kv[n++] = lp->submitted_at;
+        for (int s = 0; s < 3; s++) {
+                snprintf(f[s * 3], sizeof(f[0]), "%s_due", stages[s]);
+                snprintf(num[1 + s], sizeof(num[0]), "%lld",
+                         (long long)lp->due_ms[s]);
+                kv[n++] = f[s * 3];
+                kv[n++] = num[1 + s];
+                if (lp->met_at[s][0]) {
+                        snprintf(f[s * 3 + 1], sizeof(f[0]), "%s_at",
+                                 stages[s]);
+                        kv[n++] = f[s * 3 + 1];
+                        kv[n++] = lp->met_at[s];
+                }
+                if (lp->status[s] != NPSD_STAGE_OPEN) {
+                        snprintf(f[s * 3 + 2], sizeof(f[0]), "%s_missed",
+                                 stages[s]);
+                        kv[n++] = f[s * 3 + 2];
+                        kv[n++] = lp->status[s] == NPSD_STAGE_MISSED ? "1"
+                                                                     : "0";
+                }
+        }
+        kv[n++] = "overdue";
+        kv[n++] = lp->overdue ? "1" : "0";
+        return npsctl_reply_pairs(kv, n);
 }
 
 static int64_t npsctl_hget_ll(const npsctl_hash_t *h, const char *field) {
@@ -523,88 +587,71 @@ static int npsctl_loop_cmp(const void *a, const void *b, void *opaque) {
         return strcmp(x->loop_rid[ia], x->loop_rid[ib]);
 }
 
-/* Two round trips: the loop ids and the alert log, then every loop hash.
- * A loop whose hash has gone (it ended between the two) is left out.
+/* One round trip: the state record and the alert log. The open loops
+ * come from the record (npsd_state_decode(): the same code as npsd's).
  * Returns 0, or -1 with errstr. */
 static int npsctl_extra_fetch(npsctl_redis_t *rd, const npsctl_opts_t *opts,
                               const char *id, npsctl_extra_t *x,
                               char *errstr, size_t errstr_size) {
         char key[2048], stop[16];
-        npsctl_hash_t *loops;
-        const char **rids;
-        size_t *order = NULL, n = 0, i;
+        redisReply *st;
+        npsd_state_t state;
+        size_t *order = NULL, i;
 
         memset(x, 0, sizeof(*x));
+        npsd_state_init(&state);
         /* one account's keys share its {id} slot: one node answers both */
         if (strlen(opts->prefix) + strlen(id) > 1024) {
                 snprintf(errstr, errstr_size, "prefix and id too long");
                 return -1;
         }
         npsctl_redis_begin(rd);
-        snprintf(key, sizeof(key), "%s:{%s}:loops", opts->prefix, id);
-        npsctl_redis_cmd(rd, "SMEMBERS", key, (char *)NULL);
+        snprintf(key, sizeof(key), "%s:{%s}:st", opts->prefix, id);
+        npsctl_redis_cmd(rd, "HGET", key, "b", (char *)NULL);
         snprintf(key, sizeof(key), "%s:{%s}:alert_log", opts->prefix, id);
         snprintf(stop, sizeof(stop), "%d", NPSCTL_ALERTS_SHOWN - 1);
         npsctl_redis_cmd(rd, "LRANGE", key, "0", stop, (char *)NULL);
         if (npsctl_redis_exec(rd, errstr, errstr_size))
                 return -1;
-        x->rids = npsctl_redis_take(rd, 0);
+        st = npsctl_redis_take(rd, 0);
         x->alerts = npsctl_redis_take(rd, 1);
-        if (!x->rids || !x->alerts) {
+        if (!st || !x->alerts) {
+                if (st)
+                        freeReplyObject(st);
                 snprintf(errstr, errstr_size, "redis: no reply");
                 return -1;
         }
-        if (x->rids->type == REDIS_REPLY_ERROR ||
+        if (st->type == REDIS_REPLY_ERROR ||
             x->alerts->type == REDIS_REPLY_ERROR) {
                 snprintf(errstr, errstr_size, "redis: %s",
-                         x->rids->type == REDIS_REPLY_ERROR ? x->rids->str
-                                                            : x->alerts->str);
+                         st->type == REDIS_REPLY_ERROR ? st->str
+                                                       : x->alerts->str);
+                freeReplyObject(st);
                 return -1;
         }
-        if (x->rids->type == REDIS_REPLY_ARRAY)
-                n = x->rids->elements;
-        if (!n)
-                return 0;
-        loops = calloc(n, sizeof(*loops));
-        rids = calloc(n, sizeof(*rids));
-        order = calloc(n, sizeof(*order));
-        if (!loops || !rids || !order) {
-                free(loops);
-                free(rids);
-                free(order);
-                snprintf(errstr, errstr_size, "out of memory");
+        if (st->type == REDIS_REPLY_STRING &&
+            npsd_state_decode(&state, (const unsigned char *)st->str, st->len,
+                              errstr, errstr_size)) {
+                freeReplyObject(st);
                 return -1;
         }
-        npsctl_redis_begin(rd);
-        for (i = 0; i < n; i++) {
-                /* response ids are at most NPSD_ID_MAX long; a longer one
-                 * is not npsd's and reads as an empty loop */
-                snprintf(key, sizeof(key), "%s:{%s}:loop:%.512s",
-                         opts->prefix, id, x->rids->element[i]->str);
-                npsctl_redis_cmd(rd, "HGETALL", key, (char *)NULL);
-        }
-        x->loops = loops;
-        x->loop_rid = rids;
-        if (npsctl_redis_exec(rd, errstr, errstr_size)) {
-                free(order);
-                return -1;
-        }
-        for (i = 0; i < n; i++) {
-                redisReply *r = npsctl_redis_take(rd, (long)i);
-
-                if (!r) {
-                        free(order);
-                        snprintf(errstr, errstr_size, "redis: no reply");
-                        return -1;
-                }
-                loops[x->loop_cnt].r = r;
-                rids[x->loop_cnt] = x->rids->element[i]->str;
-                if (npsctl_hash_len(&loops[x->loop_cnt]) > 0)
-                        x->loop_cnt++;
-                else {
-                        freeReplyObject(r);
-                        loops[x->loop_cnt].r = NULL;
-                }
+        freeReplyObject(st);
+        if (!state.loop_cnt)
+                goto done;
+        x->loops = calloc(state.loop_cnt, sizeof(*x->loops));
+        x->loop_rid = calloc(state.loop_cnt, sizeof(*x->loop_rid));
+        order = calloc(state.loop_cnt, sizeof(*order));
+        if (!x->loops || !x->loop_rid || !order)
+                goto oom;
+        for (i = 0; i < state.loop_cnt; i++) {
+                if (state.loops[i].closed)
+                        continue;
+                if (!(x->loops[x->loop_cnt].r =
+                              npsctl_loop_reply(&state.loops[i])))
+                        goto oom;
+                /* the rid lives in the reply: element 1 */
+                x->loop_rid[x->loop_cnt] = x->loops[x->loop_cnt].r->element[1]->str;
+                x->loop_cnt++;
         }
         /* sort through an index: the hashes and ids move together */
         for (i = 0; i < x->loop_cnt; i++)
@@ -616,21 +663,26 @@ static int npsctl_extra_fetch(npsctl_redis_t *rd, const npsctl_opts_t *opts,
                 if (!sl || !sr) {
                         free(sl);
                         free(sr);
-                        free(order);
-                        snprintf(errstr, errstr_size, "out of memory");
-                        return -1;
+                        goto oom;
                 }
                 for (i = 0; i < x->loop_cnt; i++) {
-                        sl[i] = loops[order[i]];
-                        sr[i] = rids[order[i]];
+                        sl[i] = x->loops[order[i]];
+                        sr[i] = x->loop_rid[order[i]];
                 }
-                free(loops);
-                free(rids);
+                free(x->loops);
+                free(x->loop_rid);
                 x->loops = sl;
                 x->loop_rid = sr;
         }
+done:
         free(order);
+        npsd_state_free(&state);
         return 0;
+oom:
+        free(order);
+        npsd_state_free(&state);
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
 }
 
 /* One stage of a loop: met (on time or late), missed, or still open with

@@ -1305,19 +1305,27 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                                         newv->m.health.health;
                 }
                 if (any) {
-                        char nps[NPSD_FIELD_VALUE_MAX] = "null";
-                        char health[24] = "null", band[24] = "null";
+                        /* absent values are left out, never null */
+                        char nps[NPSD_FIELD_VALUE_MAX + 16] = "";
+                        char health[48] = "", band[48] = "";
                         int lw = 0;
                         for (int w = 0; w < env->periods.window_cnt; w++)
                                 if (env->periods.window_days[w] ==
                                     env->periods.long_days)
                                         lw = w;
-                        if (newv->m.has_nps[lw])
-                                npsd_metric_format(newv->m.nps[lw], nps);
+                        if (newv->m.has_nps[lw]) {
+                                char v[NPSD_FIELD_VALUE_MAX];
+                                snprintf(nps, sizeof(nps), ",\"nps_%dd\":%s",
+                                         env->periods.long_days,
+                                         npsd_metric_format(newv->m.nps[lw],
+                                                            v));
+                        }
                         if (newv->m.health.has) {
-                                snprintf(health, sizeof(health), "%d",
+                                snprintf(health, sizeof(health),
+                                         ",\"health\":%d",
                                          newv->m.health.health);
-                                snprintf(band, sizeof(band), "\"%s\"",
+                                snprintf(band, sizeof(band),
+                                         ",\"health_band\":\"%s\"",
                                          npsd_band_name(newv->m.health.band));
                         }
                         {
@@ -1329,12 +1337,8 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                                         goto oom;
                                 snprintf(out->notice, sizeof(out->notice),
                                          "{\"account_id\":%s,"
-                                         "\"updated_at\":\"%s\","
-                                         "\"nps_%dd\":%s,\"health\":%s,"
-                                         "\"health_band\":%s}",
-                                         ids, env->now_str,
-                                         env->periods.long_days, nps, health,
-                                         band);
+                                         "\"updated_at\":\"%s\"%s%s%s}",
+                                         ids, env->now_str, nps, health, band);
                                 free(ids);
                         }
                         out->views_changed = 1;

@@ -31,7 +31,7 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, read_topic, wait_for, wait_processed
+from harness import Stack, main, read_topic, wait_for, wait_processed, outbox_len
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TOPICS = ("accounts", "nps.responses", "product.usage")
@@ -74,7 +74,7 @@ def run_step(st, q, responses=(), usage=()):
     if usage:
         st.produce("product.usage", list(usage))
     wait_processed(st, "npsd", TOPICS, timeout=60)
-    wait_for(lambda: st.r.hlen("nps:outbox") == 0, 30, "outbox drained")
+    wait_for(lambda: outbox_len(st.r) == 0, 30, "outbox drained")
     got = alerts(st)
     return got, Counter((a["type"], a["account_id"]) for a in got)
 

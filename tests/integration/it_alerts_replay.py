@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, scrape, timers_ran, wait_for, wait_processed
+from harness import Stack, main, scrape, timers_ran, wait_for, wait_processed, outbox_len
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TOPICS = ("accounts", "nps.responses", "nps.followups", "product.usage")
@@ -129,7 +129,7 @@ def test(build):
             got = alerts(st)
             kinds = {(a["type"], a["account_id"]) for a in got}
             overdue = [a for a in got if a["type"] == "followup_overdue"]
-            if len(overdue) >= 2 and st.r.hlen("nps:outbox") == 0 and {
+            if len(overdue) >= 2 and outbox_len(st.r) == 0 and {
                     ("role_gap", "acct-a1"), ("usage_drop", "acct-a2"),
                     ("health_band", "acct-a3")} <= kinds:
                 return got
@@ -229,7 +229,7 @@ def test(build):
         wait_processed(st, "other", TOPICS)
         # the replaying instance's timer passes ran and drained the outbox
         timers_ran(st, npsd)
-        assert st.r.hlen("nps:outbox") == 0, st.r.hgetall("nps:outbox")
+        assert outbox_len(st.r) == 0, st.r.hgetall("nps:outbox")
         again = alerts(st)
         same_tally(t1, tally(again), "the replay")
         # Publication is at-least-once (an outbox entry published just before

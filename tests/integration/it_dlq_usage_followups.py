@@ -16,7 +16,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from harness import (Stack, main, produce_tracked, read_topic, wait_for,
-                     wait_processed)
+                     wait_processed, outbox_len)
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 NOW = "2026-11-20T12:00:00Z"
@@ -205,7 +205,7 @@ def test(build):
             markers |= set(st.r.hkeys(k))
         assert markers == {f["event_id"] for f in good_f}, markers
         assert st.r.hget("nps:csm:quinn", "loops_closed_on_time") == "1"
-        wait_for(lambda: st.r.hlen("nps:outbox") == 0, 30, "outbox drained")
+        wait_for(lambda: outbox_len(st.r) == 0, 30, "outbox drained")
         assert not [m for m in read_topic(st, "nps.alerts")
                     if json.loads(m.value())["type"] == "followup_overdue"]
         st.stop_clean(npsd)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 
 from harness import (Stack, health_reference, main, round1, wait_for,
-                     wait_processed)
+                     wait_processed, outbox_len)
 
 NOW = "2026-11-20T12:00:00Z"
 NOW_DT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -250,7 +250,7 @@ def test(build):
         assert float(s1["nps_90d"]) == 0.0  # all responses: 1 P, 1 D
 
         # usage_drop raised once for acct-u2 (2 < 0.7 x 6), never for u1
-        wait_for(lambda: st.r.hlen("nps:outbox") == 0, 20, "outbox drained")
+        wait_for(lambda: outbox_len(st.r) == 0, 20, "outbox drained")
         alerts = [json.loads(m.value())
                   for m in st.consume_all("nps.alerts")]
         drops = [a for a in alerts if a["type"] == "usage_drop"]
