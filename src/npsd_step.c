@@ -316,6 +316,32 @@ static int npsd_step_summary_of(const npsd_state_t *st,
         return err ? -1 : 0;
 }
 
+/* The alert state hash (<prefix>:{A}:alerts): which edge-triggered
+ * conditions hold, the last band, and the occurrences raised per type (the
+ * <n> of the next alert id). For operators; npsd reads its state record. */
+static int npsd_step_alert_fields(const npsd_state_t *st,
+                                  npsd_fields_t *out) {
+        char name[NPSD_FIELD_NAME_MAX];
+        int err = 0;
+
+        out->cnt = 0;
+        err |= npsd_fields_add(out, "role_gap", st->role_gap_on ? "1" : "0");
+        err |= npsd_fields_add(out, "nps_drop", st->nps_drop_on ? "1" : "0");
+        err |= npsd_fields_add(out, "usage_drop",
+                               st->usage_drop_on ? "1" : "0");
+        if (st->band != NPSD_BAND_NONE)
+                err |= npsd_fields_add(out, "health_band",
+                                       npsd_band_name(st->band));
+        for (int t = 0; t < NPSD_ALERT__CNT; t++) {
+                if (!st->alert_n[t])
+                        continue;
+                snprintf(name, sizeof(name), "%s:n",
+                         npsd_alert_type_name((npsd_alert_type_t)t));
+                err |= npsd_step_add_int(out, name, (int64_t)st->alert_n[t]);
+        }
+        return err ? -1 : 0;
+}
+
 int npsd_step_summary(const npsd_step_env_t *env, const npsd_state_t *st,
                       const npsd_kvs_t *account, npsd_fields_t *out) {
         npsd_step_view_t v;
@@ -1148,7 +1174,7 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
         snprintf(out->new_owner, sizeof(out->new_owner), "%s", out->old_owner);
         if (!(oldv = malloc(sizeof(*oldv))) ||
             !(newv = malloc(sizeof(*newv))) ||
-            !(of = calloc((size_t)W + 1, sizeof(*of))) ||
+            !(of = calloc((size_t)W + 2, sizeof(*of))) ||
             !(nf = malloc(sizeof(*nf))))
                 goto oom;
 
@@ -1166,6 +1192,10 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                 if (npsd_step_summary_of(st, env, oldv, &of[W]))
                         goto oom;
         }
+        /* the alert state as Redis holds it (unless never written) */
+        if (st->views_day != NPSD_DAY_NONE &&
+            npsd_step_alert_fields(st, &of[W + 1]))
+                goto oom;
 
         /* context records, in order; an older one than the stored is
          * ignored */
@@ -1285,6 +1315,13 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                                 any = 1;
                         }
                 }
+                /* the alert state */
+                if (npsd_step_alert_fields(st, nf))
+                        goto oom;
+                if (npsd_step_hash_edit(&out->hash[out->hash_cnt], "alerts",
+                                        &of[W + 1], nf,
+                                        st->views_day == NPSD_DAY_NONE))
+                        out->hash_cnt++;
                 /* ranks: the long window's NPS and health */
                 {
                         int lw = 0;

@@ -187,7 +187,8 @@ typedef struct npsd_step_out_s {
         char old_owner[NPSD_STATE_OWNER_MAX]; /* csm owner before and after */
         char new_owner[NPSD_STATE_OWNER_MAX];
 
-        npsd_step_hash_t hash[NPSD_WINDOWS_MAX + 1];
+        npsd_step_hash_t hash[NPSD_WINDOWS_MAX + 2]; /* windows, summary,
+                                                      * alerts */
         size_t hash_cnt;
 
         int rank_nps_has, rank_health_has; /* 1 set the score, 0 remove */
