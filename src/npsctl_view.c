@@ -311,8 +311,8 @@ static json_t *npsctl_hash_json(const npsctl_hash_t *h) {
 static void npsctl_account_usage(FILE *fp) {
         fprintf(fp,
                 "usage: npsctl account ID [--windows 30d,90d] [--all] "
-                "[--json] [--redis-host H] [--redis-port P] [--prefix P] "
-                "...\n"
+                "[--json | --state] [--redis-host H] [--redis-port P] "
+                "[--prefix P] ...\n"
                 "\n"
                 "Prints an account's card from Redis: context, NPS per window "
                 "and slice,\n"
@@ -323,6 +323,10 @@ static void npsctl_account_usage(FILE *fp) {
                 "and the recent alerts. --json prints the raw hashes "
                 "instead (plus\n"
                 "\"followups\", every open loop, and \"alerts\" arrays).\n"
+                "--state prints npsd's state record of the account (every "
+                "loop, closed\n"
+                "ones and follow-ups waiting for their response included) as "
+                "JSON.\n"
                 "Exits 1 when Redis holds no data for the account.\n");
 }
 
@@ -685,6 +689,48 @@ oom:
         return -1;
 }
 
+/* npsctl account --state: the decoded state record as JSON. Returns the
+ * exit code (1: no record, or Redis failed). */
+static int npsctl_state_print(npsctl_redis_t *rd, const npsctl_opts_t *opts,
+                              const char *id) {
+        char key[2048], errstr[512];
+        redisReply *r;
+        npsd_state_t st;
+        json_t *o;
+        char *js;
+        int rc = 1;
+
+        snprintf(key, sizeof(key), "%s:{%s}:st", opts->prefix, id);
+        npsctl_redis_begin(rd);
+        npsctl_redis_cmd(rd, "HGET", key, "b", (char *)NULL);
+        if (npsctl_redis_exec(rd, errstr, sizeof(errstr))) {
+                fprintf(stderr, "npsctl account: %s\n", errstr);
+                return 1;
+        }
+        if (!(r = npsctl_redis_take(rd, 0)) || r->type != REDIS_REPLY_STRING) {
+                fprintf(stderr, "npsctl account: no state record for account "
+                        "\"%s\" (key %s)\n", id, key);
+                if (r)
+                        freeReplyObject(r);
+                return 1;
+        }
+        npsd_state_init(&st);
+        if (npsd_state_decode(&st, (const unsigned char *)r->str, r->len,
+                              errstr, sizeof(errstr))) {
+                fprintf(stderr, "npsctl account: %s\n", errstr);
+        } else if ((o = npsd_state_json(&st))) {
+                if ((js = json_dumps(o, JSON_INDENT(2)))) {
+                        printf("%s\n", js);
+                        free(js);
+                        rc = 0;
+                }
+                json_decref(o);
+        }
+        npsd_state_free(&st);
+        freeReplyObject(r);
+        return rc;
+}
+
 /* One stage of a loop: met (on time or late), missed, or still open with
  * the time left. */
 static void npsctl_print_stage(FILE *fp, const npsctl_hash_t *lp,
@@ -938,6 +984,7 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         char wbuf[256], *wnames[NPSCTL_WINDOWS_MAX], *save, *tok;
         const char *id = NULL, *windows = "30d,90d", *v;
         int i, r, json = 0, all = 0, wcnt = 0, rc = 1, nkeys, any = 0;
+        int state = 0;
         npsctl_redis_t *rd = NULL;
         npsctl_extra_t extra;
         char errstr[512];
@@ -951,6 +998,8 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
                 }
                 if (!strcmp(argv[i], "--json")) {
                         json = 1;
+                } else if (!strcmp(argv[i], "--state")) {
+                        state = 1;
                 } else if (!strcmp(argv[i], "--all")) {
                         all = 1;
                 } else if ((r = npsctl_optval(argc, argv, &i, "--windows",
@@ -998,6 +1047,10 @@ int npsctl_account_main(npsctl_opts_t *opts, int argc, char **argv) {
         if (!rd) {
                 fprintf(stderr, "npsctl account: %s\n", errstr);
                 goto done_keys;
+        }
+        if (state) {
+                rc = npsctl_state_print(rd, opts, id);
+                goto done_replies;
         }
         if (npsctl_hgetall_many(rd, keys, (size_t)nkeys, h, errstr,
                                 sizeof(errstr))) {

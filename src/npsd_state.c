@@ -360,3 +360,122 @@ int npsd_state_decode(npsd_state_t *st, const unsigned char *buf,
         }
         return 0;
 }
+
+/* Builds the JSON members of one loop (npsctl account --state). */
+static json_t *npsd_state_loop_json(const npsd_state_loop_t *lp) {
+        static const char *stages[3] = {"acknowledge", "route", "close"};
+        static const char *status[3] = {"open", "missed", "cleared"};
+        json_t *o = json_object();
+
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "rid", json_string(lp->rid));
+        json_object_set_new(o, "owner", json_string(lp->owner));
+        json_object_set_new(o, "submitted_ms", json_integer(lp->submitted_ms));
+        json_object_set_new(o, "submitted_at", json_string(lp->submitted_at));
+        for (int s = 0; s < 3; s++) {
+                json_t *st = json_object();
+                json_object_set_new(st, "due_ms", json_integer(lp->due_ms[s]));
+                if (lp->met_at[s][0])
+                        json_object_set_new(st, "met_at",
+                                            json_string(lp->met_at[s]));
+                json_object_set_new(st, "status",
+                                    json_string(status[lp->status[s] % 3]));
+                json_object_set_new(o, stages[s], st);
+        }
+        json_object_set_new(o, "overdue", json_boolean(lp->overdue));
+        json_object_set_new(o, "closed", json_boolean(lp->closed));
+        return o;
+}
+
+json_t *npsd_state_json(const npsd_state_t *st) {
+        json_t *o = json_object(), *a;
+        char digest[24];
+
+        if (!o)
+                return NULL;
+        json_object_set_new(o, "format", json_integer(NPSD_STATE_FORMAT));
+        json_object_set_new(o, "context_updated_ms",
+                            json_integer(st->context_updated_ms));
+        json_object_set_new(o, "last_response_ms",
+                            json_integer(st->last_response_ms));
+        json_object_set_new(o, "last_response_at",
+                            json_string(st->last_response_at));
+        json_object_set_new(o, "last_score", json_integer(st->last_score));
+        snprintf(digest, sizeof(digest), "%016llx",
+                 (unsigned long long)st->settings_digest);
+        json_object_set_new(o, "settings_digest", json_string(digest));
+        json_object_set_new(o, "views_day", json_integer(st->views_day));
+        a = json_array();
+        for (size_t i = 0; i < st->buckets.cnt; i++) {
+                const npsd_bucket_t *b = &st->buckets.v[i];
+                json_array_append_new(a, json_pack("[iii]", (int)b->day,
+                                                   (int)b->slot,
+                                                   (int)b->count));
+        }
+        json_object_set_new(o, "buckets", a);
+        json_object_set_new(o, "last_activity_ms",
+                            json_integer(st->last_activity_ms));
+        json_object_set_new(o, "tickets_opened",
+                            json_integer(st->tickets_opened));
+        json_object_set_new(o, "tickets_closed",
+                            json_integer(st->tickets_closed));
+        a = json_array();
+        for (int i = 0; i < st->err_n; i++)
+                json_array_append_new(a, json_pack("[iI]", (int)st->err_day[i],
+                                                   (json_int_t)st->err_cnt[i]));
+        json_object_set_new(o, "errors", a);
+        json_object_set_new(o, "counted_day", json_integer(st->counted_day));
+        json_object_set_new(o, "active_users_7d",
+                            json_integer(st->active_users_7d));
+        json_object_set_new(o, "active_users_30d",
+                            json_integer(st->active_users_30d));
+        json_object_set_new(o, "active_users_prev_7d",
+                            json_integer(st->active_users_prev_7d));
+        json_object_set_new(o, "features_30d", json_integer(st->features_30d));
+        a = json_array();
+        for (size_t i = 0; i < st->loop_cnt; i++)
+                json_array_append_new(a, npsd_state_loop_json(&st->loops[i]));
+        json_object_set_new(o, "loops", a);
+        a = json_array();
+        for (size_t i = 0; i < st->pending_cnt; i++) {
+                const npsd_state_pending_t *p = &st->pending[i];
+                json_array_append_new(
+                        a, json_pack("{sssssisIss}", "rid", p->rid, "event_id",
+                                     p->event_id, "level", (int)p->level,
+                                     "at_ms", (json_int_t)p->at_ms, "at",
+                                     p->at));
+        }
+        json_object_set_new(o, "pending", a);
+        json_object_set_new(o, "open_detractors",
+                            json_integer(st->open_detractors));
+        json_object_set_new(o, "overdue_followups",
+                            json_integer(st->overdue_followups));
+        json_object_set_new(o, "loops_closed", json_integer(st->loops_closed));
+        json_object_set_new(o, "loops_closed_on_time",
+                            json_integer(st->loops_closed_on_time));
+        json_object_set_new(o, "role_gap_on", json_boolean(st->role_gap_on));
+        json_object_set_new(o, "nps_drop_on", json_boolean(st->nps_drop_on));
+        json_object_set_new(o, "usage_drop_on",
+                            json_boolean(st->usage_drop_on));
+        json_object_set_new(o, "band", json_integer(st->band));
+        a = json_array();
+        for (int t = 0; t < NPSD_STATE_ALERT_TYPES; t++)
+                json_array_append_new(a, json_integer((json_int_t)st->alert_n[t]));
+        json_object_set_new(o, "alert_n", a);
+        a = json_array();
+        for (int i = 0; i < st->recent_n; i++) {
+                const npsd_state_recent_t *r = &st->recent[i];
+                json_t *e = json_pack("{sisiss}", "score", r->score, "role",
+                                      (int)r->role, "submitted_at",
+                                      r->submitted_at);
+                if (e && r->comment)
+                        json_object_set_new(e, "comment",
+                                            json_string(r->comment));
+                json_array_append_new(a, e);
+        }
+        json_object_set_new(o, "recent", a);
+        json_object_set_new(o, "gseq", json_integer((json_int_t)st->gseq));
+        json_object_set_new(o, "loops_ever", json_boolean(st->loops_ever));
+        return o;
+}

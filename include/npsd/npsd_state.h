@@ -12,6 +12,7 @@
 #ifndef NPSD_STATE_H
 #define NPSD_STATE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -153,5 +154,10 @@ size_t npsd_state_encode(const npsd_state_t *st, unsigned char *buf,
  * empty). */
 int npsd_state_decode(npsd_state_t *st, const unsigned char *buf,
                       size_t len, char *errstr, size_t errstr_size);
+
+/* The record as JSON, for people and tests (npsctl account --state):
+ * every field by name, loops with their stages. Returns a new reference,
+ * NULL when out of memory. */
+json_t *npsd_state_json(const npsd_state_t *st);
 
 #endif

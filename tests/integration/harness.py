@@ -968,6 +968,15 @@ def counter(p, name):
     return box[-1]
 
 
+def state_record(st, acct):
+    """npsd's state record of an account, decoded by npsctl (the same code
+    as npsd's): loops, follow-ups waiting for their response, counters,
+    alert state. None when the account has none."""
+    r = st.npsctl("account", acct, "--state", "--redis-port",
+                  str(st.redis_port), "--prefix", "nps", check=False)
+    return json.loads(r.stdout) if r.returncode == 0 else None
+
+
 def outbox_len(r):
     """Alerts waiting for the broker: every account's outbox."""
     return sum(r.hlen(k) for k in r.scan_iter("nps:*:outbox", count=1000))
