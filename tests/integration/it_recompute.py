@@ -1,21 +1,19 @@
 """Incremental views equal a full recomputation.
 
-For speed, apply.lua keeps totals caches and writes only what a batch
-changed: the window slices whose counts moved, the summary fields that
-differ, cohort windows from their cached totals, theme rankings by
-ZINCRBY, and active-user counts only when an HLL register moved. This test
-runs a mixed stream (responses, usage, account context, follow-ups, some
-duplicates), then throws every cache away and makes npsd rebuild each view
-from the day buckets: the roll timer refreshes every account (full
-recount) and a new "rolled day" rebuilds every cohort and theme ranking.
-Every derived key must come out byte for byte as the increments left it.
+For speed, npsd writes only what a batch changed: it computes the views the
+account's state stood for before the batch and after it, and writes the
+fields that differ. This test runs a mixed stream (responses, usage,
+account context, follow-ups, some duplicates), then deletes every derived
+view and makes npsd rebuild each one whole from the state records: a timer
+tick of every account (a tick writes the account's views whole) and a new
+"rolled day" for every cohort and theme ranking. Every derived key must
+come out byte for byte as the increments left it.
 
 Then npsd restarts with other segment benchmarks and health weights and
-only usage events arrive: the shortcuts that rewrite only health (or
-nothing) must notice that the settings changed. Then it restarts with a 7d
-window added and a few responses arrive: the theme rankings, which have no
-cache signature, must be rebuilt for the new window. The same rebuild
-comparison follows each phase.
+only usage events arrive: the field diffs must notice that the settings
+changed. Then it restarts with a 7d window added and a few responses
+arrive: the new window's views and theme rankings must appear. The same
+rebuild comparison follows each phase.
 """
 import json
 import os
@@ -42,28 +40,24 @@ def views(r):
 
 
 def settled(st):
+    """No view refresh pending, no global delta waiting to be applied."""
     r = st.r
-    return (r.scard("nps:cq") == 0 and r.scard("nps:dirty") == 0 and
-            r.exists("nps:rolled_day") == 1)
+    return (r.scard("nps:{g}:dirty") == 0 and
+            r.exists("nps:{g}:rolled") == 1 and
+            next(r.scan_iter(match="nps:*:gq", count=1000), None) is None)
 
 
 def rebuild_matches(st, before):
-    """Throws every cache away, makes npsd rebuild every view from the day
-    buckets, and asserts the result equals before."""
-    n_acct = sum(1 for k in before if k.endswith(":summary"))
-    caches = list(st.r.scan_iter(match="nps:{*}:t", count=1000)) + \
-        list(st.r.scan_iter(match="nps:cohort:*:t", count=1000))
-    assert len(caches) >= n_acct, len(caches)
-    st.r.delete(*caches)
+    """Deletes every derived view, makes npsd rebuild them from its state
+    records, and asserts the result equals before."""
     accts = [k[len("nps:{"):-len("}:summary")]
              for k in before if k.endswith(":summary")]
-    st.r.zadd("nps:roll", {a: 0 for a in accts})
-    st.r.delete("nps:rolled_day")
-    wait_for(lambda: st.r.zcount("nps:roll", 0, 0) == 0 and settled(st),
-             60, "every account and cohort rebuilt")
-    # every cache is back: proof that the rebuild ran
-    wait_for(lambda: all(st.r.exists(k) for k in caches), 10,
-             "caches rebuilt")
+    st.r.delete(*before.keys())
+    assert not views(st.r), "views left after the delete"
+    st.r.zadd("nps:{g}:timers", {a: 0 for a in accts})
+    st.r.delete("nps:{g}:rolled")
+    wait_for(lambda: st.r.zcount("nps:{g}:timers", 0, 0) == 0 and
+             settled(st), 60, "every account and cohort rebuilt")
     after = views(st.r)
     assert set(after) == set(before), set(after) ^ set(before)
     diffs = [k for k in before if before[k] != after[k]]
