@@ -968,6 +968,15 @@ def counter(p, name):
     return box[-1]
 
 
+def engine_settled(r):
+    """No cohort, theme or owner view waiting for its refresh, the daily
+    roll done, no global delta waiting to be applied: the derived views
+    stand for every account's state."""
+    return (r.scard("nps:{g}:dirty") == 0 and
+            r.exists("nps:{g}:rolled") == 1 and
+            next(r.scan_iter(match="nps:*:gq", count=1000), None) is None)
+
+
 def state_record(st, acct):
     """npsd's state record of an account, decoded by npsctl (the same code
     as npsd's): loops, follow-ups waiting for their response, counters,

@@ -18,8 +18,8 @@ rebuild comparison follows each phase.
 import json
 import os
 
-from harness import (Stack, gen_stream, main, produce_tracked, wait_for,
-                     wait_processed)
+from harness import (Stack, engine_settled, gen_stream, main,
+                     produce_tracked, wait_for, wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
 TOPICS = ("nps.responses", "accounts", "product.usage", "nps.followups")
@@ -40,11 +40,7 @@ def views(r):
 
 
 def settled(st):
-    """No view refresh pending, no global delta waiting to be applied."""
-    r = st.r
-    return (r.scard("nps:{g}:dirty") == 0 and
-            r.exists("nps:{g}:rolled") == 1 and
-            next(r.scan_iter(match="nps:*:gq", count=1000), None) is None)
+    return engine_settled(st.r)
 
 
 def rebuild_matches(st, before):

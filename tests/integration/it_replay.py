@@ -8,7 +8,8 @@ volatile keys and fields listed in harness.VOLATILE with the reason.
 """
 import os
 
-from harness import (FaultStack, check_exact, dump_differences, main,
+from harness import (FaultStack, check_exact, dump_differences,
+                     engine_settled, main,
                      redis_dump, wait_for, wait_processed)
 
 NOW = "2026-11-20T12:00:00Z"
@@ -16,7 +17,7 @@ NOW = "2026-11-20T12:00:00Z"
 
 def settled(st):
     """The cohort timer has nothing left to do."""
-    return all(st.r.scard(k) == 0 for k in ("nps:dirty", "nps:cq"))
+    return engine_settled(st.r)
 
 
 # The development broker waits session.timeout.ms - 1 s for missing members
