@@ -21,7 +21,8 @@ each account's last classified message."""
 import json
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, read_topic, wait_processed
+from harness import (Stack, engine_settled, main, read_topic, wait_for,
+                     wait_processed)
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TOPICS = ("accounts", "nps.responses", "product.usage")
@@ -254,6 +255,8 @@ def test(build):
             "health.followup": 100.0, "health": 62,
             "benchmark": 42, "benchmark_delta": -8.7})
         assert s5["health_band"] == "yellow", s5
+        # the ranks follow the summaries within about a second
+        wait_for(lambda: engine_settled(r), 30, "global views settled")
         assert r.zscore("nps:rank:health", "acct-h5") == 62
 
         # ---- the same figures in each account's last classified message

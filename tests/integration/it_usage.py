@@ -9,8 +9,8 @@ import os
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 
-from harness import (Stack, health_reference, main, round1, wait_for,
-                     wait_processed, outbox_len)
+from harness import (Stack, engine_settled, health_reference, main, round1,
+                     wait_for, wait_processed, outbox_len)
 
 NOW = "2026-11-20T12:00:00Z"
 NOW_DT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -113,6 +113,8 @@ def expected_health(u, seats=None, rel_nps=None, nps=None, detractors=0,
 
 
 def check_summary(st, acct, u, health):
+    # the ranks follow the summaries within about a second
+    wait_for(lambda: engine_settled(st.r), 30, "global views settled")
     s = st.r.hgetall("nps:{%s}:summary" % acct)
     for k, v in u.items():
         assert k in s, "%s: summary lacks %s (%s)" % (acct, k, s)
