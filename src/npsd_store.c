@@ -192,6 +192,8 @@ struct npsd_store_s {
         size_t alerts_handed; /* fetched, not yet acknowledged */
 
         int64_t dedupe_period;
+        int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
+                          * what expiries are measured against */
         npsd_step_env_t env;
 };
 
@@ -1592,7 +1594,7 @@ static int npsd_store_suppress(npsd_store_t *store, const npsd_store_acct_t *a,
                                char *errstr, size_t errstr_size) {
         for (size_t i = 0; i < a->out.suppress_cnt; i++) {
                 const npsd_step_suppress_t *s = &a->out.suppress[i];
-                int64_t at = store->env.now_ms + s->ttl_s * 1000;
+                int64_t at = store->wall_ms + s->ttl_s * 1000;
                 const char *key = npsd_store_gkey(store, "suppress:%s",
                                                   s->user_id);
                 const char *av[5] = {"SET", key, s->at, "PXAT", NULL};
@@ -1612,6 +1614,7 @@ static void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
 
         clock_gettime(CLOCK_REALTIME, &ts);
         store->dedupe_period = ts.tv_sec / NPSD_DEDUPE_PERIOD_S;
+        store->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
         npsd_step_env_init(&store->env, store->conf, store->themes, now_ms);
 }
 
