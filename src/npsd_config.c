@@ -93,6 +93,11 @@ static const npsd_opt_t npsd_opts[] = {
          "auto|on|off", 0,
          "Redis Cluster mode: auto asks redis.host whether cluster mode is "
          "enabled"},
+        {"redis.wait.replicas", NPSD_OPT_INT, O(redis_wait_replicas), "0", 0,
+         16, NULL, 0,
+         "Replicas that must hold a batch's writes (Redis WAIT) before its "
+         "offsets are committed: 1 with replicas makes a failover lose "
+         "nothing (0: do not wait)"},
         {"redis.nodes", NPSD_OPT_STR, O(redis_nodes), "", 0, 0, NULL, 0,
          "More Redis Cluster seed nodes, host:port,host:port (the first is "
          "redis.host:redis.port)"},

@@ -1607,6 +1607,72 @@ static int npsd_store_suppress(npsd_store_t *store, const npsd_store_acct_t *a,
         return 0;
 }
 
+/* ---- replicas ---------------------------------------------------------- */
+
+/* WAIT on every node the write round trip touched (redis.wait.replicas):
+ * offsets are committed only once the replicas hold the writes, so that a
+ * primary lost right after cannot take acknowledged input with it. Appends
+ * one WAIT per node; *first and *cnt say where their replies are. */
+static int npsd_store_wait_append(npsd_store_t *store, long *first,
+                                  size_t *cnt) {
+        const npsd_cluster_map_t *map = npsd_cluster_map(store->cl);
+        const char *argv[3] = {"WAIT", NULL, NULL};
+        unsigned char seen[1024];
+        size_t n = npsd_write_calls(store->w);
+
+        *first = -1;
+        *cnt = 0;
+        if (store->conf->redis_wait_replicas <= 0 || !n)
+                return 0;
+        memset(seen, 0, sizeof(seen));
+        if (!(argv[1] = npsd_store_fmt(store, "%d",
+                                       store->conf->redis_wait_replicas)) ||
+            !(argv[2] = npsd_store_fmt(store, "%d",
+                                       store->conf->redis_timeout_ms)))
+                return -1;
+        for (size_t i = 0; i < n; i++) {
+                const char **av;
+                const size_t *al;
+                char e[64];
+                unsigned slot, node;
+                long idx;
+                if (npsd_write_argv(store->w, i, &av, &al, e, sizeof(e)) < 0)
+                        return -1;
+                slot = npsd_cluster_keyslot(av[3], al[3]); /* the guard */
+                node = npsd_cluster_enabled(store->cl) ? map->slot_node[slot]
+                                                       : 0;
+                if (node >= sizeof(seen) || seen[node])
+                        continue;
+                seen[node] = 1;
+                if ((idx = npsd_cluster_append(store->cl, slot, 3, argv,
+                                               NULL)) < 0)
+                        return -1;
+                if (*first < 0)
+                        *first = idx;
+                (*cnt)++;
+        }
+        return 0;
+}
+
+static int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
+                                 char *errstr, size_t errstr_size) {
+        for (size_t i = 0; i < cnt; i++) {
+                const redisReply *r = npsd_store_reply(store, first + (long)i);
+                if (!r || r->type != REDIS_REPLY_INTEGER ||
+                    r->integer < store->conf->redis_wait_replicas) {
+                        snprintf(errstr, errstr_size,
+                                 "redis WAIT: %lld of %d replicas hold the "
+                                 "batch's writes",
+                                 r && r->type == REDIS_REPLY_INTEGER
+                                         ? (long long)r->integer
+                                         : -1LL,
+                                 store->conf->redis_wait_replicas);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
 /* ---- a round trip of accounts --------------------------------------------- */
 
 static void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
@@ -1623,8 +1689,8 @@ static void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
 static int npsd_store_process(npsd_store_t *store, char *errstr,
                               size_t errstr_size) {
         for (int round = 0; round < NPSD_CONFLICT_ROUNDS; round++) {
-                long dcalls[3];
-                size_t cleaned, todo = 0;
+                long dcalls[3], wfirst;
+                size_t cleaned, todo = 0, wcnt;
 
                 /* read */
                 npsd_cluster_begin(store->cl);
@@ -1710,9 +1776,12 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                                              errstr_size) ||
                     npsd_store_cleanup_append(store, &cleaned) ||
                     npsd_write_append(store->w, store->cl, errstr,
-                                      errstr_size))
+                                      errstr_size) ||
+                    npsd_store_wait_append(store, &wfirst, &wcnt))
                         return -1;
-                if (npsd_store_exec(store, errstr, errstr_size))
+                if (npsd_store_exec(store, errstr, errstr_size) ||
+                    npsd_store_wait_check(store, wfirst, wcnt, errstr,
+                                          errstr_size))
                         return -1;
                 npsd_store_cleanup_done(store, cleaned);
                 npsd_store_deltas_result(store, dcalls);
@@ -1861,8 +1930,8 @@ int npsd_store_outbox_ack(npsd_store_t *store,
  * cohort views trail accounts by about a second). */
 static int npsd_store_flush(npsd_store_t *store, char *errstr,
                             size_t errstr_size) {
-        long dcalls[3];
-        size_t cleaned;
+        long dcalls[3], wfirst;
+        size_t cleaned, wcnt;
 
         if (!store->delta_cnt && !store->cleanup_cnt)
                 return 0;
@@ -1871,9 +1940,12 @@ static int npsd_store_flush(npsd_store_t *store, char *errstr,
         npsd_cluster_begin(store->cl);
         if (npsd_store_deltas_append(store, dcalls, errstr, errstr_size) ||
             npsd_store_cleanup_append(store, &cleaned) ||
-            npsd_write_append(store->w, store->cl, errstr, errstr_size))
+            npsd_write_append(store->w, store->cl, errstr, errstr_size) ||
+            npsd_store_wait_append(store, &wfirst, &wcnt))
                 return -1;
-        if (npsd_store_exec(store, errstr, errstr_size))
+        /* the deltas' gq entries go only after replicas hold them applied */
+        if (npsd_store_exec(store, errstr, errstr_size) ||
+            npsd_store_wait_check(store, wfirst, wcnt, errstr, errstr_size))
                 return -1;
         npsd_store_cleanup_done(store, cleaned);
         npsd_store_deltas_result(store, dcalls);

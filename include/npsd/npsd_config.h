@@ -54,6 +54,7 @@ typedef struct npsd_conf_s {
         char *redis_prefix;   /* "nps" */
         char *redis_cluster;  /* "auto", "on", "off" */
         char *redis_nodes;    /* more cluster seeds, "host:port,..." */
+        int redis_wait_replicas; /* WAIT for this many replicas per batch */
 
         /* windows, e.g. "30d,90d": parsed into days, ascending */
         char *windows;
