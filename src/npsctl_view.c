@@ -929,8 +929,8 @@ static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
 }
 
 /* Adds <stage>_due_at (RFC 3339) where the loop hash holds only the
- * epoch-ms <stage>_due, so that --json always carries both whichever of
- * them apply.lua stores. */
+ * epoch-ms <stage>_due (npsctl_loop_reply() builds it from the state
+ * record with <stage>_due only), so that --json always carries both. */
 static void npsctl_loop_due_at(json_t *lo) {
         static const char *stages[] = {"acknowledge", "route", "close"};
         char f[64], buf[NPSD_TIME_BUFSZ];

@@ -1,8 +1,9 @@
 /*
  * npsd_alert — edge-triggered account alert rules (SPEC §6).
  *
- * The reference of apply.lua's alerts_check(). Pure: the state a rule
- * remembers is passed in and handed back, the caller stores it.
+ * What npsd runs: npsd_step calls npsd_alert_check() once per account per
+ * batch or timer tick. Pure: the state a rule remembers is passed in and
+ * handed back, the caller (the account's state record) keeps it.
  */
 #include "npsd/npsd_alert.h"
 

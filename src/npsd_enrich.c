@@ -228,10 +228,10 @@ static void npsd_arr_normalise(json_t *account) {
                                     json_integer((json_int_t)d));
 }
 
-/* The snapshot's metrics come from Redis Lua cjson, which prints reals with
- * 17 significant digits (138.6 arrives as 138.59999999999999). Every metric
- * is a one-decimal value, so real members are rounded back to one decimal;
- * with JSON_REAL_PRECISION(15) they then print as "138.6". */
+/* The snapshot's metrics are one-decimal values, but a real stored with 17
+ * significant digits reads back as 138.59999999999999. Real members are
+ * rounded back to one decimal; with JSON_REAL_PRECISION(15) they then print
+ * as "138.6", whatever precision the snapshot was written with. */
 static void npsd_metrics_round(json_t *metrics) {
         const char *k;
         json_t *v;

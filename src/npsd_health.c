@@ -1,8 +1,8 @@
 /*
  * npsd_health — the account health model (SPEC §5).
  *
- * The reference of apply.lua's health_of(): same components, same presence
- * rules, same rounding. No allocation, no I/O.
+ * What runs for every account summary (npsd_step, through npsd_view). No
+ * allocation, no I/O.
  */
 #include "npsd/npsd_health.h"
 

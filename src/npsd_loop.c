@@ -1,8 +1,8 @@
 /*
  * npsd_loop — closed-loop SLA arithmetic (SPEC §5).
  *
- * The reference of apply.lua's loop_open/loop_apply/loop_overdue and its
- * "tick" mode. Pure and allocation free.
+ * What npsd runs for every loop, called by npsd_step (follow-ups, timer
+ * ticks, the account's next timer). Pure and allocation free.
  */
 #include "npsd/npsd_loop.h"
 

@@ -321,8 +321,8 @@ typedef struct npsd_live_s {
 
 /* SIGHUP, between two batches: reads the configuration again from the same
  * sources, and applies the keys marked live in the settings table. The
- * store builds the script's settings argument from conf at every round
- * trip, so benchmarks, health and alert settings reach Redis with the next
+ * store derives the step's settings from conf at every round trip, so
+ * benchmarks, health and alert settings reach the views with the next
  * batch; the pipeline copies priority settings and the lexicon. Changed
  * keys that need a restart are named and left as they are. A file or
  * lexicon that does not load is refused whole: nothing changes. */
@@ -614,8 +614,8 @@ int main(int argc, char **argv) {
                                                 (npsd_mono_ms() - t0) / 1e3);
                         if (left < 0)
                                 npsd_observe_redis_error(&obs, errstr);
-                        /* small calls, repeated between batches while work
-                         * is left: a long script would stall Redis */
+                        /* small runs, repeated between batches while work
+                         * is left: a long one would hold up the next batch */
                         next_cohorts = mono + (left > 0 ? 0 : 1000);
                 }
                 if (mono >= next_report) {

@@ -1,8 +1,8 @@
 /*
  * npsd_nps — Net Promoter Score arithmetic (SPEC §4).
  *
- * The Lua scripts in src/lua/ hold the same formulas; this module is the
- * reference the unit and integration tests pin them against.
+ * What runs: npsd_step calls it for every account view, npsd_store for
+ * every cohort view. The unit tests pin it.
  */
 #include "npsd/npsd_nps.h"
 
@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Half away from zero, not the banker's rounding of printf, because the
- * Lua side rounds that way too; and -0.0 is folded to 0.0 so that a tiny
- * negative value never prints as "-0". */
+/* Half away from zero, not the banker's rounding of printf, as the contract
+ * states (and earlier versions stored); and -0.0 is folded to 0.0 so that a
+ * tiny negative value never prints as "-0". */
 double npsd_round1(double x) {
         double r;
 
@@ -87,8 +87,8 @@ void npsd_nps_compute(const npsd_counts_t *counts, int low_confidence_n,
         out->ci_high = npsd_round1(npsd_clamp100(100.0 * (diff + half)));
 }
 
-/* Matches Lua's tostring() of a rounded number as the Redis scripts store
- * it: integral values without ".0", otherwise one decimal. */
+/* A one-decimal metric as the Redis views store it (docs/contract.md §9):
+ * integral values without ".0", otherwise one decimal. */
 char *npsd_metric_format(double v, char *buf) {
         size_t len;
 

@@ -375,8 +375,8 @@ static int npsd_step_hash_edit(npsd_step_hash_t *h, const char *name,
 
 /* ---- JSON of snapshots and alerts -------------------------------------- */
 
-/* A one-decimal metric as JSON: an integer when whole, as Lua's cjson
- * printed them and the output contract shows them. */
+/* A one-decimal metric as JSON: an integer when whole, as the output
+ * contract shows them (and earlier versions printed them). */
 static json_t *npsd_step_num(double v) {
         if (v == floor(v) && fabs(v) < 1e15)
                 return json_integer((json_int_t)v);

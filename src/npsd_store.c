@@ -1644,9 +1644,22 @@ static int npsd_store_wait_append(npsd_store_t *store, long *first,
                 if (node >= sizeof(seen) || seen[node])
                         continue;
                 seen[node] = 1;
-                if ((idx = npsd_cluster_append(store->cl, slot, 3, argv,
-                                               NULL)) < 0)
-                        return -1;
+                {
+                        /* the router borrows argv until its exec */
+                        const char **av2 = npsd_arena_alloc(
+                                &store->arena, sizeof(*av2) * 3);
+                        size_t *al2 = npsd_arena_alloc(&store->arena,
+                                                       sizeof(*al2) * 3);
+                        if (!av2 || !al2)
+                                return -1;
+                        for (int k = 0; k < 3; k++) {
+                                av2[k] = argv[k];
+                                al2[k] = strlen(argv[k]);
+                        }
+                        if ((idx = npsd_cluster_append(store->cl, slot, 3,
+                                                       av2, al2)) < 0)
+                                return -1;
+                }
                 if (*first < 0)
                         *first = idx;
                 (*cnt)++;

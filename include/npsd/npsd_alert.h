@@ -2,13 +2,15 @@
  * npsd_alert — the edge-triggered account alert rules of SPEC §6 (pure,
  * no I/O).
  *
- * src/lua/apply.lua (alerts_check, and loop_overdue for followup_overdue)
- * applies the same rules atomically with the state change that raised
- * them; this module is the reference the unit tests pin.
+ * These are the rules npsd runs: npsd_step evaluates them once per
+ * account per batch or timer tick, and the store writes the alerts they
+ * raise in the same guarded call as the state change that raised them.
+ * The unit tests pin them.
  *
  * Each rule fires on a transition, never on every event: the caller keeps
- * the previous state (Redis: hash <prefix>:{A}:alerts) and passes it in;
- * the new state comes back with the alerts to raise.
+ * the previous state (the account's state record, shown in Redis as hash
+ * <prefix>:{A}:alerts) and passes it in; the new state comes back with the
+ * alerts to raise.
  */
 #ifndef NPSD_ALERT_H
 #define NPSD_ALERT_H
@@ -74,8 +76,8 @@ void npsd_alert_conf_default(npsd_alert_conf_t *ac);
 void npsd_alert_conf_from(npsd_alert_conf_t *ac,
                           const struct npsd_conf_s *conf);
 
-/* Evaluates the account rules in the order apply.lua does (role_gap,
- * nps_drop, health_band, usage_drop). Writes the alerts to raise into
+/* Evaluates the account rules in a fixed order (role_gap, nps_drop,
+ * health_band, usage_drop), which is the order of their alerts. Writes the alerts to raise into
  * fired[] (room for NPSD_ALERT_CHECK_MAX) and the state to keep into
  * *next (may alias *prev). Returns the number of alerts. */
 int npsd_alert_check(const npsd_alert_state_t *prev,

@@ -10,9 +10,10 @@
  * before the long window (the trend's). Only days that some window or that
  * previous period can still hold are kept: 2 x the long window.
  *
- * This is the state engine's representation (docs/design.md, step 2): when
- * the store moves to it, apply.lua's totals_from(), periods_of() and
- * roll_candidate() go.
+ * This is the state engine's representation (docs/design.md): an account's
+ * buckets live in its state record (npsd_state), a cohort's in a Redis hash
+ * the store sums with these functions; npsd_buckets_next_change() sets the
+ * account's timer.
  */
 #ifndef NPSD_BUCKETS_H
 #define NPSD_BUCKETS_H

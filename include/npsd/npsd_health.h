@@ -1,10 +1,9 @@
 /*
  * npsd_health — the account health model of SPEC §5 (pure, no I/O).
  *
- * src/lua/apply.lua (health_of) computes the same model next to the data,
- * atomically with the counters it reads; this module is the reference the
- * unit tests pin and the documentation cites. A change to one is a change
- * to both.
+ * This is the model npsd runs: npsd_step (through npsd_view) computes it
+ * whenever it writes an account's summary and evaluates its alerts. The unit tests pin it and the
+ * documentation cites it.
  *
  * Health is the weighted mean of the components that have data, each
  * 0..100, rounded to an integer (half up); the weights of absent

@@ -8,9 +8,10 @@
  * stage met after its deadline, is missed: one followup_overdue alert per
  * stage, ever. A loop with a missed stage that is not closed is overdue.
  *
- * src/lua/apply.lua (loop_open / loop_apply / loop_overdue / "tick")
- * keeps the same state in Redis (hash <prefix>:{A}:loop:<rid>); this module
- * is the reference the unit tests pin. Deadlines are plain UTC millisecond
+ * These are the rules npsd runs: npsd_step applies them to the loops kept
+ * in the account's state record (npsd_state_loop_t), for follow-ups and on
+ * timer ticks, and sets the account's timer from npsd_loop_next_timer().
+ * The unit tests pin them. Deadlines are plain UTC millisecond
  * arithmetic: a "day" is 86 400 000 ms, no calendar months, no DST.
  */
 #ifndef NPSD_LOOP_H
@@ -100,7 +101,7 @@ int64_t npsd_loop_next_timer(const npsd_loop_t *lp, int long_days,
 int npsd_loop_is_overdue(const npsd_loop_t *lp);
 
 /* Severity of the followup_overdue alert of a stage: close high, the
- * others medium (as apply.lua raises them). */
+ * others medium. */
 npsd_severity_t npsd_loop_severity(npsd_loop_stage_t stage);
 
 /* "acknowledge", "route", "close": the stage names of the alert details

@@ -1,9 +1,10 @@
 /*
  * npsd_nps — Net Promoter Score arithmetic (pure, no I/O).
  *
- * The Redis scripts in src/lua/ compute the same formulas next to the data
- * (they must run atomically with the counts); this module is the reference
- * the unit tests pin and the integration tests compare Redis against.
+ * This is the arithmetic npsd runs: npsd_step (the state engine) calls it
+ * for every account view it writes, and Redis only stores the results. The
+ * unit tests pin it; the integration tests compare what npsd wrote to
+ * Redis with their own computation from the messages sent.
  */
 #ifndef NPSD_NPS_H
 #define NPSD_NPS_H

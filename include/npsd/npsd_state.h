@@ -2,8 +2,9 @@
  * npsd_state — an account's state record (pure, no I/O): everything the
  * rules need to recompute the account's views and alerts, kept by the
  * state engine as one binary value (docs/design.md, field `b` of
- * <prefix>:{A}:st) next to its version. It replaces the Lua engine's
- * day-bucket hash, totals cache, meta, usage, loop and alert-state keys.
+ * <prefix>:{A}:st) next to its version. It replaced the day-bucket hash,
+ * totals cache, meta, usage, loop and alert-state keys of the Lua engine
+ * (src/lua/apply.lua, deleted).
  *
  * Encoding: a format byte, then the fields in a fixed order with
  * npsd_codec varints and strings. A record of an unknown format is refused

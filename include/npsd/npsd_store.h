@@ -1,13 +1,18 @@
 /*
- * npsd_store — the Redis adapter: one connection, the Lua script of
- * src/lua/apply.lua, and one pipelined round trip per poll batch.
+ * npsd_store — the Redis adapter of the state engine (docs/design.md):
+ * per poll batch one read and one write round trip per Redis node
+ * (npsd_cluster: standalone or Redis Cluster).
  *
- * Every state change runs inside that script, one call per account per batch,
- * so that dedupe, counting and the derived views change together (two npsd
- * instances never corrupt each other). hiredis 0.14 contexts are unusable
- * after an error: the store drops them and reconnects on the next call,
- * loading the script again (a NOSCRIPT reply cannot be recovered inside a
- * pipeline).
+ * The rules run in npsd_step_account(), once per account per batch. Each
+ * account is written in one guarded call (src/lua/write.lua "cas" on its
+ * version), so that dedupe markers, the state record and the changed views
+ * change together, and two npsd instances never corrupt each other: the
+ * one whose version check fails reads the account again and recomputes
+ * it. Effects on keys shared by many accounts go as global deltas, kept in
+ * the account's slot and applied afterwards under fences. hiredis 0.14
+ * contexts are unusable after an error: npsd_cluster drops them and
+ * reconnects on the next call (write.lua is EVAL'd with every call, so
+ * there is no script to load again).
  */
 #ifndef NPSD_STORE_H
 #define NPSD_STORE_H
@@ -41,7 +46,7 @@ typedef struct npsd_store_result_s {
  * first connection is not an error: every call reconnects). conf and themes
  * must outlive the store. The store reads conf at every round trip, so a
  * reload that changes conf in place (npsd_conf_apply_live()) reaches the
- * script's settings argument at the next batch. Must be destroyed with
+ * step's settings at the next batch. Must be destroyed with
  * npsd_store_destroy(). */
 npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                              const npsd_themes_t *themes);
@@ -76,10 +81,12 @@ typedef struct npsd_store_batch_s {
         size_t followup_cnt;
 } npsd_store_batch_t;
 
-/* Applies one batch in one pipelined round trip, one script call per
- * account and kind: account context records first (in order; a record
- * older than the stored one is ignored), then responses, usage and
- * follow-ups. Cohort and theme views are derived later by
+/* Applies one batch: one read round trip, npsd_step_account() per account
+ * (account context records first, in order, a record older than the stored
+ * one ignored; then responses, usage and follow-ups), one write round trip
+ * with one guarded call per account, the global deltas of earlier calls
+ * and the suppression keys. Accounts that lost a version race are read and
+ * computed again. Cohort, theme and owner views are refreshed later by
  * npsd_store_cohorts(). Snapshots stay valid until the next call on this
  * store. Returns 0, or -1 with errstr when Redis was unreachable or
  * refused: nothing is half-applied per account, and the whole call may be
@@ -109,16 +116,19 @@ int npsd_store_outbox_ack(npsd_store_t *store,
                           const npsd_store_alert_t *alerts, size_t cnt,
                           char *errstr, size_t errstr_size);
 
-/* Timer work: rolls the windows of up to max accounts whose windows change
- * by now (SPEC §3: quiet accounts too), and acts on up to max follow-up
- * deadlines that passed (SPEC §5), raising their alerts. Returns the number
- * of due items handled, or -1 with errstr. */
+/* Timer work: applies waiting global deltas, then gives up to max accounts
+ * due in the timer set a tick (npsd_step_account() with tick set): windows
+ * roll (SPEC §3: quiet accounts too), follow-up deadlines that passed raise
+ * their alerts (SPEC §5), the views are written whole; alerts left in
+ * those accounts' outboxes are queued for publishing. Returns the number
+ * of accounts ticked, or -1 with errstr. */
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size);
 
-/* Timer work: recomputes up to max cohort and theme views that responses
- * changed since the last call (and, on a new day, all of them). Returns the
- * number still waiting, or -1 with errstr. */
+/* Timer work: applies waiting global deltas, then refreshes up to max
+ * cohort, theme and owner views that deltas marked since the last call
+ * (and, on a new day, every cohort and theme view) from their buckets.
+ * Returns the number still waiting, or -1 with errstr. */
 int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                        char *errstr, size_t errstr_size);
 

@@ -6,9 +6,8 @@
  *
  * The state engine (docs/design.md) computes a view before and after a
  * batch and writes only the fields that differ (npsd_fields_diff()), so it
- * never reads a view back from Redis. Until the store moves to it, the
- * same rules run in apply.lua (write_window, metrics_of,
- * survey_benchmarks, owned_fields); that copy goes with the move.
+ * never reads a view back from Redis. These are the views npsd writes:
+ * npsd_step for an account's, npsd_store for a cohort's.
  */
 #ifndef NPSD_VIEW_H
 #define NPSD_VIEW_H
