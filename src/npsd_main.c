@@ -642,6 +642,11 @@ int main(int argc, char **argv) {
                         npsd_observe_publish(&obs);
         }
         npsd_info("msg=\"stopping: leaving the group\"");
+        /* global deltas of the last batches: applied now rather than by
+         * the next instance's timer (they are safe in Redis either way) */
+        if (npsd_store_flush(store, errstr, sizeof(errstr)))
+                npsd_warn("msg=\"global deltas left for the timer\" "
+                          "error=\"%s\"", errstr);
         for (size_t i = 0; i < carry_cnt; i++)
                 rd_kafka_message_destroy(carry[i]);
         npsd_kafka_close(kafka, 10000);

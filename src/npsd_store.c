@@ -1607,6 +1607,31 @@ static int npsd_store_suppress(npsd_store_t *store, const npsd_store_acct_t *a,
         return 0;
 }
 
+/* An account whose write commits a global delta is due on the timer
+ * within a minute (ZADD LT: only ever sooner), after the delta calls in
+ * the pipeline: if the delta is applied, its own ZADD of the account's
+ * next moment comes later and replaces this one; if the instance dies
+ * first, the account's tick reads its gq and applies what waits there. */
+static int npsd_store_timers_due(npsd_store_t *store) {
+        const char *zk = NULL, *at = NULL;
+
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                const npsd_store_acct_t *a = &store->accts[i];
+                const char *av[5] = {"ZADD", NULL, "LT", NULL, a->id};
+                if (a->done || a->call < 0 || !a->delta)
+                        continue;
+                if (!zk && (!(zk = npsd_store_gkey(store, "{g}:timers")) ||
+                            !(at = npsd_store_fmt(store, "%" PRId64,
+                                                  store->env.now_ms + 60000))))
+                        return -1;
+                av[1] = zk;
+                av[3] = at;
+                if (npsd_store_cmd(store, 5, av, NULL) < 0)
+                        return -1;
+        }
+        return 0;
+}
+
 /* ---- replicas ---------------------------------------------------------- */
 
 /* WAIT on every node the write round trip touched (redis.wait.replicas):
@@ -1790,6 +1815,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                     npsd_store_cleanup_append(store, &cleaned) ||
                     npsd_write_append(store->w, store->cl, errstr,
                                       errstr_size) ||
+                    npsd_store_timers_due(store) ||
                     npsd_store_wait_append(store, &wfirst, &wcnt))
                         return -1;
                 if (npsd_store_exec(store, errstr, errstr_size) ||
@@ -1941,8 +1967,8 @@ int npsd_store_outbox_ack(npsd_store_t *store,
 
 /* Applies waiting global deltas with no batch (between batches, so that
  * cohort views trail accounts by about a second). */
-static int npsd_store_flush(npsd_store_t *store, char *errstr,
-                            size_t errstr_size) {
+int npsd_store_flush(npsd_store_t *store, char *errstr,
+                     size_t errstr_size) {
         long dcalls[3], wfirst;
         size_t cleaned, wcnt;
 
@@ -2162,7 +2188,24 @@ static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
                                  size_t errstr_size) {
         const npsd_periods_t *pe = &store->env.periods;
         int32_t today = store->env.today;
+        int32_t oldest = today - 2 * pe->long_days + 1;
+        const char **stale = npsd_arena_alloc(
+                &store->arena, sizeof(*stale) * (d->elements / 2 + 2));
+        size_t ns = 2;
 
+        /* days no window can hold any more go, as a cohort's do */
+        if (!stale)
+                goto oom;
+        for (size_t i = 0; i + 1 < d->elements; i += 2)
+                if (atoi(d->element[i]->str) < oldest)
+                        stale[ns++] = d->element[i]->str;
+        if (ns > 2) {
+                stale[0] = "HDEL";
+                if (!(stale[1] = npsd_store_gkey(store, "{g}:themes:%s:d",
+                                                 cat)) ||
+                    npsd_store_cmd(store, (int)ns, stale, NULL) < 0)
+                        goto oom;
+        }
         for (int w = 0; w < pe->window_cnt; w++) {
                 const char *key = npsd_store_gkey(store, "themes:%s:w:%dd",
                                                   cat, pe->window_days[w]);

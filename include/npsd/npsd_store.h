@@ -129,6 +129,13 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
  * cohort, theme and owner views that deltas marked since the last call
  * (and, on a new day, every cohort and theme view) from their buckets.
  * Returns the number still waiting, or -1 with errstr. */
+/* Applies the global deltas committed by earlier round trips (cohort and
+ * theme buckets, owner counters, timers, ranks) now. npsd_store_roll() and
+ * npsd_store_cohorts() do it first; npsd calls it once more when it
+ * stops. Returns 0, or -1 with errstr (the deltas stay in Redis, applied
+ * by a later call or another instance). */
+int npsd_store_flush(npsd_store_t *store, char *errstr, size_t errstr_size);
+
 int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                        char *errstr, size_t errstr_size);
 

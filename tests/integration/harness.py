@@ -902,7 +902,10 @@ def check_exact(st, sent_path, now, source="sent"):
         probs.append("%d published responses never sent" % len(extra))
     for eid, copies in by_id.items():
         if len(set(c[1] for c in copies)) != 1:
-            probs.append("copies of %s differ" % eid)
+            vs = sorted(set(c[1] for c in copies))
+            probs.append("copies of %s differ: %s" % (eid, " | ".join(
+                v if isinstance(v, str) else v.decode(errors="replace")
+                for v in vs[:2])))
             break
         # the category comes from the score that was sent (SPEC §4), never
         # from the message's own claim

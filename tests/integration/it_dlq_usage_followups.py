@@ -15,8 +15,9 @@ import json
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from harness import (Stack, main, produce_tracked, read_topic, wait_for,
-                     wait_processed, outbox_len)
+from harness import (Stack, engine_settled, main, outbox_len,
+                     produce_tracked, read_topic, state_record, wait_for,
+                     wait_processed)
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 NOW = "2026-11-20T12:00:00Z"
@@ -197,13 +198,16 @@ def test(build):
         assert s["active_users_30d"] == str(len(good_u)), s
         assert (s["open_detractors"], s["loops_closed"],
                 s["loops_closed_on_time"]) == ("0", "1", "1"), s
-        loop = st.r.hgetall("nps:{%s}:loop:r-q1" % A)
-        assert loop.get("acknowledge_at") == good_f[0]["at"], loop
-        assert loop.get("closed") == "1", loop
+        # the closed loop stays in the account's state record until its end
+        loop = {lp["rid"]: lp for lp in state_record(st, A)["loops"]}["r-q1"]
+        assert loop["acknowledge"].get("met_at") == good_f[0]["at"], loop
+        assert loop["closed"] is True, loop
         markers = set()
         for k in st.r.scan_iter("nps:{%s}:fevp:*" % A):
             markers |= set(st.r.hkeys(k))
         assert markers == {f["event_id"] for f in good_f}, markers
+        # the owner counters follow the account within about a second
+        wait_for(lambda: engine_settled(st.r), 30, "global deltas applied")
         assert st.r.hget("nps:csm:quinn", "loops_closed_on_time") == "1"
         wait_for(lambda: outbox_len(st.r) == 0, 30, "outbox drained")
         assert not [m for m in read_topic(st, "nps.alerts")

@@ -17,12 +17,15 @@ pass):
            time, it ends when its day leaves the new window
 
 The account summary, nps:csm:<owner> and health.followup are checked at
-every step."""
+every step; the loops, the follow-ups waiting for their response and
+the account's timer are read from its state record (npsctl account
+--state) and nps:{g}:timers."""
 import json
 import os
 from datetime import datetime, timedelta, timezone
 
-from harness import Stack, main, timers_ran, wait_for, wait_processed
+from harness import (Stack, engine_settled, main, state_record, timers_ran,
+                     wait_for, wait_processed)
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 GROUP = "npsd"
@@ -36,6 +39,98 @@ def iso(dt):
 S1 = T - timedelta(hours=1)          # r-f1 submitted
 ROUTE_DUE = S1 + timedelta(days=7)
 CLOSE_DUE = S1 + timedelta(days=30)
+
+
+DAY_MS = 86400000
+STAGES = ("acknowledge", "route", "close")
+# an account with alerts raised in its last write is due again this long
+# after them, while they wait for the broker
+OUTBOX_RETRY_MS = 30000
+
+
+def ms(dt):
+    return int(dt.timestamp() * 1000)
+
+
+def record(st, acct):
+    rec = state_record(st, acct)
+    assert rec is not None, "%s has no state record" % acct
+    return rec
+
+
+def loops_of(st, acct):
+    """{rid: loop} of the account's state record: open loops, and closed
+    ones waiting for their end."""
+    return {lp["rid"]: lp for lp in record(st, acct)["loops"]}
+
+
+def open_loops(st, acct):
+    return sorted(r for r, lp in loops_of(st, acct).items()
+                  if not lp["closed"])
+
+
+def pending_of(st, acct, rid):
+    """Event ids of the follow-ups of response rid waiting for it."""
+    return sorted(p["event_id"] for p in record(st, acct)["pending"]
+                  if p["rid"] == rid)
+
+
+def loop_end(lp, long_days):
+    """Midnight UTC when the loop's day leaves the long window."""
+    return (lp["submitted_ms"] // DAY_MS + long_days) * DAY_MS
+
+
+def loop_timer(rec, long_days):
+    """When the account's loops next need the timer (epoch ms), from its
+    state record: per loop its earliest deadline neither met nor missed
+    yet, or its end when that comes first; +1 ms, a deadline passing
+    strictly after it. None without loops."""
+    best = None
+    for lp in rec["loops"]:
+        t = loop_end(lp, long_days)
+        for s in STAGES:
+            if "met_at" not in lp[s] and lp[s]["status"] == "open":
+                t = min(t, lp[s]["due_ms"])
+        best = t + 1 if best is None else min(best, t + 1)
+    return best
+
+
+def window_timer(rec, now, windows):
+    """The account's next window change (epoch ms), from its state record:
+    a minute past the midnight UTC when one of its response days enters or
+    leaves a window or the period before the long one; the next midnight
+    while it had usage in the last 31 days. None when nothing changes."""
+    today, long_days = ms(now) // DAY_MS, max(windows)
+    cands = [c for d, _, _ in rec["buckets"] if d > today - 2 * long_days
+             for c in [d] + [d + w for w in windows] + [d + 2 * long_days]
+             if c > today]
+    nxt = min(cands) if cands else None
+    act = rec["last_activity_ms"]
+    if act >= 0 and act // DAY_MS > today - 31 and \
+            (nxt is None or nxt > today + 1):
+        nxt = today + 1
+    return None if nxt is None else nxt * DAY_MS + 60000
+
+
+def check_timer(st, acct, now, windows=(30, 90), alerts_raised=False):
+    """nps:{g}:timers holds the account due at the earliest of its loops'
+    next deadlines or ends (+1 ms), computed from its state record, unless
+    its next window change comes first, or the outbox retry when its last
+    write raised alerts. Returns the loops' moment."""
+    # the timer entry is a global delta: it follows the account's record
+    # within about a second
+    wait_for(lambda: engine_settled(st.r), 30, "global deltas applied")
+    rec = record(st, acct)
+    lt = loop_timer(rec, max(windows))
+    want = [t for t in (lt, window_timer(rec, now, windows)) if t is not None]
+    if alerts_raised:
+        want.append(ms(now) + OUTBOX_RETRY_MS)
+    score = st.r.zscore("nps:{g}:timers", acct)
+    assert score is not None and int(score) == min(want), (
+        "%s timer %s, expected %s (loops %s, window %s)\n%s" % (
+            acct, score, min(want), lt, window_timer(rec, now, windows),
+            rec["loops"]))
+    return lt
 
 
 def summary(st, acct):
@@ -52,6 +147,8 @@ def expect(st, acct, owner, want, followup):
     s = summary(st, acct)
     assert counters(s) == want, "%s summary %s, expected %s" % (
         acct, counters(s), want)
+    # the owner counters follow the account within about a second
+    wait_for(lambda: engine_settled(st.r), 30, "global deltas applied")
     c = st.r.hgetall("nps:csm:%s" % owner)
     assert counters(c) == want, "csm %s %s, expected %s" % (
         owner, counters(c), want)
@@ -119,13 +216,12 @@ def test(build):
         zero = {"open_detractors": 0, "overdue_followups": 0,
                 "loops_closed": 0, "loops_closed_on_time": 0}
         expect(st, "acct-f1", "dana", dict(zero, open_detractors=1), 100)
-        lk1 = "nps:{acct-f1}:loop:r-f1"
-        lp = st.r.hgetall(lk1)
-        assert int(lp["acknowledge_due"]) == int(
-            (S1 + timedelta(hours=48)).timestamp() * 1000), lp
-        assert int(lp["route_due"]) == int(ROUTE_DUE.timestamp() * 1000)
-        assert int(lp["close_due"]) == int(CLOSE_DUE.timestamp() * 1000)
-        assert st.r.smembers("nps:{acct-f1}:loops") == {"r-f1"}
+        lp = loops_of(st, "acct-f1")["r-f1"]
+        assert lp["acknowledge"]["due_ms"] == ms(
+            S1 + timedelta(hours=48)), lp
+        assert lp["route"]["due_ms"] == ms(ROUTE_DUE), lp
+        assert lp["close"]["due_ms"] == ms(CLOSE_DUE), lp
+        assert open_loops(st, "acct-f1") == ["r-f1"]
         det = [json.loads(m.value()) for m in st.consume_all("nps.detractors")]
         assert det[0]["followup"] == {
             "acknowledge_by": iso(S1 + timedelta(hours=48)),
@@ -135,9 +231,11 @@ def test(build):
                                             "acknowledged",
                                             T - timedelta(minutes=30))])
         wait_processed(st, GROUP, TOPICS)
-        lp = st.r.hgetall(lk1)
-        assert lp.get("acknowledge_at") == iso(T - timedelta(minutes=30)), lp
-        assert "acknowledge_missed" not in lp and "overdue" not in lp, lp
+        lp = loops_of(st, "acct-f1")["r-f1"]
+        assert lp["acknowledge"].get("met_at") == iso(
+            T - timedelta(minutes=30)), lp
+        assert lp["acknowledge"]["status"] == "open" and \
+            not lp["overdue"], lp
         expect(st, "acct-f1", "dana", dict(zero, open_detractors=1), 100)
 
         # follow-ups before their response: pending, then matched
@@ -147,18 +245,21 @@ def test(build):
             follow("f2-close", "acct-f2", "r-f2", "closed",
                    T - timedelta(minutes=10))])
         wait_processed(st, GROUP, TOPICS)
-        assert st.r.llen("nps:{acct-f2}:fpend:r-f2") == 2
-        assert not st.r.exists("nps:{acct-f2}:loop:r-f2")
+        assert pending_of(st, "acct-f2", "r-f2") == ["f2-ack", "f2-close"]
+        assert "r-f2" not in loops_of(st, "acct-f2")
         st.produce("nps.responses", [resp("r-f2", "acct-f2", 1,
                                           T - timedelta(minutes=20))])
         wait_processed(st, GROUP, TOPICS)
-        assert not st.r.exists("nps:{acct-f2}:fpend:r-f2")
-        lp2 = st.r.hgetall("nps:{acct-f2}:loop:r-f2")
-        assert lp2.get("acknowledge_at") == iso(T - timedelta(minutes=15)), lp2
-        assert lp2.get("route_at") == iso(T - timedelta(minutes=10)), lp2
-        assert lp2.get("close_at") == iso(T - timedelta(minutes=10)), lp2
-        assert lp2.get("closed") == "1", lp2
-        assert not st.r.smembers("nps:{acct-f2}:loops")
+        assert pending_of(st, "acct-f2", "r-f2") == []
+        lp2 = loops_of(st, "acct-f2")["r-f2"]
+        assert lp2["acknowledge"].get("met_at") == iso(
+            T - timedelta(minutes=15)), lp2
+        assert lp2["route"].get("met_at") == iso(
+            T - timedelta(minutes=10)), lp2
+        assert lp2["close"].get("met_at") == iso(
+            T - timedelta(minutes=10)), lp2
+        assert lp2["closed"] is True, lp2
+        assert open_loops(st, "acct-f2") == []
         closed_on_time = dict(zero, loops_closed=1, loops_closed_on_time=1)
         expect(st, "acct-f2", "erin", closed_on_time, 100)
         # the timer ran since, and the outbox is empty: nothing was raised
@@ -197,9 +298,9 @@ def test(build):
                  == 1, 10, "overdue counted")
         expect(st, "acct-f1", "dana",
                dict(zero, open_detractors=1, overdue_followups=1), 66)
-        lp = st.r.hgetall(lk1)
-        assert lp.get("route_missed") == "1" and lp.get("overdue") == "1", lp
-        assert "route_at" not in lp
+        lp = loops_of(st, "acct-f1")["r-f1"]
+        assert lp["route"]["status"] == "missed" and lp["overdue"], lp
+        assert "met_at" not in lp["route"], lp
         # more timer passes (seen to run) raise nothing more
         timers_ran(st, npsd)
         assert len(alerts(st)) == 1
@@ -208,8 +309,8 @@ def test(build):
         st.produce("nps.followups", [follow("f1-route", "acct-f1", "r-f1",
                                             "routed", t8 - timedelta(hours=1))])
         wait_processed(st, GROUP, TOPICS)
-        lp = st.r.hgetall(lk1)
-        assert lp.get("route_at") == iso(t8 - timedelta(hours=1)), lp
+        lp = loops_of(st, "acct-f1")["r-f1"]
+        assert lp["route"].get("met_at") == iso(t8 - timedelta(hours=1)), lp
         timers_ran(st, npsd)
         assert len(alerts(st)) == 1
         expect(st, "acct-f1", "dana",
@@ -247,9 +348,9 @@ def test(build):
         assert b["details"]["due_at"] == iso(CLOSE_DUE)
         assert b["details"]["met_at"] == iso(CLOSE_DUE + timedelta(minutes=15))
         assert b["event_id"] == "f1-close"
-        lp = st.r.hgetall(lk1)
-        assert lp.get("closed") == "1", lp
-        assert not st.r.smembers("nps:{acct-f1}:loops")
+        lp = loops_of(st, "acct-f1")["r-f1"]
+        assert lp["closed"] is True, lp
+        assert open_loops(st, "acct-f1") == []
         expect(st, "acct-f1", "dana", dict(zero, loops_closed=1), 100)
         stop(st, npsd)
         npsd = None
@@ -265,8 +366,13 @@ def test(build):
         expect(st, "acct-f2", "erin", closed_on_time, 100)
         assert st.r.hget("nps:csm:dana", "accounts") == "1"
         # the closed loops wait only for their end
-        assert st.r.zrange("nps:loops", 0, -1) == [
-            "acct-f1\tr-f1\tend", "acct-f2\tr-f2\tend"]
+        for acct, rid in (("acct-f1", "r-f1"), ("acct-f2", "r-f2")):
+            loops = loops_of(st, acct)
+            assert list(loops) == [rid], loops
+            lp = loops[rid]
+            assert lp["closed"] is True, lp
+            assert all("met_at" in lp[s] for s in STAGES), lp
+            assert check_timer(st, acct, t31) == loop_end(lp, 90) + 1, lp
 
         # a detractor counted 10 days after it was submitted: its
         # acknowledge and route deadlines have passed, raised at once
@@ -287,9 +393,20 @@ def test(build):
         expect(st, "acct-f3", "finn",
                dict(zero, open_detractors=1, overdue_followups=1), 66)
         close3 = s3 + timedelta(days=30)
-        assert st.r.zscore("nps:loops", "acct-f3\tr-f3\tclose") == \
-            close3.timestamp() * 1000
-        assert st.r.zcard("nps:loops") == 3, st.r.zrange("nps:loops", 0, -1)
+        lp3 = loops_of(st, "acct-f3")["r-f3"]
+        for s in ("acknowledge", "route"):
+            assert lp3[s]["status"] == "missed" and "met_at" not in lp3[s], \
+                lp3
+        assert lp3["close"]["status"] == "open", lp3
+        assert "met_at" not in lp3["close"], lp3
+        assert lp3["close"]["due_ms"] == ms(close3), lp3
+        assert lp3["overdue"] and not lp3["closed"], lp3
+        # its next deadline is the close; its last write raised alerts
+        assert check_timer(st, "acct-f3", t31, alerts_raised=True) == \
+            ms(close3) + 1
+        assert {a: list(loops_of(st, a)) for a in (
+            "acct-f1", "acct-f2", "acct-f3")} == {
+            "acct-f1": ["r-f1"], "acct-f2": ["r-f2"], "acct-f3": ["r-f3"]}
         stop(st, npsd)
         npsd = None
 
@@ -297,7 +414,8 @@ def test(build):
         # left the 90-day window: the loops end, their counts with them
         t200 = T + timedelta(days=200)
         npsd = run(st, t200)
-        wait_for(lambda: st.r.zcard("nps:loops") == 0, 30, "the loops' end")
+        wait_for(lambda: not any(loops_of(st, a) for a in (
+            "acct-f1", "acct-f2", "acct-f3")), 30, "the loops' end")
         got = wait_for(lambda: len(alerts(st)) >= 5 and alerts(st), 30,
                        "the close followup_overdue of r-f3")
         timers_ran(st, npsd)
@@ -311,11 +429,12 @@ def test(build):
                 ("acct-f3", "finn", zero)):
             wait_for(lambda: counters(summary(st, acct)) == want, 10,
                      "%s counters after the end" % acct)
+            wait_for(lambda: engine_settled(st.r), 30,
+                     "global deltas applied")
             assert counters(st.r.hgetall("nps:csm:%s" % owner)) == want
         for acct, rid in (("acct-f1", "r-f1"), ("acct-f2", "r-f2"),
                           ("acct-f3", "r-f3")):
-            assert not st.r.exists("nps:{%s}:loop:%s" % (acct, rid))
-            assert not st.r.smembers("nps:{%s}:loops" % acct)
+            assert not loops_of(st, acct), (rid, loops_of(st, acct))
 
         # ---- the long window shortened while a loop is open: its timer
         # follows it (the close is met, the end comes at the new window)
@@ -325,7 +444,19 @@ def test(build):
         st.produce("nps.followups", [follow("f4-route", "acct-f1", "r-f4",
                                             "routed", t200)])
         wait_processed(st, GROUP, TOPICS)
-        assert st.r.zrange("nps:loops", 0, -1) == ["acct-f1\tr-f4\tclose"]
+        lp4 = loops_of(st, "acct-f1")["r-f4"]
+        for s in ("acknowledge", "route"):
+            assert lp4[s].get("met_at") == iso(t200), lp4
+            assert lp4[s]["status"] == "open", lp4
+        assert "met_at" not in lp4["close"] and not lp4["closed"], lp4
+        assert not lp4["overdue"], lp4
+        assert {a: list(loops_of(st, a)) for a in (
+            "acct-f1", "acct-f2", "acct-f3")} == {
+            "acct-f1": ["r-f4"], "acct-f2": [], "acct-f3": []}
+        # waiting for its close deadline (unless a window change comes
+        # first)
+        assert check_timer(st, "acct-f1", t200) == \
+            lp4["close"]["due_ms"] + 1
         stop(st, npsd)
         npsd = None
         t227 = s4 + timedelta(days=27)
@@ -333,16 +464,22 @@ def test(build):
         st.produce("nps.followups", [follow("f4-close", "acct-f1", "r-f4",
                                             "closed", t227)])
         wait_processed(st, GROUP, TOPICS)
-        assert st.r.hget("nps:{acct-f1}:loop:r-f4", "closed") == "1"
+        lp4 = loops_of(st, "acct-f1")["r-f4"]
+        assert lp4["closed"] is True, lp4
+        assert lp4["close"].get("met_at") == iso(t227), lp4
         end4 = (int(s4.timestamp()) // 86400 + 28) * 86400000
-        assert st.r.zrange("nps:loops", 0, -1, withscores=True) == [
-            ("acct-f1\tr-f4\tend", end4)], st.r.zrange("nps:loops", 0, -1)
+        assert {a: list(loops_of(st, a)) for a in (
+            "acct-f1", "acct-f2", "acct-f3")} == {
+            "acct-f1": ["r-f4"], "acct-f2": [], "acct-f3": []}
+        # only its end is left, at the 28-day window
+        assert check_timer(st, "acct-f1", t227, windows=(7, 28)) == end4 + 1
         stop(st, npsd)
         npsd = None
         npsd = run(st, s4 + timedelta(days=29), "windows=7d,28d")
-        wait_for(lambda: not st.r.exists("nps:{acct-f1}:loop:r-f4"), 30,
+        wait_for(lambda: "r-f4" not in loops_of(st, "acct-f1"), 30,
                  "r-f4's end at the 28-day window")
-        assert st.r.zcard("nps:loops") == 0
+        assert not any(loops_of(st, a) for a in (
+            "acct-f1", "acct-f2", "acct-f3"))
         timers_ran(st, npsd)
         stop(st, npsd)
         npsd = None
