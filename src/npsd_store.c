@@ -1652,8 +1652,10 @@ static int npsd_store_wait_append(npsd_store_t *store, long *first,
         memset(seen, 0, sizeof(seen));
         if (!(argv[1] = npsd_store_fmt(store, "%d",
                                        store->conf->redis_wait_replicas)) ||
+            /* within the connection's own timeout, so that a shortfall is
+             * an answer rather than a dropped connection */
             !(argv[2] = npsd_store_fmt(store, "%d",
-                                       store->conf->redis_timeout_ms)))
+                                       store->conf->redis_timeout_ms / 2 + 1)))
                 return -1;
         for (size_t i = 0; i < n; i++) {
                 const char **av;
