@@ -135,6 +135,7 @@ typedef struct npsd_store_acct_s {
         npsd_step_out_t out;
         npsd_step_counts_t counts;
         int has_counts;
+        int pf_changed; /* a PFADD of this round changed a register */
         long call;     /* the guarded call, -1 none */
         unsigned char *delta; /* the global delta committed with it */
         size_t delta_len;
@@ -670,47 +671,139 @@ static const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...) {
  * additions (PFADD is idempotent: done before the guarded write, even if
  * that write then loses a race, it adds nothing that is not true), and the
  * four distinct counts after them. */
-static int npsd_store_read_usage(npsd_store_t *store, npsd_store_acct_t *a) {
-        int32_t today = store->env.today;
+static int npsd_store_bad(char *errstr, size_t errstr_size, const char *what,
+                          const redisReply *r) {
+        snprintf(errstr, errstr_size, "redis %s: %s", what,
+                 r && r->type == REDIS_REPLY_ERROR ? r->str
+                                                   : "unexpected reply");
+        return -1;
+}
 
+static int npsd_store_read_usage(npsd_store_t *store, npsd_store_acct_t *a) {
         for (size_t i = 0; i < a->un; i++) {
                 const npsd_usage_t *u = store->susage[a->u0 + i].ev;
-                int32_t day = npsd_time_day(u->occurred_at_ms);
                 const char *argv[3];
                 argv[0] = "SMISMEMBER";
-                if (!(argv[1] = npsd_store_akey(store, a->id, "useen:%d",
-                                                (int)day)))
+                if (!(argv[1] = npsd_store_akey(
+                              store, a->id, "useen:%d",
+                              (int)npsd_time_day(u->occurred_at_ms))))
                         return -1;
                 argv[2] = u->event_id;
                 /* one per event keeps the reply mapping trivial; they
                  * pipeline, and most batches hold a few per account */
                 if (npsd_store_cmd(store, 3, argv, NULL) < 0)
                         return -1;
-                if (day > today - 31 && day <= today + 1) {
+        }
+        return 0;
+}
+
+/* A usage event of this batch that counts: not seen before, and the first
+ * of its id and day in the batch (the step's rule). */
+static int npsd_store_usage_fresh(const npsd_store_t *store,
+                                  const npsd_store_acct_t *a, size_t i) {
+        const npsd_usage_t *u = store->susage[a->u0 + i].ev;
+        int32_t day = npsd_time_day(u->occurred_at_ms);
+
+        if (store->susage[a->u0 + i].seen)
+                return 0;
+        for (size_t j = 0; j < i; j++) {
+                const npsd_usage_t *v = store->susage[a->u0 + j].ev;
+                if (!store->susage[a->u0 + j].seen &&
+                    npsd_time_day(v->occurred_at_ms) == day &&
+                    !strcmp(v->event_id, u->event_id))
+                        return 0;
+        }
+        return 1;
+}
+
+/* The day HyperLogLogs of active users and features get the users and
+ * features of the events that count (after dedupe: an event id reused
+ * with another user adds nobody). Outside the guarded write: a PFADD adds
+ * only what is true, so one that lands for a write that then loses its
+ * version race changes no count. Sets pf_changed where a register moved. */
+static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
+                              size_t errstr_size) {
+        int32_t today = store->env.today;
+        long *rx;
+        size_t n = 0;
+
+        for (size_t i = 0; i < store->acct_cnt; i++)
+                if (!store->accts[i].done)
+                        n += store->accts[i].un * 2;
+        if (!n)
+                return 0;
+        if (!(rx = npsd_arena_alloc(&store->arena, sizeof(*rx) * n)))
+                goto oom;
+        npsd_cluster_begin(store->cl);
+        n = 0;
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                if (a->done)
+                        continue;
+                for (size_t k = 0; k < a->un; k++) {
+                        const npsd_usage_t *u = store->susage[a->u0 + k].ev;
+                        int32_t day = npsd_time_day(u->occurred_at_ms);
                         const char *pf[3] = {"PFADD", NULL, u->user_id};
                         const char *ex[3] = {"EXPIRE", NULL, "2764800"};
+                        if (!npsd_store_usage_fresh(store, a, k) ||
+                            day <= today - 31 || day > today + 1)
+                                continue;
                         if (!(pf[1] = npsd_store_akey(store, a->id, "au:%d",
                                                       (int)day)) ||
-                            npsd_store_cmd(store, 3, pf, NULL) < 0)
-                                return -1;
+                            (rx[n++] = npsd_store_cmd(store, 3, pf, NULL)) < 0)
+                                goto oom;
                         ex[1] = pf[1];
                         if (npsd_store_cmd(store, 3, ex, NULL) < 0)
-                                return -1;
-                        if (u->type == NPSD_USAGE_FEATURE_USED && u->feature &&
-                            *u->feature) {
-                                pf[2] = u->feature;
-                                if (!(pf[1] = npsd_store_akey(
-                                              store, a->id, "ft:%d",
-                                              (int)day)) ||
-                                    npsd_store_cmd(store, 3, pf, NULL) < 0)
-                                        return -1;
-                                ex[1] = pf[1];
-                                if (npsd_store_cmd(store, 3, ex, NULL) < 0)
-                                        return -1;
+                                goto oom;
+                        if (u->type != NPSD_USAGE_FEATURE_USED ||
+                            !u->feature || !*u->feature)
+                                continue;
+                        pf[2] = u->feature;
+                        if (!(pf[1] = npsd_store_akey(store, a->id, "ft:%d",
+                                                      (int)day)) ||
+                            (rx[n++] = npsd_store_cmd(store, 3, pf, NULL)) < 0)
+                                goto oom;
+                        ex[1] = pf[1];
+                        if (npsd_store_cmd(store, 3, ex, NULL) < 0)
+                                goto oom;
+                }
+        }
+        if (!n)
+                return 0;
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        n = 0;
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                if (a->done)
+                        continue;
+                for (size_t k = 0; k < a->un; k++) {
+                        const npsd_usage_t *u = store->susage[a->u0 + k].ev;
+                        int32_t day = npsd_time_day(u->occurred_at_ms);
+                        int parts;
+                        if (!npsd_store_usage_fresh(store, a, k) ||
+                            day <= today - 31 || day > today + 1)
+                                continue;
+                        parts = u->type == NPSD_USAGE_FEATURE_USED &&
+                                        u->feature && *u->feature
+                                        ? 2
+                                        : 1;
+                        for (int p = 0; p < parts; p++) {
+                                const redisReply *r =
+                                        npsd_store_reply(store, rx[n++]);
+                                if (!r || r->type != REDIS_REPLY_INTEGER)
+                                        return npsd_store_bad(errstr,
+                                                              errstr_size,
+                                                              "PFADD", r);
+                                if (r->integer == 1)
+                                        a->pf_changed = 1;
                         }
                 }
         }
         return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
 }
 
 /* PFCOUNT of one window of day keys of a kind. */
@@ -788,10 +881,6 @@ static int npsd_store_read_append(npsd_store_t *store, npsd_store_acct_t *a) {
                 return -1;
         if (a->un && npsd_store_read_usage(store, a))
                 return -1;
-        if (a->un || a->tick) {
-                if (npsd_store_read_counts(store, a))
-                        return -1;
-        }
         if (a->tick) {
                 argv[0] = "HGETALL";
                 if (!(argv[1] = npsd_store_akey(store, a->id, "outbox")) ||
@@ -801,13 +890,6 @@ static int npsd_store_read_append(npsd_store_t *store, npsd_store_acct_t *a) {
         return 0;
 }
 
-static int npsd_store_bad(char *errstr, size_t errstr_size, const char *what,
-                          const redisReply *r) {
-        snprintf(errstr, errstr_size, "redis %s: %s", what,
-                 r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                   : "unexpected reply");
-        return -1;
-}
 
 /* Marks ids found in any period's HMGET reply. */
 static int npsd_store_markers_seen(npsd_store_t *store, long *idx, size_t n,
@@ -929,30 +1011,84 @@ static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
                         return -1;
         }
         for (size_t i = 0; i < a->un; i++) {
-                const npsd_usage_t *u = store->susage[a->u0 + i].ev;
-                int32_t day = npsd_time_day(u->occurred_at_ms);
                 r = npsd_store_reply(store, idx++);
                 if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 1)
                         return npsd_store_bad(errstr, errstr_size,
                                               "SMISMEMBER", r);
                 store->susage[a->u0 + i].seen = r->element[0]->integer == 1;
-                if (day > store->env.today - 31 &&
-                    day <= store->env.today + 1) {
-                        idx += 2;
-                        if (u->type == NPSD_USAGE_FEATURE_USED && u->feature &&
-                            *u->feature)
-                                idx += 2;
-                }
         }
-        a->has_counts = 0;
-        if (a->rx_pf >= 0) {
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
+}
+
+/* The records of responses seen before (GET out:<id> of the read round
+ * trip), copied: a second read round trip frees the replies. */
+static int npsd_store_dup_snapshots(npsd_store_t *store,
+                                    npsd_store_acct_t *a, char *errstr,
+                                    size_t errstr_size) {
+        int64_t first;
+        long idx = a->rx + 3 + npsd_store_periods(store, &first);
+
+        npsd_step_responses_free(&store->sresp[a->r0], a->rn);
+        for (size_t k = 0; k < a->rn; k++) {
+                const redisReply *r = npsd_store_reply(store, idx + (long)k);
+                npsd_step_response_t *sr = &store->sresp[a->r0 + k];
+                if (!sr->seen || !r || r->type != REDIS_REPLY_STRING)
+                        continue;
+                if (!(sr->snapshot = malloc(r->len + 1))) {
+                        snprintf(errstr, errstr_size, "redis: out of memory");
+                        return -1;
+                }
+                memcpy(sr->snapshot, r->str, r->len);
+                sr->snapshot[r->len] = '\0';
+                sr->snapshot_len = r->len;
+        }
+        return 0;
+}
+
+/* Distinct users and features are counted (PFCOUNT over the windows' day
+ * HyperLogLogs) only for the accounts whose counts can have moved: a PFADD
+ * of this batch changed a register, the day changed since the last count,
+ * or a timer tick. Most usage events repeat a user already seen that day:
+ * their batch needs no count, and no second read round trip. */
+static int npsd_store_counts(npsd_store_t *store, char *errstr,
+                             size_t errstr_size) {
+        size_t need = 0;
+
+        npsd_cluster_begin(store->cl);
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
+                a->has_counts = 0;
+                a->rx_pf = -1;
+                if (a->done || (!a->un && !a->tick))
+                        continue;
+                if (!a->pf_changed && !a->tick &&
+                    a->st.counted_day == store->env.today)
+                        continue;
+                if (npsd_store_read_counts(store, a)) {
+                        snprintf(errstr, errstr_size, "redis: out of memory");
+                        return -1;
+                }
+                need++;
+        }
+        if (!need)
+                return 0;
+        if (npsd_store_exec(store, errstr, errstr_size))
+                return -1;
+        for (size_t i = 0; i < store->acct_cnt; i++) {
+                npsd_store_acct_t *a = &store->accts[i];
                 int64_t v[4];
-                for (int i = 0; i < 4; i++) {
-                        r = npsd_store_reply(store, a->rx_pf + i);
+                if (a->rx_pf < 0)
+                        continue;
+                for (int k = 0; k < 4; k++) {
+                        const redisReply *r =
+                                npsd_store_reply(store, a->rx_pf + k);
                         if (!r || r->type != REDIS_REPLY_INTEGER)
                                 return npsd_store_bad(errstr, errstr_size,
                                                       "PFCOUNT", r);
-                        v[i] = r->integer;
+                        v[k] = r->integer;
                 }
                 a->counts.active_users_7d = v[0];
                 a->counts.active_users_30d = v[1];
@@ -961,9 +1097,6 @@ static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
                 a->has_counts = 1;
         }
         return 0;
-oom:
-        snprintf(errstr, errstr_size, "redis: out of memory");
-        return -1;
 }
 
 /* ---- global deltas -------------------------------------------------------- */
@@ -1746,17 +1879,28 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         return 0;
                 if (npsd_store_exec(store, errstr, errstr_size))
                         return -1;
+                /* parse, then the counts where they can have moved */
+                for (size_t i = 0; i < store->acct_cnt; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        if (a->done)
+                                continue;
+                        a->pf_changed = 0;
+                        if (npsd_store_read_parse(store, a, errstr,
+                                                  errstr_size) ||
+                            npsd_store_dup_snapshots(store, a, errstr,
+                                                     errstr_size))
+                                return -1;
+                }
+                if (npsd_store_hll_add(store, errstr, errstr_size) ||
+                    npsd_store_counts(store, errstr, errstr_size))
+                        return -1;
                 /* step */
                 for (size_t i = 0; i < store->acct_cnt; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_step_in_t in;
                         if (a->done)
                                 continue;
-                        if (npsd_store_read_parse(store, a, errstr,
-                                                  errstr_size))
-                                return -1;
                         npsd_step_out_free(&a->out);
-                        npsd_step_responses_free(&store->sresp[a->r0], a->rn);
                         memset(&in, 0, sizeof(in));
                         in.account_id = a->id;
                         in.account = &a->account;
@@ -1773,31 +1917,6 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         if (npsd_step_account(&store->env, &in, &a->st,
                                               &a->out, errstr, errstr_size))
                                 return -1;
-                }
-                /* the duplicates' records: the GET out: replies */
-                for (size_t i = 0; i < store->acct_cnt; i++) {
-                        npsd_store_acct_t *a = &store->accts[i];
-                        int64_t first;
-                        long idx;
-                        if (a->done || !a->rn)
-                                continue;
-                        idx = a->rx + 3 + npsd_store_periods(store, &first);
-                        for (size_t k = 0; k < a->rn; k++) {
-                                const redisReply *r =
-                                        npsd_store_reply(store, idx + (long)k);
-                                npsd_step_response_t *sr =
-                                        &store->sresp[a->r0 + k];
-                                if (sr->counted || sr->snapshot)
-                                        continue;
-                                if (r && r->type == REDIS_REPLY_STRING) {
-                                        /* borrowed: copied for the result */
-                                        if (!(sr->snapshot = malloc(r->len + 1)))
-                                                goto oom;
-                                        memcpy(sr->snapshot, r->str, r->len);
-                                        sr->snapshot[r->len] = '\0';
-                                        sr->snapshot_len = r->len;
-                                }
-                        }
                 }
                 /* write: the accounts, the waiting deltas, the cleanup */
                 npsd_write_reset(store->w);
