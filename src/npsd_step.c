@@ -169,6 +169,8 @@ void npsd_step_out_free(npsd_step_out_t *out) {
         free(out->themes);
         free(out->csm);
         free(out->suppress);
+        free(out->fields);
+        free(out->dels);
         npsd_kvs_free(&out->account);
         npsd_step_out_init(out);
 }
@@ -350,27 +352,61 @@ int npsd_step_summary(const npsd_step_env_t *env, const npsd_state_t *st,
         return npsd_step_summary_of(st, env, &v, out);
 }
 
+static int npsd_step_push_field(npsd_step_out_t *out, const char *name,
+                                const char *value) {
+        npsd_field_t *f = NPSD_STEP_PUSH(out, fields, field_cnt, field_size);
+
+        if (!f)
+                return -1;
+        snprintf(f->name, sizeof(f->name), "%s", name);
+        snprintf(f->value, sizeof(f->value), "%s", value);
+        return 0;
+}
+
 /* One hash edit: the whole new hash, or the fields that differ from the
- * old one. Returns 1 when it has anything to write, else 0. */
-static int npsd_step_hash_edit(npsd_step_hash_t *h, const char *name,
-                               const npsd_fields_t *from,
+ * old one. Returns 1 when it has anything to write, 0 when not, -1 when
+ * out of memory. */
+static int npsd_step_hash_edit(npsd_step_out_t *out, npsd_step_hash_t *h,
+                               const char *name, const npsd_fields_t *from,
                                const npsd_fields_t *to, int whole) {
         size_t set[NPSD_FIELDS_MAX], del[NPSD_FIELDS_MAX], sn = 0, dn = 0;
 
         memset(h, 0, sizeof(*h));
         snprintf(h->name, sizeof(h->name), "%s", name);
+        h->set0 = out->field_cnt;
+        h->del0 = out->del_cnt;
         if (whole) {
                 h->whole = 1;
-                h->set = *to;
+                for (size_t i = 0; i < to->cnt; i++)
+                        if (npsd_step_push_field(out, to->f[i].name,
+                                                 to->f[i].value))
+                                return -1;
+                h->set_cnt = to->cnt;
                 return 1;
         }
         npsd_fields_diff(from, to, set, &sn, del, &dn);
         for (size_t i = 0; i < sn; i++)
-                h->set.f[h->set.cnt++] = to->f[set[i]];
-        for (size_t i = 0; i < dn; i++)
-                snprintf(h->del[h->del_cnt++], NPSD_FIELD_NAME_MAX, "%s",
-                         from->f[del[i]].name);
+                if (npsd_step_push_field(out, to->f[set[i]].name,
+                                         to->f[set[i]].value))
+                        return -1;
+        for (size_t i = 0; i < dn; i++) {
+                npsd_step_name_t *d = NPSD_STEP_PUSH(out, dels, del_cnt,
+                                                     del_size);
+                if (!d)
+                        return -1;
+                snprintf(d->name, sizeof(d->name), "%s", from->f[del[i]].name);
+        }
+        h->set_cnt = sn;
+        h->del_cnt = dn;
         return sn + dn > 0;
+}
+
+const char *npsd_step_hash_get(const npsd_step_out_t *out,
+                               const npsd_step_hash_t *h, const char *name) {
+        for (size_t i = 0; i < h->set_cnt; i++)
+                if (!strcmp(out->fields[h->set0 + i].name, name))
+                        return out->fields[h->set0 + i].value;
+        return NULL;
 }
 
 /* ---- JSON of snapshots and alerts -------------------------------------- */
@@ -1295,8 +1331,12 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                                  env->periods.window_days[w]);
                         npsd_view_window(newv->totals.t[w],
                                          env->conf->low_confidence_n, nf);
-                        if (npsd_step_hash_edit(&out->hash[out->hash_cnt],
-                                                name, &of[w], nf, whole)) {
+                        int rc = npsd_step_hash_edit(
+                                out, &out->hash[out->hash_cnt], name, &of[w],
+                                nf, whole);
+                        if (rc < 0)
+                                goto oom;
+                        if (rc) {
                                 out->hash_cnt++;
                                 any = 1;
                         }
@@ -1306,12 +1346,16 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                         goto oom;
                 {
                         npsd_step_hash_t *h = &out->hash[out->hash_cnt];
-                        if (npsd_step_hash_edit(h, "summary", &of[W], nf,
-                                                whole) ||
-                            changed) {
-                                if (npsd_fields_add(&h->set, "updated_at",
-                                                    env->now_str))
+                        int rc = npsd_step_hash_edit(out, h, "summary",
+                                                     &of[W], nf, whole);
+                        if (rc < 0)
+                                goto oom;
+                        if (rc || changed) {
+                                /* right after the edit's fields: its range */
+                                if (npsd_step_push_field(out, "updated_at",
+                                                         env->now_str))
                                         goto oom;
+                                h->set_cnt++;
                                 out->hash_cnt++;
                                 any = 1;
                         }
@@ -1319,10 +1363,16 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                 /* the alert state */
                 if (npsd_step_alert_fields(st, nf))
                         goto oom;
-                if (npsd_step_hash_edit(&out->hash[out->hash_cnt], "alerts",
-                                        &of[W + 1], nf,
-                                        st->views_day == NPSD_DAY_NONE))
-                        out->hash_cnt++;
+                {
+                        int rc = npsd_step_hash_edit(
+                                out, &out->hash[out->hash_cnt], "alerts",
+                                &of[W + 1], nf,
+                                st->views_day == NPSD_DAY_NONE);
+                        if (rc < 0)
+                                goto oom;
+                        if (rc)
+                                out->hash_cnt++;
+                }
                 /* ranks: the long window's NPS and health */
                 {
                         int lw = 0;

@@ -1543,18 +1543,23 @@ static int npsd_store_write_hash(npsd_store_t *store,
                                     errstr_size))
                         return -1;
         } else if (h->del_cnt) {
-                for (size_t i = 0; i < h->del_cnt; i++)
-                        names[i] = h->del[i];
-                if (npsd_write_hdel(store->w, key, h->del_cnt, names, NULL,
-                                    errstr, errstr_size))
+                for (size_t i = 0; i < h->del_cnt && i < NPSD_FIELDS_MAX; i++)
+                        names[i] = a->out.dels[h->del0 + i].name;
+                if (npsd_write_hdel(store->w, key,
+                                    h->del_cnt < NPSD_FIELDS_MAX
+                                            ? h->del_cnt
+                                            : NPSD_FIELDS_MAX,
+                                    names, NULL, errstr, errstr_size))
                         return -1;
         }
-        for (size_t i = 0; i < h->set.cnt; i++) {
-                names[i] = h->set.f[i].name;
-                vals[i] = h->set.f[i].value;
+        for (size_t i = 0; i < h->set_cnt && i < NPSD_FIELDS_MAX; i++) {
+                names[i] = a->out.fields[h->set0 + i].name;
+                vals[i] = a->out.fields[h->set0 + i].value;
         }
-        return npsd_write_hset(store->w, key, h->set.cnt, names, NULL, vals,
-                               NULL, errstr, errstr_size);
+        return npsd_write_hset(store->w, key,
+                               h->set_cnt < NPSD_FIELDS_MAX ? h->set_cnt
+                                                            : NPSD_FIELDS_MAX,
+                               names, NULL, vals, NULL, errstr, errstr_size);
 }
 
 /* The account's guarded call: "if the version is still the one read, write

@@ -135,14 +135,20 @@ typedef struct npsd_step_in_s {
 
 /* ---- what to write and publish ----------------------------------------- */
 
-/* An edit of one of the account's view hashes. */
+/* An edit of one of the account's view hashes: its fields to set are
+ * out->fields[set0 .. set0 + set_cnt), to delete out->dels[del0 ..
+ * del0 + del_cnt) (only what changed is kept: a whole hash holds about 60
+ * fields, an edit a handful). */
 typedef struct npsd_step_hash_s {
         char name[NPSD_FIELD_NAME_MAX]; /* key suffix: "w:30d", "summary" */
         int whole;      /* delete the key first, then set every field */
-        npsd_fields_t set;              /* fields to set */
-        char del[NPSD_FIELDS_MAX][NPSD_FIELD_NAME_MAX];
-        size_t del_cnt;                 /* fields to delete */
+        size_t set0, set_cnt;
+        size_t del0, del_cnt;
 } npsd_step_hash_t;
+
+typedef struct npsd_step_name_s {
+        char name[NPSD_FIELD_NAME_MAX];
+} npsd_step_name_t;
 
 typedef struct npsd_step_alert_s {
         char id[NPSD_ID_MAX * 2 + 64]; /* <type>:<account>:<n>:<now_ms> */
@@ -190,6 +196,10 @@ typedef struct npsd_step_out_s {
         npsd_step_hash_t hash[NPSD_WINDOWS_MAX + 2]; /* windows, summary,
                                                       * alerts */
         size_t hash_cnt;
+        npsd_field_t *fields;     /* the edits' fields to set */
+        size_t field_cnt, field_size;
+        npsd_step_name_t *dels;   /* the edits' fields to delete */
+        size_t del_cnt, del_size;
 
         int rank_nps_has, rank_health_has; /* 1 set the score, 0 remove */
         double rank_nps;
@@ -220,6 +230,10 @@ void npsd_step_out_init(npsd_step_out_t *out);
  * result is empty and reusable afterwards. */
 void npsd_step_out_free(npsd_step_out_t *out);
 void npsd_step_responses_free(npsd_step_response_t *responses, size_t cnt);
+
+/* The value hash edit h sets field name to, or NULL. */
+const char *npsd_step_hash_get(const npsd_step_out_t *out,
+                               const npsd_step_hash_t *h, const char *name);
 
 /* Applies one account's inputs to *st (decoded, or npsd_state_init()'d for
  * a new account) and fills *out (initialised by npsd_step_out_init()).

@@ -119,7 +119,7 @@ static const npsd_step_hash_t *hash(const npsd_step_out_t *out,
 static void assert_set(const npsd_step_out_t *out, const char *h,
                        const char *field, const char *want) {
         const npsd_step_hash_t *e = hash(out, h);
-        const char *got = e ? npsd_fields_get(&e->set, field) : NULL;
+        const char *got = e ? npsd_step_hash_get(out, e, field) : NULL;
 
         if (!want) {
                 if (got)
@@ -252,8 +252,8 @@ static void test_diff_only(void **state) {
         assert_set(&out, "w:90d", "admin.responses", "2");
         assert_set(&out, "summary", "nps_90d", NULL);
         assert_set(&out, "summary", "responses_90d", "2");
-        assert_non_null(npsd_fields_get(&hash(&out, "summary")->set,
-                                        "updated_at"));
+        assert_non_null(npsd_step_hash_get(&out, hash(&out, "summary"),
+                                           "updated_at"));
         npsd_step_responses_free(&sr, 1);
         npsd_step_out_free(&out);
 
