@@ -147,8 +147,13 @@ typedef struct npsd_store_delta_s {
         uint64_t seq;
         unsigned char *blob;
         size_t len;
-        int applied; /* every group applied or already */
+        long call[4];    /* per group kind: its groups call, -1 none */
+        size_t gidx[4];  /* and its place among that call's groups */
 } npsd_store_delta_t;
+
+/* Accounts per groups call: one call of every delta of a batch would hold
+ * Redis for a long time (a script runs alone). */
+#define NPSD_STORE_GROUPS_PER_CALL 32
 
 /* An alert to publish; owned strings. */
 typedef struct npsd_store_pending_alert_s {
@@ -192,6 +197,7 @@ struct npsd_store_s {
         size_t alert_cnt, alert_size;
         size_t alerts_handed; /* fetched, not yet acknowledged */
 
+        int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
         int64_t dedupe_period;
         int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
                           * what expiries are measured against */
@@ -1106,7 +1112,10 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
  * counters, the timer, the views to refresh), and the two rank sorted sets.
  * Encoded as: per group its command count, per command its word count and
  * words (length-prefixed). */
-enum { NPSD_DG_G = 0, NPSD_DG_RANK_NPS, NPSD_DG_RANK_HEALTH, NPSD_DG__CNT };
+enum { NPSD_DG_G = 0, NPSD_DG_RANK_NPS, NPSD_DG_RANK_HEALTH,
+       NPSD_DG_SUPPRESS, /* SET nps:suppress:<user> at PXAT expiry, each in
+                          * its own slot behind a "later" guard */
+       NPSD_DG__CNT };
 
 typedef struct npsd_store_dw_s {
         npsd_codec_writer_t w[NPSD_DG__CNT];
@@ -1299,6 +1308,17 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                                                  av);
                 }
         }
+        /* survey suppression: absolute expiries on the wall clock, so that
+         * a delta applied late (or again) sets what it would have */
+        for (size_t i = 0; i < o->suppress_cnt; i++) {
+                const npsd_step_suppress_t *su = &o->suppress[i];
+                char exp[32];
+                const char *av[5] = {"SET", k, su->at, "PXAT", exp};
+                snprintf(k, sizeof(k), "%s:suppress:%s", P, su->user_id);
+                snprintf(exp, sizeof(exp), "%" PRId64,
+                         store->wall_ms + su->ttl_s * 1000);
+                err |= npsd_store_dw_cmd(&dw, NPSD_DG_SUPPRESS, 5, av);
+        }
         if (err)
                 goto fail;
         {
@@ -1346,6 +1366,25 @@ static int npsd_store_delta_group(npsd_store_t *store,
                 }
                 if (r->err || argc < 2)
                         break;
+                if (add == 2) {
+                        /* SET key at PXAT expiry behind its own guard */
+                        char exp[32];
+                        size_t el = lens[4] < sizeof(exp) - 1 ? lens[4]
+                                                             : sizeof(exp) - 1;
+                        char key[NPSD_KEY_MAX];
+                        size_t kl = lens[1] < sizeof(key) - 1 ? lens[1]
+                                                             : sizeof(key) - 1;
+                        if (argc != 5)
+                                continue;
+                        memcpy(exp, argv[4], el);
+                        exp[el] = '\0';
+                        memcpy(key, argv[1], kl);
+                        key[kl] = '\0';
+                        if (npsd_write_later(store->w, key,
+                                             strtoll(exp, NULL, 10), errstr,
+                                             errstr_size) < 0)
+                                return -1;
+                }
                 if (add && npsd_write_cmd(store->w, (int)argc, argv, lens, 1,
                                           errstr, errstr_size))
                         return -1;
@@ -1360,16 +1399,17 @@ static int npsd_store_delta_group(npsd_store_t *store,
 /* Appends the calls that apply the waiting deltas: one "groups" call for
  * the {g} slot (exact sequence per account: every delta has a {g} part),
  * one per rank key (newest sequence wins). Returns 0 or -1. */
-static int npsd_store_deltas_append(npsd_store_t *store, long calls[3],
-                                    char *errstr, size_t errstr_size) {
+static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
+                                    size_t errstr_size) {
         const char *P = store->conf->redis_prefix;
         char fence[NPSD_KEY_MAX];
 
-        calls[0] = calls[1] = calls[2] = -1;
-        if (!store->delta_cnt)
-                return 0;
-        for (int g = 0; g < NPSD_DG__CNT; g++) {
-                int started = 0;
+        for (size_t i = 0; i < store->delta_cnt; i++)
+                for (int g = 0; g < NPSD_DG__CNT; g++)
+                        store->deltas[i].call[g] = -1;
+        for (int g = 0; g < NPSD_DG_SUPPRESS; g++) {
+                long call = -1;
+                size_t in_call = 0;
                 if (g == NPSD_DG_G) {
                         snprintf(fence, sizeof(fence), "%s:{g}:fence", P);
                 } else {
@@ -1396,14 +1436,16 @@ static int npsd_store_deltas_append(npsd_store_t *store, long calls[3],
                                     g != NPSD_DG_G)
                                         continue;
                         }
-                        if (!started) {
-                                if ((calls[g] = npsd_write_groups(
+                        if (call < 0 || in_call == NPSD_STORE_GROUPS_PER_CALL) {
+                                if ((call = npsd_write_groups(
                                              store->w, fence,
                                              g != NPSD_DG_G, errstr,
                                              errstr_size)) < 0)
                                         return -1;
-                                started = 1;
+                                in_call = 0;
                         }
+                        d->call[g] = call;
+                        d->gidx[g] = in_call++;
                         if (npsd_write_group(store->w, d->account, d->seq,
                                              errstr, errstr_size) ||
                             npsd_store_delta_group(store, &r, 1, errstr,
@@ -1411,46 +1453,44 @@ static int npsd_store_deltas_append(npsd_store_t *store, long calls[3],
                                 return -1;
                 }
         }
+        /* suppression: one guarded call per user key (each in its own
+         * slot); an older response than the key holds changes nothing */
+        for (size_t i = 0; i < store->delta_cnt; i++) {
+                npsd_store_delta_t *d = &store->deltas[i];
+                npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
+                for (int h = 0; h < NPSD_DG_SUPPRESS; h++)
+                        if (npsd_store_delta_group(store, &r, 0, errstr,
+                                                   errstr_size))
+                                return -1;
+                if (npsd_store_delta_group(store, &r, 2, errstr, errstr_size))
+                        return -1;
+        }
         return 0;
 }
 
 /* Reads what the delta calls did: a delta applied (or found applied) in
  * every group it has is done, and its gq entry can go. */
-static void npsd_store_deltas_result(npsd_store_t *store, const long calls[3]) {
+static void npsd_store_deltas_result(npsd_store_t *store) {
         size_t keep = 0;
-        int *ok = calloc(store->delta_cnt ? store->delta_cnt : 1, sizeof(*ok));
 
-        if (!ok)
-                return;
-        for (size_t i = 0; i < store->delta_cnt; i++)
-                ok[i] = 1;
-        for (int g = 0; g < NPSD_DG__CNT; g++) {
-                size_t gi = 0;
-                if (calls[g] < 0)
-                        continue;
-                for (size_t i = 0; i < store->delta_cnt; i++) {
-                        npsd_store_delta_t *d = &store->deltas[i];
-                        npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
-                        char e[64];
-                        npsd_write_status_t st;
-                        for (int h = 0; h < g; h++)
-                                npsd_store_delta_group(store, &r, 0, e,
-                                                       sizeof(e));
-                        if (!npsd_codec_get_uint(&r) && g != NPSD_DG_G)
-                                continue;
-                        st = npsd_write_group_status(store->w, (size_t)calls[g],
-                                                     store->cl, gi++);
-                        if (st != NPSD_WRITE_APPLIED &&
-                            st != NPSD_WRITE_ALREADY)
-                                ok[i] = 0;
-                }
-        }
         for (size_t i = 0; i < store->delta_cnt; i++) {
                 npsd_store_delta_t *d = &store->deltas[i];
-                if (ok[i] && !npsd_store_grow((void **)&store->cleanup,
-                                              &store->cleanup_size,
-                                              store->cleanup_cnt + 1,
-                                              sizeof(*store->cleanup))) {
+                int ok = 1;
+                for (int g = 0; g < NPSD_DG__CNT; g++) {
+                        npsd_write_status_t st;
+                        if (d->call[g] < 0)
+                                continue;
+                        st = npsd_write_group_status(store->w,
+                                                     (size_t)d->call[g],
+                                                     store->cl, d->gidx[g]);
+                        if (st != NPSD_WRITE_APPLIED &&
+                            st != NPSD_WRITE_ALREADY)
+                                ok = 0;
+                }
+                if (ok && !npsd_store_grow((void **)&store->cleanup,
+                                           &store->cleanup_size,
+                                           store->cleanup_cnt + 1,
+                                           sizeof(*store->cleanup))) {
                         free(d->blob);
                         d->blob = NULL;
                         store->cleanup[store->cleanup_cnt++] = *d;
@@ -1459,7 +1499,6 @@ static void npsd_store_deltas_result(npsd_store_t *store, const long calls[3]) {
                 store->deltas[keep++] = *d;
         }
         store->delta_cnt = keep;
-        free(ok);
 }
 
 /* ZREMRANGEBYSCORE gq of deltas known applied (plain: they are applied,
@@ -1725,25 +1764,6 @@ oom:
         return -1;
 }
 
-/* Survey suppression: one guarded call per user, set only when it would
- * expire later than what the key holds. Not part of the account's call:
- * the key is the user's, in its own slot. */
-static int npsd_store_suppress(npsd_store_t *store, const npsd_store_acct_t *a,
-                               char *errstr, size_t errstr_size) {
-        for (size_t i = 0; i < a->out.suppress_cnt; i++) {
-                const npsd_step_suppress_t *s = &a->out.suppress[i];
-                int64_t at = store->wall_ms + s->ttl_s * 1000;
-                const char *key = npsd_store_gkey(store, "suppress:%s",
-                                                  s->user_id);
-                const char *av[5] = {"SET", key, s->at, "PXAT", NULL};
-                if (!key || !(av[4] = npsd_store_fmt(store, "%" PRId64, at)) ||
-                    npsd_write_later(store->w, key, at, errstr, errstr_size) < 0 ||
-                    npsd_store_wcmd(store, 5, av, NULL, 1, errstr,
-                                    errstr_size))
-                        return -1;
-        }
-        return 0;
-}
 
 /* An account whose write commits a global delta is due on the timer
  * within a minute (ZADD LT: only ever sooner), after the delta calls in
@@ -1768,6 +1788,59 @@ static int npsd_store_timers_due(npsd_store_t *store) {
                         return -1;
         }
         return 0;
+}
+
+/* ---- the guard script ------------------------------------------------ */
+
+/* Loads write.lua on every primary once (again after a NOSCRIPT: a node
+ * that restarted or was promoted has an empty script cache), so that calls
+ * go as EVALSHA: Redis then neither hashes nor parses the body on every
+ * call. Any failure leaves calls as EVAL, which always works. */
+static void npsd_store_scripts(npsd_store_t *store) {
+        int nodes[64];
+        size_t n, len;
+        const char *body = npsd_write_script(store->w, &len);
+        char sha[41] = "", e[256];
+
+        if (store->sha_ok)
+                return;
+        npsd_write_use_sha(store->w, NULL);
+        if (npsd_cluster_connect(store->cl, e, sizeof(e)))
+                return;
+        n = npsd_cluster_map_primaries(npsd_cluster_map(store->cl), nodes,
+                                       64);
+        if (!n || n > 64)
+                return;
+        for (size_t i = 0; i < n; i++) {
+                const char *argv[3] = {"SCRIPT", "LOAD", body};
+                size_t lens[3] = {6, 4, len};
+                redisReply *r = npsd_cluster_node_command(
+                        store->cl, nodes[i], 3, argv, lens, e, sizeof(e));
+                int ok = r && r->type == REDIS_REPLY_STRING && r->len == 40;
+                if (ok)
+                        memcpy(sha, r->str, 41);
+                if (r)
+                        freeReplyObject(r);
+                if (!ok)
+                        return;
+        }
+        npsd_write_use_sha(store->w, sha);
+        store->sha_ok = 1;
+}
+
+/* After an exec: a node without the script refused its calls; they did
+ * not run. Returns -1 with errstr then (the batch is retried, as after any
+ * Redis error, with the script loaded again first). */
+static int npsd_store_noscript(npsd_store_t *store, char *errstr,
+                               size_t errstr_size) {
+        if (!npsd_write_noscript(store->w, store->cl))
+                return 0;
+        store->sha_ok = 0;
+        npsd_write_use_sha(store->w, NULL);
+        snprintf(errstr, errstr_size,
+                 "redis: a node has no write.lua loaded (restarted or "
+                 "promoted); loading it again");
+        return -1;
 }
 
 /* ---- replicas ---------------------------------------------------------- */
@@ -1867,7 +1940,7 @@ static void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
 static int npsd_store_process(npsd_store_t *store, char *errstr,
                               size_t errstr_size) {
         for (int round = 0; round < NPSD_CONFLICT_ROUNDS; round++) {
-                long dcalls[3], wfirst;
+                long wfirst;
                 size_t cleaned, todo = 0, wcnt;
 
                 /* read */
@@ -1924,6 +1997,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                                 return -1;
                 }
                 /* write: the accounts, the waiting deltas, the cleanup */
+                npsd_store_scripts(store);
                 npsd_write_reset(store->w);
                 npsd_cluster_begin(store->cl);
                 for (size_t i = 0; i < store->acct_cnt; i++) {
@@ -1931,13 +2005,10 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         if (a->done)
                                 continue;
                         if (npsd_store_write_account(store, a, errstr,
-                                                     errstr_size) ||
-                            npsd_store_suppress(store, a, errstr,
-                                                errstr_size))
+                                                     errstr_size))
                                 return -1;
                 }
-                if (npsd_store_deltas_append(store, dcalls, errstr,
-                                             errstr_size) ||
+                if (npsd_store_deltas_append(store, errstr, errstr_size) ||
                     npsd_store_cleanup_append(store, &cleaned) ||
                     npsd_write_append(store->w, store->cl, errstr,
                                       errstr_size) ||
@@ -1945,11 +2016,12 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                     npsd_store_wait_append(store, &wfirst, &wcnt))
                         return -1;
                 if (npsd_store_exec(store, errstr, errstr_size) ||
+                    npsd_store_noscript(store, errstr, errstr_size) ||
                     npsd_store_wait_check(store, wfirst, wcnt, errstr,
                                           errstr_size))
                         return -1;
                 npsd_store_cleanup_done(store, cleaned);
-                npsd_store_deltas_result(store, dcalls);
+                npsd_store_deltas_result(store);
                 for (size_t i = 0; i < store->acct_cnt; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_write_cur_t cur;
@@ -2095,25 +2167,27 @@ int npsd_store_outbox_ack(npsd_store_t *store,
  * cohort views trail accounts by about a second). */
 int npsd_store_flush(npsd_store_t *store, char *errstr,
                      size_t errstr_size) {
-        long dcalls[3], wfirst;
+        long wfirst;
         size_t cleaned, wcnt;
 
         if (!store->delta_cnt && !store->cleanup_cnt)
                 return 0;
         npsd_arena_reset(&store->arena);
+        npsd_store_scripts(store);
         npsd_write_reset(store->w);
         npsd_cluster_begin(store->cl);
-        if (npsd_store_deltas_append(store, dcalls, errstr, errstr_size) ||
+        if (npsd_store_deltas_append(store, errstr, errstr_size) ||
             npsd_store_cleanup_append(store, &cleaned) ||
             npsd_write_append(store->w, store->cl, errstr, errstr_size) ||
             npsd_store_wait_append(store, &wfirst, &wcnt))
                 return -1;
         /* the deltas' gq entries go only after replicas hold them applied */
         if (npsd_store_exec(store, errstr, errstr_size) ||
+            npsd_store_noscript(store, errstr, errstr_size) ||
             npsd_store_wait_check(store, wfirst, wcnt, errstr, errstr_size))
                 return -1;
         npsd_store_cleanup_done(store, cleaned);
-        npsd_store_deltas_result(store, dcalls);
+        npsd_store_deltas_result(store);
         return 0;
 }
 

@@ -142,6 +142,20 @@ int npsd_write_hdel(npsd_write_t *w, const char *key, size_t cnt,
                     const char **fields, const size_t *fieldlens,
                     char *errstr, size_t errstr_size);
 
+/* The script as sent (without its comments), owned by the writer: for a
+ * SCRIPT LOAD on every node. */
+const char *npsd_write_script(const npsd_write_t *w, size_t *len);
+
+/* Calls go as EVALSHA of sha (40 hex digits, as SCRIPT LOAD answered) from
+ * now on, saving Redis the body's hashing and parsing on every call; NULL
+ * or "": as EVAL again. A node without the script answers NOSCRIPT
+ * (npsd_write_noscript()). */
+void npsd_write_use_sha(npsd_write_t *w, const char *sha);
+
+/* 1 when a call of the last exec was refused with NOSCRIPT (a node that
+ * restarted or was promoted since the script was loaded). */
+int npsd_write_noscript(const npsd_write_t *w, const npsd_cluster_t *cluster);
+
 /* Calls started since the last reset. */
 size_t npsd_write_calls(const npsd_write_t *w);
 

@@ -68,6 +68,7 @@ struct npsd_write_s {
 
         char *script; /* write.lua without its comment lines */
         size_t script_len;
+        char sha[41]; /* its SHA1 as Redis reported it: EVALSHA; "" EVAL */
 };
 
 /* size bytes that stay where they are until destroy. After a reset the
@@ -203,6 +204,33 @@ void npsd_write_reset(npsd_write_t *w) {
                 b->used = 0;
         w->cur = w->blocks;
         w->call_cnt = w->key_cnt = w->word_cnt = w->appended = 0;
+}
+
+const char *npsd_write_script(const npsd_write_t *w, size_t *len) {
+        *len = w->script_len;
+        return w->script;
+}
+
+void npsd_write_use_sha(npsd_write_t *w, const char *sha) {
+        if (sha && strlen(sha) == 40)
+                memcpy(w->sha, sha, 41);
+        else
+                w->sha[0] = '\0';
+        for (size_t i = 0; i < w->call_cnt; i++)
+                w->calls[i].argv = NULL; /* rebuilt with the other verb */
+}
+
+int npsd_write_noscript(const npsd_write_t *w, const npsd_cluster_t *cluster) {
+        for (size_t i = 0; i < w->call_cnt; i++) {
+                const redisReply *r;
+                if (w->calls[i].reply < 0)
+                        continue;
+                r = npsd_cluster_reply(cluster, w->calls[i].reply);
+                if (r && r->type == REDIS_REPLY_ERROR &&
+                    !strncmp(r->str, "NOSCRIPT", 8))
+                        return 1;
+        }
+        return 0;
 }
 
 size_t npsd_write_calls(const npsd_write_t *w) {
@@ -551,8 +579,13 @@ int npsd_write_argv(npsd_write_t *w, size_t call, const char ***argv,
                 c->argv[i] = (P);                                              \
                 c->argvlen[i++] = (L);                                         \
         } while (0)
-        NPSD_WRITE_PUT("EVAL", 4);
-        NPSD_WRITE_PUT(w->script, w->script_len);
+        if (w->sha[0]) {
+                NPSD_WRITE_PUT("EVALSHA", 7);
+                NPSD_WRITE_PUT(w->sha, 40);
+        } else {
+                NPSD_WRITE_PUT("EVAL", 4);
+                NPSD_WRITE_PUT(w->script, w->script_len);
+        }
         NPSD_WRITE_PUT(numkeys.p, numkeys.len);
         NPSD_WRITE_PUT(c->head[NPSD_WRITE_GUARD].p,
                        c->head[NPSD_WRITE_GUARD].len);

@@ -130,8 +130,16 @@ def test(build):
         p0, p1, p2 = cl.primaries()
         time.sleep(1)
         for src, dst in ((p0, p1), (p1, p2)):
-            rs = cl.reshard(src, dst, 2000)
-            assert rs.wait(120) == 0, "reshard failed (see reshard.log)"
+            # redis-cli refuses to start while any node (replicas too)
+            # still has the previous move's configuration: try again
+            for attempt in range(10):
+                wait_for(cl.agreed, 30, "every node knows every slot")
+                rs = cl.reshard(src, dst, 2000)
+                if rs.wait(120) == 0:
+                    break
+                time.sleep(2)
+            else:
+                raise AssertionError("reshard failed (see reshard.log)")
         _, err = gen.communicate(timeout=180)
         assert gen.returncode == 0, err
         wait_for(cl.agreed, 30, "every node knows every slot")
