@@ -4,9 +4,9 @@
     /usr/bin/python3 tests/bench/run.py --quick    # smoke run, a few minutes
 
 Every scenario starts its own private redis-server (free port, no
-persistence) and development broker (`npsctl broker`, librdkafka's mock
-cluster) and tears them down afterwards. Method and results:
-docs/benchmarks.md.
+persistence; `cluster` starts three cluster-enabled ones) and development
+broker (`npsctl broker`, librdkafka's mock cluster) and tears them down
+afterwards. Method and results: docs/benchmarks.md.
 
 Scenarios (--quick runs them with a tenth of the input):
 
@@ -18,8 +18,15 @@ Scenarios (--quick runs them with a tenth of the input):
   latency     `npsctl gen --rate 2000` while npsd runs: end-to-end latency
   latency500  the same at 500 responses/s
   memory90    90 days of synthetic history: Redis bytes per active account
-  redis       Redis' own rate: redis-benchmark for the commands apply.lua
-              issues, and the real apply.lua timed per call and per mode
+  cluster     the responses and the usage inputs on a Redis Cluster of 3
+              primaries (redis.cluster=on): Redis CPU per event per node
+  redis       Redis' own rate: redis-benchmark for the commands the store
+              issues, and a captured npsd run (responses, then usage)
+              replayed on an empty Redis: Redis CPU per event as npsd sent
+              it, and with every write.lua call replaced by the commands it
+              ran (what the guard script itself costs). Until the state
+              engine moved into C this scenario timed apply.lua per call
+              and per mode, and its commands without Lua; apply.lua is gone.
 
 Throughput scenarios pre-produce their whole input with `npsctl gen --rate 0`
 (so the generator does not compete for the 2 cores while npsd is timed),
@@ -31,14 +38,22 @@ excluded). The development broker keeps at most 5 MiB or 100k messages per
 partition, so topics get many partitions (--partitions, default 64) and the
 run checks that nothing was trimmed.
 
+CPU and rates are taken up to the moment the group committed its last
+offset, as in every run before the state engine moved into C. npsd applies
+global effects (cohort, theme and owner deltas, view refreshes) within about
+a second after that, so npsd keeps running until the engine has settled (no
+`nps:*:gq` key, `SCARD nps:{g}:dirty` = 0, `nps:{g}:rolled` present, every
+account's outbox empty) and the CPU up to that moment is printed too.
+
 Every number is printed only after the run verified its counts: input topics
 hold exactly what the generator delivered (low watermarks 0), the consumer
 group committed every end offset, npsd's /metrics counted every message once
 (consumed == input, accepted == responses, rejected == 0), every response has
-exactly one classified output, and Redis independently holds every response
+exactly one classified output, Redis independently holds every response
 (sum of the accounts' 90d window counts) and every usage event (the usage
-dedupe sets). A scenario that fails a check prints FAILED with the reason
-and no numbers; the others still run, and the command exits 1.
+dedupe sets), and the engine settled. A scenario that fails a check prints
+FAILED with the reason and no numbers; the others still run, and the command
+exits 1.
 
 Nothing here is a pass/fail test of performance: targets are compared and
 shown, never asserted.
@@ -49,15 +64,20 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+
+import redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 from harness import REPO, Stack, epoch_day, free_port, wait_for  # noqa: E402
+from rcluster import RedisCluster  # noqa: E402
 
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 
@@ -173,6 +193,10 @@ class BenchStack(Stack):
     def high_sum(self, topics):
         return sum(hi for t in topics for lo, hi in self.watermarks(t).values())
 
+    def nodes(self):
+        """[(port, client, pid)] of every Redis primary: one here."""
+        return [(self.redis_port, self.r, self.redis_proc.pid)]
+
     def npsd_bench(self, sets, log_name, http_port=None):
         """npsd with the shipped batch defaults (the harness lowers
         batch.wait.ms for tests) and, given a port, /metrics (the harness
@@ -196,6 +220,38 @@ class BenchStack(Stack):
         p.logname = logf.name
         self.procs.append(p)
         return p
+
+
+class ClusterBenchStack(BenchStack):
+    """BenchStack whose Redis is a Redis Cluster of 3 primaries on this
+    machine (tests/integration/rcluster.py); npsd gets one node's port
+    and redis.cluster=on. self.r is a plain client of that node only:
+    per-account keys go through nodes()."""
+
+    def start_redis(self):
+        self.cluster = RedisCluster(primaries=3, name="bench-cluster")
+        self.redis_port = self.cluster.ports[0]
+        self.redis_proc = self.cluster.procs[self.redis_port]
+
+    def stop_redis(self):
+        raise NotImplementedError("a cluster node is not stopped here")
+
+    def nodes(self):
+        if not getattr(self, "_nodes", None):  # no failover here: once
+            self._nodes = [(port, self.cluster.client(port),
+                            self.cluster.procs[port].pid)
+                           for port in sorted(self.cluster.primaries())]
+        return self._nodes
+
+    def npsd_bench(self, sets, log_name, http_port=None):
+        return BenchStack.npsd_bench(self, ["redis.cluster=on"] + list(sets),
+                                     log_name, http_port)
+
+    def close(self):
+        try:
+            BenchStack.close(self)
+        finally:
+            self.cluster.close()
 
 
 def gen(st, *args):
@@ -258,20 +314,128 @@ def hist_quantile(m, name, q):
     return float("inf")
 
 
-def redis_cpu(st):
-    i = st.r.info("cpu")
+def node_cpu(client):
+    """A Redis node's own CPU seconds so far (user + system, all
+    threads)."""
+    i = client.info("cpu")
     return i["used_cpu_user"] + i["used_cpu_sys"]
 
 
+def nodes_cpu(st):
+    """{port: CPU seconds} of every Redis primary of the stack."""
+    return {port: node_cpu(c) for port, c, pid in st.nodes()}
+
+
 def commandstats(st):
-    """{command: (calls, usec)}; commands run by scripts count too."""
-    return {k[len("cmdstat_"):]: (v["calls"], v["usec"])
-            for k, v in st.r.info("commandstats").items()}
+    """{command: (calls, usec)} summed over the primaries; commands run by
+    scripts count too (and inside their EVAL's time)."""
+    out = {}
+    for port, c, pid in st.nodes():
+        for k, v in c.info("commandstats").items():
+            name = k[len("cmdstat_"):]
+            calls, usec = out.get(name, (0, 0))
+            out[name] = (calls + v["calls"], usec + v["usec"])
+    return out
 
 
-def evalsha_stats(st):
-    cs = st.r.info("commandstats").get("cmdstat_evalsha", {})
-    return cs.get("calls", 0), cs.get("usec", 0)
+def eval_stats(c):
+    """(calls, usec) of EVAL and EVALSHA on one node: write.lua calls."""
+    cs = c.info("commandstats")
+    calls = usec = 0
+    for k in ("cmdstat_eval", "cmdstat_evalsha"):
+        calls += cs.get(k, {}).get("calls", 0)
+        usec += cs.get(k, {}).get("usec", 0)
+    return calls, usec
+
+
+# ---- the engine's settle state, on every node -------------------------------
+
+def scan_nodes(st, pattern):
+    """(client, key) of every key matching pattern on every primary."""
+    for port, c, pid in st.nodes():
+        for k in c.scan_iter(pattern, count=10000):
+            yield c, k
+
+
+def node_of(st, key):
+    """The client of the primary that holds key's slot."""
+    nodes = st.nodes()
+    if len(nodes) == 1:
+        return nodes[0][1]
+    c0 = nodes[0][1]
+    slot = c0.execute_command("CLUSTER", "KEYSLOT", key)
+    for lo, hi, primary, *_ in c0.execute_command("CLUSTER", "SLOTS"):
+        if lo <= slot <= hi:
+            for port, c, pid in nodes:
+                if port == int(primary[1]):
+                    return c
+    raise AssertionError("no primary holds slot %d of %s" % (slot, key))
+
+
+def outbox_total(st):
+    """Alerts waiting for the broker: HLEN summed over every account's
+    outbox (nps:{A}:outbox)."""
+    return sum(c.hlen(k) for c, k in scan_nodes(st, "nps:*:outbox"))
+
+
+def settle_cheap(st):
+    """The settle conditions that cost Redis nothing to check: no
+    cohort, theme or owner view waiting for its refresh (SCARD
+    nps:{g}:dirty = 0), the daily roll done (nps:{g}:rolled exists)."""
+    g = node_of(st, "nps:{g}:dirty")
+    why = []
+    dirty = g.scard("nps:{g}:dirty")
+    if dirty:
+        why.append("SCARD nps:{g}:dirty = %d" % dirty)
+    if not g.exists("nps:{g}:rolled"):
+        why.append("no nps:{g}:rolled")
+    return why
+
+
+def settle_state(st):
+    """What still keeps the engine from having settled: a list of reasons,
+    empty when settled (settle_cheap(), and no global delta waiting in any
+    account's nps:{A}:gq: a SCAN of every key)."""
+    why = settle_cheap(st)
+    gq = sum(1 for _ in scan_nodes(st, "nps:*:gq"))
+    if gq:
+        why.append("%d accounts with global deltas waiting (nps:*:gq)" % gq)
+    return why
+
+
+def wait_settled(st, snap, timeout=120):
+    """Waits for the engine to settle and every outbox to drain. snap()
+    returns the CPU readings to keep: they are taken when the cheap
+    conditions hold, just before the SCANs of every key that check the
+    others (about a microsecond of Redis per key), and a SCAN pass that
+    found work left is measured and taken out of the readings, so the
+    figures hold npsd's work and not the benchmark's checks. Returns
+    (seconds waited, alerts still in the outboxes, (npsd CPU, {port:
+    Redis CPU})). The outbox only drains when the broker acknowledged the
+    alerts (retried after 30 s): an outbox still holding some at the
+    timeout is reported, not failed; the engine not settled fails."""
+    t0 = time.time()
+    deadline = t0 + timeout
+    spent = {}  # port -> Redis CPU of SCAN passes that found work left
+    while True:
+        why = settle_cheap(st)
+        if not why:
+            npsd_cpu, ncpu = snap()
+            why = settle_state(st)
+            box = outbox_total(st)
+            if not why and not box:
+                return time.time() - t0, 0, (npsd_cpu, {
+                    port: v - spent.get(port, 0) for port, v in ncpu.items()})
+            after = nodes_cpu(st)
+            for port in ncpu:
+                spent[port] = spent.get(port, 0) + after[port] - ncpu[port]
+            if time.time() > deadline and not why:
+                return time.time() - t0, box, (npsd_cpu, {
+                    port: v - spent.get(port, 0) for port, v in ncpu.items()})
+        if time.time() > deadline:
+            raise AssertionError("the engine did not settle within %d s: "
+                                 "%s" % (timeout, "; ".join(why)))
+        time.sleep(0.2)
 
 
 # ---- one timed consumer run -----------------------------------------------
@@ -280,10 +444,13 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
               perf=None, timeout=900):
     """Runs npsd (kind "npsd", `instances` of them) or the pass-through
     (kind "pt") in `group` until it committed every end offset in `ends`.
-    Returns the timings, CPU and RSS figures."""
+    Returns the timings, CPU and RSS figures; for npsd also the CPU until
+    the engine settled afterwards (npsd still running)."""
     total = sum(ends.values())
     tps = sorted(ends)
-    st.r.config_resetstat()
+    nodes = st.nodes()
+    for port, c, pid in nodes:
+        c.config_resetstat()
     ports = []
     procs = []
     for i in range(instances):
@@ -313,8 +480,8 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
     t0 = time.time()
     j0 = cpu_jiffies()
     c0 = [proc_cpu(p.pid) for p in procs]
-    r0, b0 = redis_cpu(st), proc_cpu(st.broker.pid)
-    e0 = evalsha_stats(st)
+    r0, b0 = nodes_cpu(st), proc_cpu(st.broker.pid)
+    e0 = {port: eval_stats(c) for port, c, pid in nodes}
     samples = []
     deadline = t0 + timeout
     while True:
@@ -334,8 +501,12 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
     t1 = time.time()
     j1 = cpu_jiffies()
     cpu = sum(proc_cpu(p.pid) - c for p, c in zip(procs, c0))
-    rcpu, bcpu = redis_cpu(st) - r0, proc_cpu(st.broker.pid) - b0
-    e1 = evalsha_stats(st)
+    r1, bcpu = nodes_cpu(st), proc_cpu(st.broker.pid) - b0
+    node_rcpu = {port: r1[port] - r0[port] for port in r0}
+    rcpu = sum(node_rcpu.values())
+    e1 = {port: eval_stats(c) for port, c, pid in nodes}
+    node_eval = {port: (e1[port][0] - e0[port][0], e1[port][1] - e0[port][1])
+                 for port in e0}
     cstats = commandstats(st)  # reset at the start of the run
     for pp in perf_procs:
         pp.send_signal(signal.SIGINT)
@@ -347,10 +518,15 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
            "rate": sustained(samples, total), "cpu": cpu,
            "cpu_s_per_m": cpu / total * 1e6,
            "redis_cpu_s_per_m": rcpu / total * 1e6,
+           "node_redis_cpu_s_per_m": {port: v / total * 1e6
+                                      for port, v in node_rcpu.items()},
            "broker_cpu_s_per_m": bcpu / total * 1e6,
-           "rss_mib": rss, "evalsha_calls": e1[0] - e0[0],
+           "rss_mib": rss,
+           "eval_calls": sum(v[0] for v in node_eval.values()),
+           "eval_usec": sum(v[1] for v in node_eval.values()),
+           "node_eval": node_eval,
            "steal": (j1[0] - j0[0]) / max(1, j1[1] - j0[1]),
-           "evalsha_usec": e1[1] - e0[1], "commandstats": cstats}
+           "commandstats": cstats}
     if kind == "npsd":
         # /metrics is published after each batch returns, a moment after
         # its (asynchronous) commit reached the broker
@@ -373,6 +549,21 @@ def timed_run(st, kind, group, topics, ends, instances=1, sets=(),
             if k.startswith("npsd_messages_rejected_total{"))
         res["metrics_raw"] = ms
         res["stages"] = stage_split(ms)
+        # the global deltas and view refreshes that follow the last commit
+        settle_s, box, (cpu_s, r2) = wait_settled(st, lambda: (
+            sum(proc_cpu(p.pid) - c for p, c in zip(procs, c0)),
+            nodes_cpu(st)))
+        res.update({"settle_s": settle_s, "outbox_left": box,
+                    "cpu_settled_s_per_m": cpu_s / total * 1e6,
+                    "redis_cpu_settled_s_per_m":
+                        sum(r2[port] - r0[port] for port in r0) / total * 1e6,
+                    "node_redis_cpu_settled_s_per_m": {
+                        port: (r2[port] - r0[port]) / total * 1e6
+                        for port in r0},
+                    "node_keys": {port: c.dbsize()
+                                  for port, c, pid in nodes},
+                    "g_node": node_of(st, "nps:{g}:dirty").connection_pool
+                    .connection_kwargs["port"]})
     for p in procs:
         p.send_signal(signal.SIGTERM)
     for p in procs:
@@ -425,29 +616,31 @@ def verify_outputs(st, responses, at_least=False):
             outs, responses))
 
 
-def verify_redis_responses(st, accounts, responses, window="90d"):
-    """Sum over accounts of the long window's response count."""
-    pipe = st.r.pipeline(transaction=False)
-    for i in range(1, accounts + 1):
-        pipe.hget("nps:{%s}:w:%s" % (acct_id(i, accounts), window),
-                  "responses")
-    got = sum(int(v or 0) for v in pipe.execute())
+def verify_redis_responses(st, responses, window="90d"):
+    """Sum over accounts of the long window's response count (every
+    account's nps:{A}:w:<window> hash, on every node)."""
+    got = 0
+    for port, c, pid in st.nodes():
+        keys = list(c.scan_iter("nps:{*}:w:" + window, count=10000))
+        pipe = c.pipeline(transaction=False)
+        for k in keys:
+            pipe.hget(k, "responses")
+        got += sum(int(v or 0) for v in pipe.execute())
     if got != responses:
         raise AssertionError("Redis windows hold %d responses, %d sent" % (
             got, responses))
 
 
-def acct_id(i, accounts):
-    return "acct-%04d" % i  # as npsctl gen names them
-
-
 def verify_redis_usage(st, usage):
-    """Every counted usage event id is in a per-day dedupe set."""
-    keys = list(st.r.scan_iter("nps:*:useen:*", count=10000))
-    pipe = st.r.pipeline(transaction=False)
-    for k in keys:
-        pipe.scard(k)
-    got = sum(pipe.execute())
+    """Every counted usage event id is in a per-day dedupe set
+    (nps:{A}:useen:<day>, on every node)."""
+    got = 0
+    for port, c, pid in st.nodes():
+        keys = list(c.scan_iter("nps:*:useen:*", count=10000))
+        pipe = c.pipeline(transaction=False)
+        for k in keys:
+            pipe.scard(k)
+        got += sum(pipe.execute())
     if got != usage:
         raise AssertionError("Redis dedupe sets hold %d usage events, %d "
                              "sent" % (got, usage))
@@ -467,12 +660,14 @@ def verify_pt(st, res, total):
 # ---- scenarios ----------------------------------------------------------------
 
 def throughput(a, name, accounts, responses=0, usage=0, days=30,
-               instances=1, with_pt=True, perf=None):
-    """Pre-produces the input, runs the pass-through then npsd on it."""
+               instances=1, with_pt=True, perf=None, cluster=False):
+    """Pre-produces the input, runs the pass-through then npsd on it;
+    cluster: on a Redis Cluster of 3 primaries."""
     prefix = "u." if usage else ""
-    st = BenchStack(a.build, a.partitions,
-                    [prefix + t for t in ("nps.responses", "product.usage",
-                                          "accounts")] if usage else [])
+    st = (ClusterBenchStack if cluster else BenchStack)(
+        a.build, a.partitions,
+        [prefix + t for t in ("nps.responses", "product.usage",
+                              "accounts")] if usage else [])
     try:
         inputs = []
         sets = []
@@ -506,18 +701,20 @@ def throughput(a, name, accounts, responses=0, usage=0, days=30,
         st.check_untrimmed(inputs)
         row = {"scenario": name, "accounts": accounts, "responses": n_resp,
                "usage": n_usage, "account_records": n_acc,
-               "partitions": a.partitions, "load_before": loadavg()}
+               "partitions": a.partitions, "load_before": loadavg(),
+               "redis_nodes": [port for port, c, pid in st.nodes()]}
         if with_pt:
             log(name, "pass-through over", total, "messages")
             pt = timed_run(st, "pt", "passthrough", inputs, ends)
             verify_pt(st, pt, total)
             row["pt"] = pt
         if perf:
-            # every command into SLOWLOG: per-mode apply.lua durations
-            # (commands scripts run are logged too: a 40 µs threshold keeps
-            # nearly every EVALSHA and few of them)
-            st.r.config_set("slowlog-log-slower-than", 40)
-            st.r.config_set("slowlog-max-len", 500000)
+            # every command of SLOWLOG_US or more into SLOWLOG: write.lua
+            # durations by mode, the other commands by name (the commands
+            # a script runs are logged too, and would crowd the calls out
+            # at 0: most take a microsecond or two)
+            st.r.config_set("slowlog-log-slower-than", SLOWLOG_US)
+            st.r.config_set("slowlog-max-len", SLOWLOG_KEEP)
             st.r.slowlog_reset()
         log(name, "npsd x%d over" % instances, total, "messages")
         res = timed_run(st, "npsd", "npsd", inputs, ends, instances=instances,
@@ -541,7 +738,7 @@ def throughput(a, name, accounts, responses=0, usage=0, days=30,
                 m["npsd_responses_accepted_total"], n_resp))
         verify_outputs(st, n_resp, at_least=res["redelivered"] > 0)
         if n_resp:
-            verify_redis_responses(st, accounts, n_resp)
+            verify_redis_responses(st, n_resp)
         if n_usage:
             verify_redis_usage(st, n_usage)
         row["npsd"] = res
@@ -554,27 +751,43 @@ def throughput(a, name, accounts, responses=0, usage=0, days=30,
         st.close()
 
 
+SLOWLOG_KEEP = 500000
+SLOWLOG_US = 10
+
+
 def slowlog_modes(st):
-    """Per-mode apply.lua durations from SLOWLOG (profile runs log every
-    command): {mode: [calls, events, usec]}. Raw reply: SLOWLOG keeps the
-    first 32 arguments, each cut to 128 bytes; the mode (argument 10) and
-    the event count (11) are intact."""
-    raw = st.r.execute_command("SLOWLOG", "GET", 1000000)
+    """Server µs per command from SLOWLOG (profile runs log every command
+    of SLOWLOG_US or more, the last SLOWLOG_KEEP kept): {name: [calls,
+    usec, max usec]}, write.lua calls
+    named by their mode ("write.lua cas", "write.lua groups", ...). Raw
+    reply: SLOWLOG keeps the first 32 arguments, each cut to 128 bytes; the
+    mode is ARGV[1], after the key count and the keys (beyond the first 32
+    arguments when a call declares many keys: "write.lua (over 29
+    keys)"). The benchmark's own commands are left out."""
+    raw_client = redis.Redis(port=st.redis_port)  # state records: binary
+    raw = raw_client.execute_command("SLOWLOG", "GET", SLOWLOG_KEEP)
+    raw_client.close()
     out = {}
     for e in raw:
-        args = e[3]
-        if len(args) < 10 or str(args[0]).upper() != "EVALSHA":
+        args = [x.decode("latin-1") if isinstance(x, bytes) else str(x)
+                for x in e[3]]
+        if not args:
             continue
-        mode = args[9]
-        try:
-            n = int(args[10]) if mode in ("responses", "usage",
-                                          "followups") else 1
-        except (IndexError, ValueError):
-            n = 1
-        c = out.setdefault(mode, [0, 0, 0])
+        name = args[0].upper()
+        if name in ("EVAL", "EVALSHA"):
+            try:
+                at = 3 + int(args[2])
+                mode = args[at] if at < len(args) and \
+                    not args[at].startswith("... (") else None
+            except (IndexError, ValueError):
+                mode = None
+            name = "write.lua " + (mode or "(over 29 keys)")
+        elif name.lower() in BENCH_COMMANDS or name in ("CLIENT",):
+            continue
+        c = out.setdefault(name, [0, 0, 0])
         c[0] += 1
-        c[1] += n
-        c[2] += int(e[2])
+        c[1] += int(e[2])
+        c[2] = max(c[2], int(e[2]))
     return out
 
 
@@ -670,15 +883,17 @@ def memory90(a, accounts, per_account, usage_per_response):
         if len(sent) != n_resp:
             raise AssertionError("read %d of %d responses" % (len(sent),
                                                               n_resp))
-        verify_redis_responses(st, accounts, sum(
+        verify_redis_responses(st, sum(
             1 for v in sent if epoch_day(v["submitted_at"]) > today - 90))
         verify_redis_usage(st, n_usage)
-        # the cohort queue is drained by npsd about every second: one more
-        # (idle) instance drains what the stopped one left
-        p = st.npsd_bench(["kafka.group.id=npsd"],
-                          "npsd-drain.log")
-        wait_for(lambda: st.r.scard("nps:cq") == 0, 120, "cohort queue")
-        st.stop(p)
+        # timed_run() kept npsd running until the engine settled (global
+        # deltas applied, cohort, theme and owner views refreshed, the roll
+        # done) and the outboxes drained; npsd has stopped since
+        why = settle_state(st)
+        if why:
+            raise AssertionError("not settled at the snapshot: " +
+                                 "; ".join(why))
+        outbox_left = outbox_total(st)
         loaded = st.r.info("memory")["used_memory"]
         classes_loaded = key_classes(st)
         # emulate time: the snapshots of responses older than the replay
@@ -701,6 +916,7 @@ def memory90(a, accounts, per_account, usage_per_response):
                 "kib_per_account_steady": (steady - base) / accounts / 1024,
                 "classes_loaded": classes_loaded,
                 "classes_steady": classes_steady,
+                "outbox_left": outbox_left,
                 "npsd": res}
     finally:
         st.close()
@@ -714,7 +930,9 @@ def key_classes(st):
         pipe.memory_usage(k, samples=0)
     out = {}
     for k, b in zip(keys, pipe.execute()):
-        if "}:" in k:
+        if k.startswith("nps:{g}:"):  # globals under the {g} hash tag
+            cls = "{g}:" + k[len("nps:{g}:"):].split(":", 1)[0]
+        elif "}:" in k:
             cls = k.split("}:", 1)[1].split(":", 1)[0]
         else:
             parts = k.split(":")
@@ -727,25 +945,52 @@ def key_classes(st):
 
 # ---- Redis' own rate ------------------------------------------------------------
 
-def redis_ceiling(a, n):
-    """redis-benchmark for the commands apply.lua issues (pipelined -P 16)
-    and the real apply.lua, with npsd's arguments, per mode."""
+def write_lua_body():
+    """src/lua/write.lua as npsd sends it (npsd_write.c): without
+    whole-line comments, blank lines and indentation."""
+    with open(os.path.join(REPO, "src", "lua", "write.lua")) as f:
+        lines = [ln.strip(" \t") for ln in f.read().split("\n")]
+    return "".join(ln + "\n" for ln in lines if ln and not ln.startswith("--"))
+
+
+# A state record's `b` field for the redis-benchmark rows: about the size
+# of the records the responses replay leaves (400 to 450 bytes at 6
+# responses per account; printed by the scenario).
+STATE_BYTES = 512
+
+
+def redis_ceiling(a, n, accounts):
+    """redis-benchmark for the commands the store issues most (pipelined
+    -P 16), then a captured npsd run per input kind replayed on an empty
+    Redis (replay_capture)."""
     st = BenchStack(a.build, 4)
     try:
         port = st.redis_port
         rb = {}
+        body = write_lua_body()
+        blob = "x" * STATE_BYTES
         tests = [
-            ("HINCRBY", ["HINCRBY", "nps:{acct-__rand_int__}:d", "20400:3",
-                         "1"]),
-            ("HSET 2 fields", ["HSET", "nps:{acct-__rand_int__}:summary",
-                               "nps_30d", "12.5", "health", "71"]),
-            ("HSETNX", ["HSETNX", "nps:{acct-__rand_int__}:evp:204",
-                        "r-__rand_int__", "1"]),
-            ("HGETALL", ["HGETALL", "nps:{acct-__rand_int__}:summary"]),
+            ("HSET st (v, b %d B)" % STATE_BYTES,
+             ["HSET", "nps:{acct-__rand_int__}:st", "v", "7", "b", blob]),
+            ("HMGET st v b", ["HMGET", "nps:{acct-__rand_int__}:st", "v",
+                              "b"]),
+            ("SMISMEMBER", ["SMISMEMBER", "nps:{acct-__rand_int__}:useen:"
+                            "20400", "u-__rand_int__"]),
             ("PFADD", ["PFADD", "nps:{acct-__rand_int__}:au:20400",
                        "user-__rand_int__"]),
-            ("SADD", ["SADD", "nps:{acct-__rand_int__}:useen:20400",
-                      "u-__rand_int__"]),
+            ("PFCOUNT 7 days", ["PFCOUNT"] + [
+                "nps:{acct-__rand_int__}:au:%d" % d
+                for d in range(20394, 20401)]),
+            ("HINCRBY", ["HINCRBY", "nps:{g}:cohort:smb:d",
+                         "20400:__rand_int__", "1"]),
+            # the guard passes every time: the expected value "" is also the
+            # value it sets; the same keys each call (a call's keys must be
+            # the words it declared, and redis-benchmark draws every
+            # __rand_int__ apart)
+            ("EVAL write.lua cas + 2 HSET",
+             ["EVAL", body, "2", "nps:{b}:st", "nps:{b}:w:30d", "cas", "v",
+              "", "", "4", "HSET", "nps:{b}:st", "b", blob, "6", "HSET",
+              "nps:{b}:w:30d", "nps", "12.5", "responses", "40"]),
         ]
         for name, cmd in tests:
             out = subprocess.run(
@@ -756,128 +1001,16 @@ def redis_ceiling(a, n):
                     not ln.startswith('"test"')]
             rb[name] = float(rows[-1].split(",")[1].strip('"'))
             log("redis-benchmark", name, rb[name])
-        st.r.flushall()
-        lua = time_apply_lua(st)
-        return {"scenario": "redis", "redis_benchmark": rb, "apply_lua": lua}
     finally:
         st.close()
-
-
-def conf_json(now_ms):
-    """apply.lua's configuration argument with npsd's defaults, as
-    npsd_store_conf_json() builds it."""
-    from datetime import datetime, timezone
-    now_str = datetime.fromtimestamp(now_ms / 1000, timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now_ms % 1000)
-    return json.dumps({
-        "windows": [30, 90], "long": 90, "low_conf_n": 50,
-        "gap_threshold": 15, "gap_min": 3,
-        "survey_benchmark": {"relationship": 35, "transactional": 50},
-        "benchmark": {"all": 38, "smb": 42, "mid_market": 35,
-                      "enterprise": 32},
-        "dedupe_ttl": 400 * 86400, "replay_ttl": 7 * 86400,
-        "suppress_ms": 30 * 86400000, "previous": 3, "now_str": now_str,
-        "usage_dedupe_ttl": 4 * 86400,
-        "loop": {"ack_ms": 48 * 3600000, "route_ms": 7 * 86400000,
-                 "close_ms": 30 * 86400000, "window_ms": 90 * 86400000},
-        "health": {"weights": {"nps": 0.35, "adoption": 0.2,
-                               "engagement": 0.15, "support": 0.15,
-                               "followup": 0.15},
-                   "green": 70, "yellow": 40, "ticket_penalty": 10,
-                   "error_penalty": 2, "overdue_penalty": 20,
-                   "drop_points": -10, "drop_min": 10, "usage_min": 5,
-                   "usage_ratio": 0.5}}, separators=(",", ":"))
-
-
-def time_apply_lua(st, accounts=500, rounds=4):
-    """Server-side µs per apply.lua call (INFO commandstats) by mode and
-    events per call, on accounts that already have context and history."""
-    with open(os.path.join(REPO, "src", "lua", "apply.lua"), "rb") as f:
-        sha = st.r.script_load(f.read())
-    now_ms = int(time.time() * 1000)
-    today = now_ms // 86400000
-    conf = conf_json(now_ms)
-    seq = [0]
-
-    def head(acct, mode):
-        return ["EVALSHA", sha, 1, "nps:{%s}:summary" % acct, "nps", acct,
-                now_ms, today, conf, mode]
-
-    def resp_args(acct, k):
-        out = [k]
-        for _ in range(k):
-            seq[0] += 1
-            ts = now_ms - (seq[0] * 7919 % 30) * 86400000 - 3600000
-            score = seq[0] * 7 % 11
-            out += ["r-b-%d" % seq[0], "user-%s-%03d" % (acct[5:],
-                                                          seq[0] % 9),
-                    score, ts // 86400000, ts, "2026-11-01T10:00:00.000Z",
-                    seq[0] % 4, seq[0] % 2, "en", "email",
-                    "pricing" if score < 7 else "", "region\temea\n",
-                    "Reports are slow and the price went up again."
-                    if score < 7 else "", "%016x" % seq[0]]
-        return out
-
-    def usage_args(acct, k):
-        out = [k]
-        for _ in range(k):
-            seq[0] += 1
-            ts = now_ms - (seq[0] * 7919 % 30) * 86400000 - 3600000
-            out += ["u-b-%d" % seq[0], "user-%s-%03d" % (acct[5:],
-                                                          seq[0] % 40),
-                    ts // 86400000, seq[0] % 5, "dashboards"
-                    if seq[0] % 5 == 1 else "", ts,
-                    "2026-11-01T10:00:00.000Z"]
-        return out
-
-    accts = ["acct-%04d" % i for i in range(1, accounts + 1)]
-
-    def run(mode, k, build):
-        pipe = st.r.pipeline(transaction=False)
-        for acct in accts:
-            pipe.execute_command(*(head(acct, mode) + build(acct, k)))
-        st.r.config_resetstat()
-        c0 = redis_cpu(st)
-        t = time.time()
-        pipe.execute()
-        wall = time.time() - t
-        cpu = redis_cpu(st) - c0
-        cs = st.r.info("commandstats")["cmdstat_evalsha"]
-        return {"calls": cs["calls"], "events_per_call": k,
-                "us_per_call": cs["usec_per_call"],
-                "us_per_event": cs["usec_per_call"] / k,
-                "cpu_us_per_call": cpu / len(accts) * 1e6,
-                "client_wall_us_per_call": wall / len(accts) * 1e6}
-
-    out = {}
-    ctx = ["-1", "name", "Acme", "segment", "smb", "plan", "pro",
-           "lifecycle_stage", "active", "csm_owner", "alice.martin",
-           "arr", "48000", "seats", "40", "renewal_date", "2027-03-01"]
-    out["context"] = run("context", 1, lambda acct, k: ctx)
-    for r in range(rounds):  # history: responses spread over 30 days
-        run("responses", 5, resp_args)
-    for k in (1, 5, 20):
-        out["responses n=%d" % k] = run("responses", k, resp_args)
-    # the commands one responses n=1 call runs, replayed as plain pipelined
-    # commands: what Redis would spend without Lua
-    out["responses n=1, its commands without Lua"] = time_plain_commands(
-        st, accts, lambda acct: head(acct, "responses") + resp_args(acct, 1))
-    for r in range(rounds):
-        run("usage", 20, usage_args)
-    for k in (1, 20, 100):
-        out["usage n=%d" % k] = run("usage", k, usage_args)
-    out["usage n=1, its commands without Lua"] = time_plain_commands(
-        st, accts, lambda acct: head(acct, "usage") + usage_args(acct, 1))
-    return out
+    replay = {}
+    for kind in ("responses", "usage"):
+        replay[kind] = replay_capture(a, kind, accounts)
+    return {"scenario": "redis", "redis_benchmark": rb, "replay": replay}
 
 
 MONITOR_ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
-
-
-def redis_cpu(st):
-    """Redis's own CPU seconds so far (user + system, all threads)."""
-    c = st.r.info("cpu")
-    return c["used_cpu_user"] + c["used_cpu_sys"]
+CAPTURE_END = "npsd-bench-capture-end"
 
 
 def monitor_unquote(a):
@@ -895,62 +1028,240 @@ def monitor_unquote(a):
                     "b": b"\b"}.get(n, n.encode())
             i += 2
         else:
-            out += c.encode()
+            out += c.encode("latin-1")
             i += 1
     return bytes(out)
 
 
-def time_plain_commands(st, accts, call):
-    """Server µs per account of the commands that one apply.lua call runs
-    (captured with MONITOR on each account's call), sent again to Redis as
-    plain pipelined commands. Their sum is what the call's work costs Redis
-    without the Lua around it: the floor for a design that computes in npsd
-    and only reads and writes in Redis. The replay repeats the captured
-    writes on state the calls already changed, so it is an estimate (hash
-    field writes cost the same; a SET NX that finds its key costs less)."""
-    import socket as so
-    sock = so.create_connection(("127.0.0.1", st.r.connection_pool
-                                 .connection_kwargs["port"]))
-    sock.sendall(b"MONITOR\r\n")
-    buf = b""
-    while b"\r\n" not in buf:
-        buf += sock.recv(65536)
-    buf = buf.split(b"\r\n", 1)[1]
-    pipe = st.r.pipeline(transaction=False)
-    for acct in accts:
-        pipe.execute_command(*call(acct))
-    pipe.execute()
-    st.r.ping()  # marks the end of the scripts' commands in the stream
-    cmds, done = [], False
-    sock.settimeout(10)
-    while not done:
-        buf += sock.recv(1 << 20)
-        while b"\r\n" in buf:
-            line, buf = buf.split(b"\r\n", 1)
-            text = line.decode("latin-1")
-            if "[0 lua]" in text:
-                cmds.append([monitor_unquote(a) for a in
-                             MONITOR_ARG.findall(text.split("]", 1)[1])])
-            elif '"ping"' in text.lower() and "lua" not in text:
-                done = True
-    sock.close()
-    st.r.config_resetstat()
-    pipe = st.r.pipeline(transaction=False)
-    for c in cmds:
-        pipe.execute_command(*c)
-    c0 = redis_cpu(st)
-    pipe.execute()
-    cpu = redis_cpu(st) - c0
-    cs = {k[len("cmdstat_"):]: v for k, v in
-          st.r.info("commandstats").items() if k != "cmdstat_config"}
-    usec = sum(v["usec"] for v in cs.values())
-    return {"calls": len(accts), "events_per_call": 1,
-            "us_per_call": usec / len(accts), "us_per_event": usec /
-            len(accts), "cpu_us_per_call": cpu / len(accts) * 1e6,
-            "commands_per_call": len(cmds) / len(accts),
-            "by_command": {k: [v["calls"] / len(accts), v["usec"] / len(accts)]
-                           for k, v in sorted(cs.items(),
-                                              key=lambda kv: -kv[1]["usec"])}}
+class MonitorCapture(threading.Thread):
+    """Writes Redis' MONITOR stream to a file until CAPTURE_END is seen
+    (sent by stop())."""
+
+    def __init__(self, port, path):
+        threading.Thread.__init__(self, daemon=True)
+        self.port, self.path = port, path
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.sendall(b"MONITOR\r\n")
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += self.sock.recv(65536)
+        self.rest = buf.split(b"\r\n", 1)[1]
+        self.error = None
+
+    def run(self):
+        marker = CAPTURE_END.encode()
+        try:
+            with open(self.path, "wb") as f:
+                f.write(self.rest)
+                tail = self.rest[-64:]
+                while True:
+                    chunk = self.sock.recv(1 << 20)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    if marker in tail + chunk:
+                        break
+                    tail = chunk[-64:]
+        except Exception as e:  # reported by stop()
+            self.error = e
+        finally:
+            self.sock.close()
+
+    def stop(self, client, timeout=120):
+        client.echo(CAPTURE_END)
+        self.join(timeout)
+        if self.is_alive() or self.error:
+            raise AssertionError("MONITOR capture did not end: %s" % (
+                self.error or "timeout"))
+
+
+# Commands of npsd's connections left out of a replay: connection set-up,
+# not work per event.
+REPLAY_SKIP = {"CLIENT", "HELLO", "AUTH", "SELECT", "QUIT", "INFO", "PING",
+               "ECHO", "MONITOR", "COMMAND"}
+
+
+def monitor_commands(path, skip_addrs):
+    """The top-level commands of a MONITOR capture in the order Redis ran
+    them, without those of skip_addrs (the benchmark's own connections),
+    without what scripts ran (replayed by their EVAL) and without
+    REPLAY_SKIP."""
+    cmds, bodies = [], {}
+    with open(path, "rb") as f:
+        for line in f:  # arguments are escaped: one command per line
+            if not line.startswith(b"+"):
+                continue
+            text = line[1:].rstrip(b"\r\n").decode("latin-1")
+            lb, rb = text.find("["), text.find("]")
+            if lb < 0 or rb < lb:
+                continue
+            addr = text[lb + 1:rb].split(" ", 1)[-1]
+            if addr == "lua" or addr in skip_addrs:
+                continue
+            args = [monitor_unquote(x)
+                    for x in MONITOR_ARG.findall(text[rb + 1:])]
+            if args and args[0].decode("latin-1").upper() not in REPLAY_SKIP:
+                if len(args) > 1 and args[0].upper() == b"EVAL":
+                    args[1] = bodies.setdefault(args[1], args[1])  # one copy
+                cmds.append(args)
+    return cmds
+
+
+def eval_parts(cmd):
+    """(keys, argv, [command words]) of a write.lua EVAL."""
+    nk = int(cmd[2])
+    keys, argv = cmd[3:3 + nk], cmd[3 + nk:]
+    words, i = [], 4
+    while i < len(argv):
+        n = int(argv[i])
+        words.append(argv[i + 1:i + 1 + n])
+        i += n + 1
+    return keys, argv, words
+
+
+def eval_as_plain(cmd, reply):
+    """The commands a write.lua call ran (its reply says which), as plain
+    commands: the guard or fence write, then the commands, without the
+    check."""
+    keys, argv, words = eval_parts(cmd)
+    mode = argv[0]
+    if not isinstance(reply, list) or not reply:
+        return []
+    if mode == b"cas":
+        return [[b"HSET", keys[0], argv[1], argv[3]]] + words \
+            if reply[0] == 1 else []
+    if mode == b"seq":
+        return [[b"HSET", keys[0], argv[1], argv[2]]] + words \
+            if reply[0] == 1 else []
+    if mode == b"later":
+        return words if reply[0] == 1 else []
+    out, run, g = [], False, 1
+    for w in words:  # groups
+        if w[0] == b"GROUP":
+            run = g < len(reply) and reply[g] == 1
+            g += 1
+            if run:
+                out.append([b"HSET", keys[0], w[1], w[2]])
+        elif run:
+            out.append(w)
+    return out
+
+
+def replay(port, cmds, chunk=2000):
+    """cmds on an emptied Redis, pipelined in chunks as npsd pipelines a
+    batch; returns (Redis CPU seconds, replies, commandstats)."""
+    r = redis.Redis(port=port)
+    r.flushall()
+    r.script_flush()
+    r.config_resetstat()
+    c0 = node_cpu(r)
+    replies = []
+    for i in range(0, len(cmds), chunk):
+        pipe = r.pipeline(transaction=False)
+        for c in cmds[i:i + chunk]:
+            pipe.execute_command(*c)
+        replies += pipe.execute(raise_on_error=False)
+    cpu = node_cpu(r) - c0
+    cs = {k[len("cmdstat_"):]: (v["calls"], v["usec"])
+          for k, v in r.info("commandstats").items()
+          if k not in ("cmdstat_info", "cmdstat_config", "cmdstat_flushall",
+                       "cmdstat_script|flush")}
+    r.close()
+    return cpu, replies, cs
+
+
+def replay_capture(a, kind, accounts):
+    """npsd over a small pre-produced input (kind "responses": 6 responses
+    per account over 30 days, as the responses scenario; "usage": 10 usage
+    events per account, as the usage scenario) with MONITOR capturing every
+    command it sends. The capture is then replayed twice on an emptied
+    Redis: as sent (reads and write.lua calls, in order, so every guard
+    passes as it did), and with each write.lua call replaced by the
+    commands it ran. Redis CPU per input event of each, and the difference:
+    what the guard script itself costs."""
+    prefix = "u." if kind == "usage" else ""
+    st = BenchStack(a.build, a.partitions,
+                    [prefix + t for t in ("nps.responses", "product.usage",
+                                          "accounts")] if prefix else [])
+    try:
+        sets = []
+        if kind == "responses":
+            c = gen(st, "--accounts", accounts, "--count", 6 * accounts,
+                    "--rate", 0, "--seed", 11, "--days", 30)
+            n_ev = c["nps.responses"]
+            inputs = ["nps.responses", "accounts"]
+        else:
+            c = gen(st, "--accounts", accounts, "--count", 10 * accounts,
+                    "--rate", 0, "--seed", 12, "--days", 30,
+                    "--usage-per-response", 1, "--topic-prefix", prefix)
+            n_ev = c[prefix + "product.usage"]
+            inputs = [prefix + "product.usage", prefix + "accounts"]
+            sets = ["topic.usage=" + prefix + "product.usage",
+                    "topic.accounts=" + prefix + "accounts"]
+        ends = st.ends(inputs)
+        total = sum(ends.values())
+        path = os.path.join(st.dir, "monitor-%s.txt" % kind)
+        cap = MonitorCapture(st.redis_port, path)
+        bench = {c["addr"] for c in st.r.client_list()}  # before npsd
+        cap.start()
+        log("redis: npsd over", total, kind, "messages, MONITOR on")
+        res = timed_run(st, "npsd", "npsd", inputs, ends, sets=sets)
+        bench.add(st.r.client_info()["addr"])
+        cap.stop(st.r)
+        if kind == "responses":
+            verify_redis_responses(st, n_ev)
+        else:
+            verify_redis_usage(st, n_ev)
+        sizes = [st.r.hstrlen(k, "b") for k in
+                 st.r.scan_iter("nps:{*}:st", count=10000)]
+        cmds = monitor_commands(path, bench)
+        os.remove(path)
+        evals = [i for i, c in enumerate(cmds) if c[0].upper() == b"EVAL"]
+        if not evals:
+            raise AssertionError("no write.lua call in the capture")
+        log("redis: replaying", len(cmds), "commands,", len(evals),
+            "write.lua calls")
+        cpu_sent, replies, cs_sent = replay(st.redis_port, cmds)
+        # faithful: one instance never loses a guard, so every cas passes
+        # again in the replay as it did when npsd sent it
+        modes, lost, inner = {}, 0, 0
+        for i in evals:
+            keys, argv, words = eval_parts(cmds[i])
+            m = argv[0].decode()
+            modes[m] = modes.get(m, 0) + 1
+            inner += len(words)
+            rep = replies[i]
+            if isinstance(rep, Exception):
+                raise AssertionError("replayed write.lua failed: %s" % rep)
+            if m == "cas" and rep[0] != 1:
+                lost += 1
+        if lost:
+            raise AssertionError("%d cas calls lost their guard in the "
+                                 "replay: it does not repeat npsd's run"
+                                 % lost)
+        plain = []
+        evset = set(evals)
+        for i, c in enumerate(cmds):
+            plain += eval_as_plain(c, replies[i]) if i in evset else [c]
+        cpu_plain, _, cs_plain = replay(st.redis_port, plain)
+        body = len(write_lua_body())
+        return {"kind": kind, "accounts": accounts, "events": total,
+                "kind_events": n_ev, "commands": len(cmds),
+                "write_calls": len(evals), "write_modes": modes,
+                "commands_per_write_call": inner / len(evals),
+                "write_call_bytes": sum(
+                    sum(len(x) for x in cmds[i]) for i in evals) / len(evals),
+                "script_bytes": body,
+                "state_bytes": sum(sizes) / max(1, len(sizes)),
+                "cpu_us_per_event": cpu_sent / total * 1e6,
+                "plain_cpu_us_per_event": cpu_plain / total * 1e6,
+                "plain_commands": len(plain),
+                "by_command": cs_sent, "by_command_plain": cs_plain,
+                "capture_run": {k: res[k] for k in (
+                    "rate", "cpu_s_per_m", "redis_cpu_s_per_m", "eval_calls",
+                    "eval_usec")}}
+    finally:
+        st.close()
 
 
 # ---- perf -----------------------------------------------------------------
@@ -1000,11 +1311,16 @@ LUA_RANGE = None
 # npsd functions whose inclusive time (with callees, from DWARF call
 # graphs) says where npsd's own CPU goes
 NPSD_STAGES = ("npsd_pipeline_run", "npsd_pipeline_parse", "npsd_event_parse",
-               "npsd_themes_match", "npsd_store_apply",
-               "npsd_store_append_group", "npsd_store_read_replies",
-               "npsd_pipeline_enrich", "json_loadb", "npsd_enrich_build",
-               "json_dumps", "npsd_pipeline_deliver", "npsd_kafka_produce",
-               "npsd_kafka_poll_batch", "npsd_kafka_commit",
+               "npsd_themes_match", "npsd_pipeline_apply", "npsd_store_apply",
+               "npsd_store_process", "npsd_store_gather",
+               "npsd_store_read_parse", "npsd_state_decode",
+               "npsd_step_account", "npsd_step_response", "npsd_step_usage",
+               "npsd_step_view", "npsd_step_snapshot", "npsd_state_encode",
+               "npsd_store_write_account", "npsd_write_argv",
+               "npsd_cluster_exec", "npsd_pipeline_enrich", "json_loadb",
+               "npsd_enrich_build", "json_dumps", "npsd_pipeline_deliver",
+               "npsd_kafka_produce", "npsd_kafka_poll_batch",
+               "npsd_kafka_commit", "npsd_pipeline_tick", "npsd_store_flush",
                "npsd_store_cohorts", "npsd_store_roll",
                "npsd_pipeline_observe_e2e", "rd_kafka_message_destroy")
 
@@ -1074,6 +1390,64 @@ def fmt_rate(x):
     return "%.0f" % x if x is not None else "-"
 
 
+THROUGHPUT_ROWS = ("responses", "usage", "mix", "scale2", "rss100k",
+                   "memory90", "cluster responses", "cluster usage")
+# bookkeeping of the benchmark itself, left out of "Redis time by command"
+BENCH_COMMANDS = ("info", "config", "config|resetstat", "config|set",
+                  "slowlog", "slowlog|reset", "slowlog|get", "scan", "ping",
+                  "hlen", "scard", "exists", "dbsize", "client|list",
+                  "client|info", "echo", "cluster|slots", "cluster|keyslot")
+
+
+def throughput_table(rows):
+    """The table of the throughput scenarios, and their CPU until settled."""
+    print()
+    print("CPU per input event (s per M = µs per event) up to the last "
+          "commit, as in every earlier run; an input includes its account "
+          "records. EVAL: write.lua calls (guarded account writes and fenced "
+          "global deltas).")
+    print()
+    print("| scenario | input events | npsd events/s (sustained) | "
+          "pass-through events/s | npsd/pass-through | npsd CPU s per M | "
+          "pass-through CPU s per M | "
+          "Redis CPU s per M | broker CPU s per M | npsd peak RSS MiB | "
+          "events per EVAL | µs per EVAL | npsd wall in Redis | "
+          "CPU steal |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        name = r["scenario"]
+        n = r["npsd"]
+        pt = r.get("pt")
+        calls = n["eval_calls"] or 1
+        print("| %s | %d | %s | %s | %s | %.1f | %s | %.1f | %.1f | %.1f "
+              "| %.1f | %.0f | %.0f %% | %.0f %% |" % (
+                  name + (" (%d inst.)" % n["instances"]
+                          if n["instances"] > 1 else ""),
+                  n["events"], fmt_rate(n["rate"]),
+                  fmt_rate(pt["rate"]) if pt else "-",
+                  "%.0f %%" % (100 * n["rate"] / pt["rate"]) if pt else "-",
+                  n["cpu_s_per_m"],
+                  "%.1f" % pt["cpu_s_per_m"] if pt else "-",
+                  n["redis_cpu_s_per_m"],
+                  n["broker_cpu_s_per_m"], n["rss_mib"],
+                  n["events"] / calls, n["eval_usec"] / calls,
+                  100 * n.get("redis_wait_share", 0) / n["instances"],
+                  100 * n.get("steal", 0)))
+    print()
+    print("until the engine settled (npsd still running after the last "
+          "commit: global deltas applied, views refreshed, outboxes "
+          "drained), CPU s per M input events:")
+    for r in rows:
+        name = r["scenario"]
+        n = r["npsd"]
+        print("  %s: settled %.1f s after the last commit; npsd %.1f, "
+              "Redis %.1f%s" % (
+                  name, n["settle_s"], n["cpu_settled_s_per_m"],
+                  n["redis_cpu_settled_s_per_m"],
+                  "; %d alerts still in the outboxes" % n["outbox_left"]
+                  if n.get("outbox_left") else ""))
+
+
 def report(rows, a):
     by = {r["scenario"]: r for r in rows}
     print()
@@ -1085,33 +1459,29 @@ def report(rows, a):
                                 a.partitions, os.cpu_count(),
                                 rows[0].get("load_before", loadavg())
                                 if rows else loadavg()))
-    print()
-    print("| scenario | input events | npsd events/s (sustained) | "
-          "pass-through events/s | npsd/pass-through | npsd CPU s per M | "
-          "Redis CPU s per M | broker CPU s per M | npsd peak RSS MiB | "
-          "events per EVALSHA | µs per EVALSHA | npsd wall in Redis | "
-          "CPU steal |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for name in ("responses", "usage", "mix", "scale2", "rss100k",
-                 "memory90"):
+    throughput_rows = [by[name] for name in THROUGHPUT_ROWS if name in by]
+    if throughput_rows:
+        throughput_table(throughput_rows)
+    for name in ("cluster responses", "cluster usage"):
         r = by.get(name)
         if not r:
             continue
         n = r["npsd"]
-        pt = r.get("pt")
-        calls = n["evalsha_calls"] or 1
-        print("| %s | %d | %s | %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f "
-              "| %.0f | %.0f %% | %.0f %% |" % (
-                  name + (" (%d inst.)" % n["instances"]
-                          if n["instances"] > 1 else ""),
-                  n["events"], fmt_rate(n["rate"]),
-                  fmt_rate(pt["rate"]) if pt else "-",
-                  "%.0f %%" % (100 * n["rate"] / pt["rate"]) if pt else "-",
-                  n["cpu_s_per_m"], n["redis_cpu_s_per_m"],
-                  n["broker_cpu_s_per_m"], n["rss_mib"],
-                  n["events"] / calls, n["evalsha_usec"] / calls,
-                  100 * n.get("redis_wait_share", 0) / n["instances"],
-                  100 * n.get("steal", 0)))
+        print()
+        print("%s, Redis Cluster of %d primaries, per node (port: Redis CPU "
+              "s per M input events to the last commit / until settled, "
+              "EVAL calls, µs per EVAL, keys): %s; sum %.1f / %.1f" % (
+                  name, len(n["node_redis_cpu_s_per_m"]), "; ".join(
+                      "%s%s: %.1f / %.1f, %d, %.0f, %d" % (
+                          port, " (holds {g})" if port == n["g_node"] else "",
+                          v, n["node_redis_cpu_settled_s_per_m"][port],
+                          n["node_eval"][port][0],
+                          n["node_eval"][port][1] /
+                          max(1, n["node_eval"][port][0]),
+                          n["node_keys"][port])
+                      for port, v in sorted(
+                          n["node_redis_cpu_s_per_m"].items())),
+                  n["redis_cpu_s_per_m"], n["redis_cpu_settled_s_per_m"]))
     for name in ("scale2",):
         r = by.get(name)
         if r and r["npsd"].get("redelivered"):
@@ -1142,8 +1512,7 @@ def report(rows, a):
             print("  npsd busy time by stage at %d/s (polling excluded): %s" % (lat["rate"],
                                                   fmt_split(lat["stages"])))
     print()
-    for name in ("responses", "usage", "mix", "scale2", "rss100k",
-                 "memory90"):
+    for name in THROUGHPUT_ROWS:
         r = by.get(name)
         if r and r["npsd"].get("stages"):
             print("%s: npsd busy time by stage (polling excluded): %s" % (
@@ -1152,67 +1521,78 @@ def report(rows, a):
     for r in rows:
         n = r.get("npsd")
         if not n or "commandstats" not in n or r["scenario"] not in (
-                "responses", "usage", "mix"):
+                "responses", "usage", "mix", "cluster responses",
+                "cluster usage"):
             continue
-        cs = n["commandstats"]
-        ev_us = cs.get("evalsha", (0, 0))[1] or 1
-        inner = sorted(((k, v) for k, v in cs.items()
-                        if k not in ("evalsha", "info", "config", "slowlog",
-                                     "script", "ping", "hlen", "hscan",
-                                     "hdel|outbox")),
-                       key=lambda x: -x[1][1])
-        inner_us = sum(v[1] for k, v in inner)
+        cs = {k: v for k, v in n["commandstats"].items()
+              if k not in BENCH_COMMANDS}
+        ev = n["events"]
+        top = sorted(cs.items(), key=lambda kv: -kv[1][1])
         print()
-        print("%s: Redis time inside EVALSHA %.0f s over %d calls; commands "
-              "the script ran %.0f %% of it (%s), the rest (%.0f %%) is Lua "
-              "and cjson" % (
-                  r["scenario"], ev_us / 1e6, cs.get("evalsha", (0,))[0],
-                  100 * inner_us / ev_us,
-                  ", ".join("%s %.1f %% %d calls" % (k, 100 * v[1] / ev_us,
-                                                      v[0])
-                            for k, v in inner[:8]),
-                  100 - 100 * inner_us / ev_us))
+        print("%s: Redis time by command (commandstats, µs per input event "
+              "and calls per input event; what write.lua ran counts under "
+              "its own name too, and inside eval): %s" % (
+                  r["scenario"], ", ".join(
+                      "%s %.1f µs %.2f calls" % (k, v[1] / ev, v[0] / ev)
+                      for k, v in top[:10])))
     mem = by.get("memory90")
     if mem:
         print()
         print("Redis after 90 days: %d accounts, %d responses, %d usage "
               "events: %.1f KiB per account as loaded, %.1f KiB after "
-              "emulated expiry of out:/useen: keys" % (
+              "emulated expiry of out:/useen: keys%s" % (
                   mem["accounts"], mem["responses"], mem["usage"],
                   mem["kib_per_account_loaded"],
-                  mem["kib_per_account_steady"]))
+                  mem["kib_per_account_steady"],
+                  " (%d alerts still in the outboxes at the snapshot)" %
+                  mem["outbox_left"] if mem.get("outbox_left") else ""))
         print("  per key class (steady), KiB per account: " + ", ".join(
             "%s %.2f" % (k, v[1] / mem["accounts"] / 1024)
             for k, v in sorted(mem["classes_steady"].items(),
-                               key=lambda x: -x[1][1])[:12]))
+                               key=lambda x: -x[1][1])[:14]))
     red = by.get("redis")
     if red:
         print()
         print("Redis ceiling, redis-benchmark -P 16 -c 4 (requests/s): " +
               ", ".join("%s %.0f" % kv
                         for kv in red["redis_benchmark"].items()))
-        print("apply.lua, server µs per call (per event): " + ", ".join(
-            "%s %.0f (%.1f)" % (k, v["us_per_call"], v["us_per_event"])
-            for k, v in red["apply_lua"].items()))
-        print("  the same, Redis CPU µs per call (user + system, INFO cpu): "
-              + ", ".join("%s %.0f" % (k, v["cpu_us_per_call"])
-                          for k, v in red["apply_lua"].items()
-                          if "cpu_us_per_call" in v))
-        for k, v in red["apply_lua"].items():
-            if "by_command" in v:
-                print("  %s: %.1f commands, by command (calls, µs per "
-                      "account): %s" % (k, v["commands_per_call"], ", ".join(
-                          "%s %.1f / %.1f" % (c, n, u) for c, (n, u) in
-                          list(v["by_command"].items())[:10])))
+        for kind, v in red["replay"].items():
+            cs = sorted(v["by_command"].items(), key=lambda kv: -kv[1][1])
+            print("%s, a captured npsd run replayed (%d accounts, %d input "
+                  "events): Redis CPU µs per input event %.1f as npsd sent "
+                  "it, %.1f with each write.lua call replaced by the commands "
+                  "it ran (the guard script: %.0f %%); %.1f commands per "
+                  "event (%.1f plain), %.2f write.lua calls per event (%s), "
+                  "%.1f commands and %.0f bytes per call (script %d), state "
+                  "record %.0f bytes; the capture run (MONITOR on) "
+                  "%.0f events/s" % (
+                      kind, v["accounts"], v["events"],
+                      v["cpu_us_per_event"], v["plain_cpu_us_per_event"],
+                      100 * (1 - v["plain_cpu_us_per_event"] /
+                             max(1e-9, v["cpu_us_per_event"])),
+                      v["commands"] / v["events"],
+                      v["plain_commands"] / v["events"],
+                      v["write_calls"] / v["events"],
+                      ", ".join("%s %d" % kv for kv in
+                                sorted(v["write_modes"].items())),
+                      v["commands_per_write_call"], v["write_call_bytes"],
+                      v["script_bytes"], v["state_bytes"],
+                      v["capture_run"]["rate"]))
+            print("  by command as sent (µs per input event, calls per "
+                  "event): " + ", ".join(
+                      "%s %.1f / %.2f" % (k, c[1] / v["events"],
+                                          c[0] / v["events"])
+                      for k, c in cs[:10]))
     for r in rows:
         if r.get("slowlog"):
             print()
-            print("%s: apply.lua by mode from SLOWLOG (every call logged): " %
-                  r["scenario"] + ", ".join(
-                      "%s %d calls, %.1f events/call, %.0f µs/call, %.1f "
-                      "µs/event" % (k, c, e / c, u / c, u / e)
-                      for k, (c, e, u) in sorted(r["slowlog"].items())
-                      if c))
+            print("%s: commands of %d µs or more from SLOWLOG (calls, mean "
+                  "and max µs; what a script runs is logged too): " % (
+                      r["scenario"], SLOWLOG_US) +
+                  ", ".join("%s %d calls %.0f / %d µs" % (k, c, u / c, mx)
+                            for k, (c, u, mx) in sorted(
+                                r["slowlog"].items(), key=lambda x: -x[1][1])
+                            if c))
         if r.get("perf"):
             if r.get("perf_stages"):
                 print("%s: npsd inclusive CPU by function (%% of npsd "
@@ -1222,6 +1602,7 @@ def report(rows, a):
             for who, groups in r["perf"].items():
                 print("%s: perf self time of %s: " % (r["scenario"], who) +
                       ", ".join("%s %.1f %%" % g for g in groups[:10]))
+    summary(by)
     print()
     print("targets:")
     checks = []
@@ -1254,6 +1635,84 @@ def report(rows, a):
                                            "met" if ok else "NOT met"))
 
 
+def summary(by):
+    """The figures of the state-engine issue, each from the scenario that
+    measures it ("-": that scenario did not run)."""
+    def npsd(name, key):
+        r = by.get(name)
+        return r["npsd"][key] if r else None
+
+    def share(name):
+        r = by.get(name)
+        if not r or not r.get("pt"):
+            return "-"
+        return "%.1f %% (%s of %s events/s)" % (
+            100 * r["npsd"]["rate"] / r["pt"]["rate"],
+            fmt_rate(r["npsd"]["rate"]), fmt_rate(r["pt"]["rate"]))
+
+    def per_kind(name, key):
+        """µs per input event, and per event of the scenario's own kind
+        with the account records' cost charged to it."""
+        r = by.get(name)
+        if not r:
+            return "-"
+        n = r["npsd"]
+        kind = r["responses"] or r["usage"]
+        return "%.1f per input event, %.1f per %s (to the last commit); " \
+            "%.1f per input event until settled" % (
+                n[key], n[key] * n["events"] / max(1, kind),
+                "response" if r["responses"] else "usage event",
+                n[key.replace("_s_per_m", "_settled_s_per_m")])
+    print()
+    print("summary: the figures the state-engine issue asks for (CPU in "
+          "µs; an input event is a response, a usage event or an account "
+          "record, as in runs G and I):")
+    rows = [
+        ("Redis CPU-µs per response", per_kind("responses",
+                                               "redis_cpu_s_per_m")),
+        ("Redis CPU-µs per usage event", per_kind("usage",
+                                                  "redis_cpu_s_per_m")),
+        ("npsd CPU-µs per response", per_kind("responses", "cpu_s_per_m")),
+        ("npsd CPU-µs per usage event", per_kind("usage", "cpu_s_per_m")),
+        ("responses rate, % of pass-through", share("responses")),
+        ("usage rate, % of pass-through", share("usage")),
+    ]
+    lat = by.get("latency")
+    rows.append(("p99 submission -> classified output, %s/s" % (
+        "{:,}".format(lat["rate"]) if lat else "2,000"),
+        "%d ms (p50 %d ms, %d responses measured)" % (
+            lat["p99_ms"], lat["p50_ms"], lat["measured"]) if lat else "-"))
+    rss = npsd("rss100k", "rss_mib")
+    r100 = by.get("rss100k")
+    rows.append(("npsd peak RSS, %s accounts" % (
+        "{:,}".format(r100["accounts"]) if r100 else "99,999"),
+        "%.1f MiB" % rss if rss is not None else "-"))
+    mem = by.get("memory90")
+    rows.append(("Redis KiB per active account, 90 days",
+                 "%.1f steady, %.1f as loaded" % (
+                     mem["kib_per_account_steady"],
+                     mem["kib_per_account_loaded"]) if mem else "-"))
+    for name in ("cluster responses", "cluster usage"):
+        r = by.get(name)
+        if not r:
+            continue
+        n = r["npsd"]
+        rows.append((name + ", 3 primaries",
+                     "%s events/s%s; npsd %.1f µs per input event; Redis "
+                     "per node %s (sum %.1f) µs per input event" % (
+                         fmt_rate(n["rate"]),
+                         " (%.1f %% of the pass-through)" % (
+                             100 * n["rate"] / r["pt"]["rate"])
+                         if r.get("pt") else "", n["cpu_s_per_m"],
+                         " / ".join("%.1f%s" % (
+                             v, " ({g})" if p == n["g_node"] else "")
+                             for p, v in sorted(
+                                 n["node_redis_cpu_s_per_m"].items())),
+                         n["redis_cpu_s_per_m"])))
+    for k, v in rows:
+        print("  %-44s %s" % (k, v))
+
+
 def main():
     global VERBOSE, EXTRA_SETS
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1283,8 +1742,9 @@ def main():
         if not os.path.exists(os.path.join(a.build, b)):
             sys.exit("%s/%s missing: cmake --build %s" % (a.build, b, a.build))
     # Input sizes: at the rates measured on 2026-11-26 (docs/benchmarks.md)
-    # each npsd run takes 30-60 s. Raise --scale when npsd gets faster so
-    # that every run still lasts well over 10 s.
+    # each npsd run took 30-60 s; with the state engine in C, 15-40 s.
+    # Raise --scale when npsd gets faster so that every run still lasts
+    # well over 10 s.
     sc = a.scale * (0.1 if a.quick else 1.0)
 
     def n(x, least=100):
@@ -1319,7 +1779,13 @@ def main():
                                             a.accounts),
                                     scenario="latency500")),
         ("memory90", lambda: memory90(a, 200 if a.quick else 2000, 30, 2)),
-        ("redis", lambda: redis_ceiling(a, n(1000000, 10000))),
+        # the responses and the usage inputs again, on 3 primaries
+        ("cluster", lambda: throughput(a, "cluster responses", a.accounts,
+                                       responses=n(60000), cluster=True)),
+        ("cluster", lambda: throughput(a, "cluster usage", a.accounts,
+                                       usage=n(150000), cluster=True)),
+        ("redis", lambda: redis_ceiling(a, n(1000000, 10000),
+                                        n(2000, 200))),
     ]
     failed = []
     try:
