@@ -91,10 +91,15 @@ if mode == 'cas' then
   -- first write only, so an out-of-memory call changes nothing.
   redis.call('HSET', guard, field, ARGV[4])
 elseif mode == 'groups' then
-  -- one fence per group: the commands after a GROUP run only when it passes
+  -- one fence per group: the commands after a GROUP run only when it
+  -- passes. Increments commute and set additions repeat harmlessly, so the
+  -- passing groups' HINCRBY and SADD of one key and field are summed and
+  -- sent once, at the end (many accounts bump the same counters).
   local newer, out, run = ARGV[2] == 'newer', {3}, false
+  local incr, adds = {}, {}
   for _, j in ipairs(at) do
-    if ARGV[j + 1] == 'GROUP' then
+    local name = ARGV[j + 1]
+    if name == 'GROUP' then
       local f, s = ARGV[j + 2], seq_of(ARGV[j + 3])
       local cur = seq_of(redis.call('HGET', guard, f) or '0') or 0
       if cur >= s then out[#out + 1] = 2; run = false
@@ -102,9 +107,26 @@ elseif mode == 'groups' then
         redis.call('HSET', guard, f, ARGV[j + 3])
         out[#out + 1] = 1; run = true
       else out[#out + 1] = 0; run = false end
+    elseif run and name == 'HINCRBY' and ARGV[j] == '4' and
+           tonumber(ARGV[j + 4]) then
+      local h = incr[ARGV[j + 2]]
+      if not h then h = {}; incr[ARGV[j + 2]] = h end
+      h[ARGV[j + 3]] = (h[ARGV[j + 3]] or 0) + tonumber(ARGV[j + 4])
+    elseif run and name == 'SADD' and ARGV[j] == '3' then
+      local m = adds[ARGV[j + 2]]
+      if not m then m = {}; adds[ARGV[j + 2]] = m end
+      m[ARGV[j + 3]] = true
     elseif run then
       redis.call(unpack(ARGV, j + 1, j + tonumber(ARGV[j])))
     end
+  end
+  for k, h in pairs(incr) do
+    for f, by in pairs(h) do
+      if by ~= 0 then redis.call('HINCRBY', k, f, by) end
+    end
+  end
+  for k, m in pairs(adds) do
+    for v in pairs(m) do redis.call('SADD', k, v) end
   end
   return out
 elseif mode == 'later' then
