@@ -416,7 +416,12 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                         pl->stats.duplicates++;
                 if (!res->snapshot)
                         continue;
-                snap = json_loadb(res->snapshot, res->snapshot_len, 0, &jerr);
+                /* counted now: the record as the step built it; else the
+                 * one Redis kept */
+                snap = res->snapshot_json
+                               ? json_incref((json_t *)res->snapshot_json)
+                               : json_loadb(res->snapshot, res->snapshot_len,
+                                            0, &jerr);
                 if (!res->counted &&
                     strcmp(json_string_value(json_object_get(snap, "digest"))
                                    ?: "",

@@ -178,7 +178,9 @@ void npsd_step_out_free(npsd_step_out_t *out) {
 void npsd_step_responses_free(npsd_step_response_t *responses, size_t cnt) {
         for (size_t i = 0; i < cnt; i++) {
                 free(responses[i].snapshot);
+                json_decref(responses[i].snapshot_json);
                 responses[i].snapshot = NULL;
+                responses[i].snapshot_json = NULL;
                 responses[i].snapshot_len = 0;
         }
 }
@@ -556,7 +558,7 @@ static int npsd_step_snapshot(const npsd_step_env_t *env,
                 goto fail;
         sr->snapshot_len = strlen(sr->snapshot);
         json_decref(prev);
-        json_decref(o);
+        sr->snapshot_json = o;
         return 0;
 fail:
         json_decref(prev);
@@ -1195,12 +1197,30 @@ static int npsd_step_pending_expire(const npsd_step_env_t *env,
         return changed;
 }
 
+/* The views and field lists one step compares, some 40 KiB: allocated
+ * once per thread and reused by every step (a step runs to its end on one
+ * thread), not once per account. */
+typedef struct npsd_step_scratch_s {
+        npsd_step_view_t oldv, newv;
+        npsd_fields_t of[NPSD_WINDOWS_MAX + 2]; /* windows, summary, alerts */
+        npsd_fields_t nf;
+} npsd_step_scratch_t;
+
+static _Thread_local npsd_step_scratch_t *npsd_step_scratch_tls;
+
+static npsd_step_scratch_t *npsd_step_scratch(void) {
+        if (!npsd_step_scratch_tls)
+                npsd_step_scratch_tls = malloc(sizeof(*npsd_step_scratch_tls));
+        return npsd_step_scratch_tls;
+}
+
 int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
                       npsd_state_t *st, npsd_step_out_t *out, char *errstr,
                       size_t errstr_size) {
         const npsd_kvs_t *account = in->account;
-        npsd_step_view_t *oldv = NULL, *newv = NULL;
-        npsd_fields_t *of = NULL, *nf = NULL; /* windows, then summary */
+        npsd_step_scratch_t *scratch;
+        npsd_step_view_t *oldv, *newv;
+        npsd_fields_t *of, *nf; /* windows, then summary, alerts */
         const char *cause = NULL;
         const char *owner0 = npsd_kvs_get(in->account, "csm_owner");
         int changed = 0, rewrite, whole, W = env->periods.window_cnt;
@@ -1208,11 +1228,14 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
         snprintf(out->old_owner, sizeof(out->old_owner), "%s",
                  owner0 ? owner0 : "");
         snprintf(out->new_owner, sizeof(out->new_owner), "%s", out->old_owner);
-        if (!(oldv = malloc(sizeof(*oldv))) ||
-            !(newv = malloc(sizeof(*newv))) ||
-            !(of = calloc((size_t)W + 2, sizeof(*of))) ||
-            !(nf = malloc(sizeof(*nf))))
+        if (!(scratch = npsd_step_scratch()))
                 goto oom;
+        oldv = &scratch->oldv;
+        newv = &scratch->newv;
+        of = scratch->of;
+        nf = &scratch->nf;
+        for (int w = 0; w < W + 2; w++)
+                of[w].cnt = 0;
 
         /* the views the state stands for as it comes in: written today
          * under today's settings, they are what Redis holds, and only the
@@ -1438,17 +1461,9 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
         out->changed = changed;
         out->next_timer_ms = npsd_step_next_timer(env, st);
 
-        free(oldv);
-        free(newv);
-        free(of);
-        free(nf);
         return 0;
 oom:
         snprintf(errstr, errstr_size, "account %s: out of memory",
                  in->account_id);
-        free(oldv);
-        free(newv);
-        free(of);
-        free(nf);
         return -1;
 }

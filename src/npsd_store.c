@@ -2095,6 +2095,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                 res->counted = sr->counted;
                 res->snapshot = sr->snapshot;
                 res->snapshot_len = sr->snapshot_len;
+                res->snapshot_json = sr->counted ? sr->snapshot_json : NULL;
                 /* a repeat within the batch reads as its first copy */
                 if (!sr->counted && !sr->snapshot)
                         for (size_t j = 0; j < store->sresp_cnt; j++)
@@ -2106,6 +2107,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                                         res->snapshot = store->sresp[j].snapshot;
                                         res->snapshot_len =
                                                 store->sresp[j].snapshot_len;
+                                        res->snapshot_json = NULL;
                                         break;
                                 }
         }

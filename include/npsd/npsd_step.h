@@ -88,6 +88,9 @@ typedef struct npsd_step_response_s {
                                        * (JSON, see npsd_enrich_build()),
                                        * owned by the step result */
         size_t snapshot_len;
+        json_t *snapshot_json;        /* out: the same record as built (a
+                                       * reference owned likewise), so that
+                                       * the output needs no parse of it */
 } npsd_step_response_t;
 
 typedef struct npsd_step_usage_s {

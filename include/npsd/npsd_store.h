@@ -17,6 +17,7 @@
 #ifndef NPSD_STORE_H
 #define NPSD_STORE_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,9 @@ typedef struct npsd_store_result_s {
         const char *snapshot; /* JSON record of the response as counted, or
                                * NULL (a duplicate older than replay.days) */
         size_t snapshot_len;
+        const json_t *snapshot_json; /* the same record as built, when the
+                                      * response counted now (no parse
+                                      * needed); NULL otherwise */
 } npsd_store_result_t;
 
 /* Creates a store for conf's Redis settings and tries to connect (a failed
