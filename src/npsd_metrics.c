@@ -59,6 +59,7 @@ void npsd_metrics_publish(npsd_metrics_t *m,
         s->batches = st->batches;
         memcpy(s->rejected, st->rejected, sizeof(s->rejected));
         s->redis_errors = st->redis_errors;
+        s->version_conflicts = st->version_conflicts;
         s->delivery_retries = st->delivery_retries;
         memcpy(s->alerts, st->alerts, sizeof(s->alerts));
         s->timer_runs = st->timer_runs;

@@ -199,6 +199,11 @@ char *npsd_metrics_render(const npsd_metrics_snapshot_t *s, size_t *lenp) {
                          "Failed Redis round trips of a batch (each is "
                          "retried).",
                          s->redis_errors);
+        npsd_buf_counter(&b, "npsd_version_conflicts_total",
+                         "Account writes refused because another writer "
+                         "changed the account since it was read (each is "
+                         "read and computed again).",
+                         s->version_conflicts);
         npsd_buf_head(&b, "npsd_alerts_raised_total", "counter",
                       "Account alerts published on the alerts topic, by "
                       "type.");

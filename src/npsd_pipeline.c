@@ -352,6 +352,7 @@ static int npsd_pipeline_apply(npsd_pipeline_t *pl,
                 npsd_hist_observe(&pl->stats.redis_apply,
                                   NPSD_HIST_REDIS_APPLY,
                                   npsd_pipeline_mono_s() - t0);
+                pl->stats.version_conflicts = npsd_store_conflicts(pl->store);
                 if (arc == 0)
                         break;
                 pl->stats.redis_errors++;

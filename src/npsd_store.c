@@ -198,6 +198,7 @@ struct npsd_store_s {
         size_t alerts_handed; /* fetched, not yet acknowledged */
 
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
+        uint64_t conflicts; /* account writes that lost a version race */
         int64_t dedupe_period;
         int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
                           * what expiries are measured against */
@@ -317,6 +318,10 @@ void npsd_store_destroy(npsd_store_t *store) {
         npsd_write_destroy(store->w);
         npsd_cluster_destroy(store->cl);
         free(store);
+}
+
+uint64_t npsd_store_conflicts(const npsd_store_t *store) {
+        return store->conflicts;
 }
 
 int npsd_store_up(const npsd_store_t *store) {
@@ -2035,8 +2040,10 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         st = npsd_write_call_result(store->w, (size_t)a->call,
                                                     store->cl, &cur, errstr,
                                                     errstr_size);
-                        if (st == NPSD_WRITE_CONFLICT)
+                        if (st == NPSD_WRITE_CONFLICT) {
+                                store->conflicts++;
                                 continue; /* read again, step again */
+                        }
                         if (st != NPSD_WRITE_APPLIED)
                                 return -1;
                         a->done = 1;

@@ -100,6 +100,7 @@ typedef struct npsd_metrics_snapshot_s {
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries, timer_runs;
+        uint64_t version_conflicts;
         uint64_t alerts[NPSD_ALERT__CNT]; /* published, by type */
         npsd_hist_t hist[NPSD_HIST__CNT];
         double stage_seconds[NPSD_STAGE__CNT];

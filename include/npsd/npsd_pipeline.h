@@ -27,6 +27,8 @@ typedef struct npsd_pipeline_stats_s {
         uint64_t consumed, accepted, duplicates, produced, batches;
         uint64_t rejected[NPSD_REJECT__CNT];
         uint64_t redis_errors, delivery_retries;
+        uint64_t version_conflicts; /* account writes that lost a version
+                                     * race and were computed again */
         uint64_t alerts[NPSD_ALERT__CNT]; /* alerts published, by type */
         uint64_t timer_runs; /* timer passes completed: windows rolled,
                               * deadlines checked, outbox drained */

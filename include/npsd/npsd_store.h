@@ -56,6 +56,11 @@ npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                              const npsd_themes_t *themes);
 void npsd_store_destroy(npsd_store_t *store);
 
+/* Account writes refused since creation because another writer had
+ * changed the account since it was read (each was read and computed
+ * again). */
+uint64_t npsd_store_conflicts(const npsd_store_t *store);
+
 /* 1 while the last command reached Redis. */
 int npsd_store_up(const npsd_store_t *store);
 
