@@ -50,6 +50,7 @@
 #define NPSD_OUTBOX_RETRY_MS 30000 /* an alert not acknowledged by then is
                                     * published again by the timer */
 #define NPSD_KEY_MAX 512
+#define NPSD_STORE_SLICE 512 /* accounts per read and write round trip */
 
 /* ---- stable memory for one round trip's words --------------------------- */
 
@@ -166,13 +167,15 @@ struct npsd_store_s {
         const npsd_themes_t *themes;
         npsd_cluster_t *cl;
         npsd_write_t *w;
-        npsd_arena_t arena;
+        npsd_arena_t arena;   /* one slice's keys and argv */
+        npsd_arena_t idarena; /* the round's account ids */
         int up;
         char server_version[64];
 
         /* the round trip's accounts */
         npsd_store_acct_t *accts;
         size_t acct_cnt, acct_size;
+        size_t lo, hi; /* the slice of accts being read, stepped, written */
         size_t *hmap; /* open addressing: account index + 1, 0 empty */
         size_t hmap_size;
 
@@ -315,6 +318,7 @@ void npsd_store_destroy(npsd_store_t *store) {
         free(store->sfu);
         free(store->sctx);
         npsd_arena_free(&store->arena);
+        npsd_arena_free(&store->idarena);
         npsd_write_destroy(store->w);
         npsd_cluster_destroy(store->cl);
         free(store);
@@ -483,7 +487,7 @@ static npsd_store_acct_t *npsd_store_acct(npsd_store_t *store,
                 return NULL;
         a = &store->accts[store->acct_cnt];
         memset(a, 0, sizeof(*a));
-        if (!(a->id = npsd_arena_strn(&store->arena, id, strlen(id))))
+        if (!(a->id = npsd_arena_strn(&store->idarena, id, strlen(id))))
                 return NULL;
         a->call = -1;
         a->rx_pf = -1;
@@ -500,7 +504,9 @@ static void npsd_store_round_begin(npsd_store_t *store) {
         if (store->hmap)
                 memset(store->hmap, 0, store->hmap_size * sizeof(*store->hmap));
         npsd_arena_reset(&store->arena);
+        npsd_arena_reset(&store->idarena);
         npsd_write_reset(store->w);
+        store->lo = store->hi = 0;
 }
 
 /* Puts a batch's events in per-account slices: each kind is ordered by
@@ -738,7 +744,7 @@ static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
         long *rx;
         size_t n = 0;
 
-        for (size_t i = 0; i < store->acct_cnt; i++)
+        for (size_t i = store->lo; i < store->hi; i++)
                 if (!store->accts[i].done)
                         n += store->accts[i].un * 2;
         if (!n)
@@ -747,7 +753,7 @@ static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
                 goto oom;
         npsd_cluster_begin(store->cl);
         n = 0;
-        for (size_t i = 0; i < store->acct_cnt; i++) {
+        for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
                 if (a->done)
                         continue;
@@ -784,7 +790,7 @@ static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
         if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
         n = 0;
-        for (size_t i = 0; i < store->acct_cnt; i++) {
+        for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
                 if (a->done)
                         continue;
@@ -1069,7 +1075,7 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
         size_t need = 0;
 
         npsd_cluster_begin(store->cl);
-        for (size_t i = 0; i < store->acct_cnt; i++) {
+        for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
                 a->has_counts = 0;
                 a->rx_pf = -1;
@@ -1088,7 +1094,7 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                 return 0;
         if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
-        for (size_t i = 0; i < store->acct_cnt; i++) {
+        for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
                 int64_t v[4];
                 if (a->rx_pf < 0)
@@ -1778,7 +1784,7 @@ oom:
 static int npsd_store_timers_due(npsd_store_t *store) {
         const char *zk = NULL, *at = NULL;
 
-        for (size_t i = 0; i < store->acct_cnt; i++) {
+        for (size_t i = store->lo; i < store->hi; i++) {
                 const npsd_store_acct_t *a = &store->accts[i];
                 const char *av[5] = {"ZADD", NULL, "LT", NULL, a->id};
                 if (a->done || a->call < 0 || !a->delta)
@@ -1950,7 +1956,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
 
                 /* read */
                 npsd_cluster_begin(store->cl);
-                for (size_t i = 0; i < store->acct_cnt; i++) {
+                for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
                                 continue;
@@ -1963,7 +1969,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                 if (npsd_store_exec(store, errstr, errstr_size))
                         return -1;
                 /* parse, then the counts where they can have moved */
-                for (size_t i = 0; i < store->acct_cnt; i++) {
+                for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
                                 continue;
@@ -1978,7 +1984,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                     npsd_store_counts(store, errstr, errstr_size))
                         return -1;
                 /* step */
-                for (size_t i = 0; i < store->acct_cnt; i++) {
+                for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_step_in_t in;
                         if (a->done)
@@ -2005,7 +2011,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                 npsd_store_scripts(store);
                 npsd_write_reset(store->w);
                 npsd_cluster_begin(store->cl);
-                for (size_t i = 0; i < store->acct_cnt; i++) {
+                for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
                                 continue;
@@ -2027,7 +2033,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         return -1;
                 npsd_store_cleanup_done(store, cleaned);
                 npsd_store_deltas_result(store);
-                for (size_t i = 0; i < store->acct_cnt; i++) {
+                for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_write_cur_t cur;
                         npsd_write_status_t st;
@@ -2093,8 +2099,26 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                 snprintf(errstr, errstr_size, "redis: out of memory");
                 return -1;
         }
-        if (npsd_store_process(store, errstr, errstr_size))
-                return -1;
+        /* a slice of accounts at a time: a batch of thousands of accounts
+         * would otherwise hold every account's state, views and words at
+         * once (a slice is one read and one write round trip) */
+        for (store->lo = 0; store->lo < store->acct_cnt;
+             store->lo = store->hi) {
+                store->hi = store->lo + NPSD_STORE_SLICE < store->acct_cnt
+                                    ? store->lo + NPSD_STORE_SLICE
+                                    : store->acct_cnt;
+                npsd_arena_reset(&store->arena);
+                if (npsd_store_process(store, errstr, errstr_size))
+                        return -1;
+                for (size_t i = store->lo; i < store->hi; i++) {
+                        npsd_store_acct_t *a = &store->accts[i];
+                        npsd_state_free(&a->st);
+                        npsd_kvs_free(&a->account);
+                        npsd_step_out_free(&a->out);
+                        free(a->delta);
+                        a->delta = NULL;
+                }
+        }
         for (size_t i = 0; i < store->sresp_cnt; i++) {
                 const npsd_step_response_t *sr = &store->sresp[i];
                 npsd_store_result_t *res =
@@ -2237,6 +2261,8 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         }
         if (!n)
                 return 0;
+        store->lo = 0;
+        store->hi = store->acct_cnt;
         if (npsd_store_process(store, errstr, errstr_size))
                 return -1;
         /* alerts left in the accounts' outboxes (a crash before the broker
