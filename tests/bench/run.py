@@ -59,6 +59,7 @@ Nothing here is a pass/fail test of performance: targets are compared and
 shown, never asserted.
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -1086,7 +1087,7 @@ def monitor_commands(path, skip_addrs):
     them, without those of skip_addrs (the benchmark's own connections),
     without what scripts ran (replayed by their EVAL) and without
     REPLAY_SKIP."""
-    cmds, bodies = [], {}
+    cmds, bodies, by_sha = [], {}, {}
     with open(path, "rb") as f:
         for line in f:  # arguments are escaped: one command per line
             if not line.startswith(b"+"):
@@ -1100,6 +1101,15 @@ def monitor_commands(path, skip_addrs):
                 continue
             args = [monitor_unquote(x)
                     for x in MONITOR_ARG.findall(text[rb + 1:])]
+            if len(args) > 2 and args[0].upper() == b"SCRIPT" and \
+                    args[1].upper() == b"LOAD":
+                # npsd loads write.lua on every node, then calls EVALSHA:
+                # the replay sends the body (EVAL), as npsd falls back to
+                by_sha[hashlib.sha1(args[2]).hexdigest().encode()] = args[2]
+                continue
+            if len(args) > 1 and args[0].upper() == b"EVALSHA" and \
+                    args[1].lower() in by_sha:
+                args = [b"EVAL", by_sha[args[1].lower()]] + args[2:]
             if args and args[0].decode("latin-1").upper() not in REPLAY_SKIP:
                 if len(args) > 1 and args[0].upper() == b"EVAL":
                     args[1] = bodies.setdefault(args[1], args[1])  # one copy
