@@ -1,8 +1,9 @@
 """npsctl account, top, reset and replay against a real three-primary Redis
 Cluster (tests/integration/rcluster.py) and against a plain redis-server,
 the same checks on both: keys of SPEC section 7's shapes for accounts
-spread over every primary (account, summary and window hashes, open loops
-and alert logs under {A}; ranks, cohorts, themes, CSM and suppression keys
+spread over every primary (account, summary and window hashes and alert
+logs under {A}; the open loops npsd keeps in its binary state record are
+left to it_account_card, which has npsd write them; ranks, cohorts, themes, CSM and suppression keys
 in slots of their own), written with a cluster-aware client. Then
 
 - `npsctl account A --json` equals what Redis holds for every account, and
@@ -84,11 +85,6 @@ def seed(c, accounts=ACCOUNTS):
             "last_score": "6", "updated_at": NOW_ISO})
         c.hset("nps:{%s}:w:30d" % a, mapping=window(i, 1))
         c.hset("nps:{%s}:w:90d" % a, mapping=window(i, 2))
-        rid = "r-%s" % a
-        c.sadd("nps:{%s}:loops" % a, rid)
-        c.hset("nps:{%s}:loop:%s" % (a, rid), mapping={
-            "submitted_at": NOW_ISO, "submitted_ms": "1772366400000",
-            "owner": "dana", "acknowledge_due": "1772452800000"})
         c.rpush("nps:{%s}:alert_log" % a, json.dumps({
             "type": "nps_drop", "severity": "high", "fired_at": NOW_ISO,
             "account_id": a, "details": {"trend": -12, "nps": 10,
@@ -126,13 +122,12 @@ def check_views(build, c, ropt):
         for w in ("30d", "90d"):
             assert js["windows"][w] == c.hgetall("nps:{%s}:w:%s" % (a, w)), \
                 (a, w, js["windows"])
-        assert [f["response_event_id"] for f in js["followups"]] == \
-            ["r-" + a], js["followups"]
+        assert js["followups"] == [], js["followups"]
         assert [x["type"] for x in js["alerts"]] == ["nps_drop"], js["alerts"]
     a = ACCOUNTS[5]
     card = npsctl(build, "account", a, *ropt).stdout
     w30 = c.hgetall("nps:{%s}:w:30d" % a)
-    for want in ("Name-" + a, "%+.1f" % float(w30["nps"]), "r-" + a,
+    for want in ("Name-" + a, "%+.1f" % float(w30["nps"]),
                  "nps_drop", "health"):
         assert want in card, (want, card)
     r = npsctl(build, "account", "acct-none", *ropt, check=False)
@@ -163,9 +158,9 @@ def check_reset(build, c, nodes, others, ropt):
     """reset: a dry run counts every node's keys; --yes empties them all
     and spares the other prefixes."""
     before = nps_keys(nodes)
-    # per account: account, summary, 2 windows, loops, a loop, alert log,
-    # a suppression; then 2 ranks, 4 cohorts, themes, a CSM
-    assert len(before) == 8 * len(ACCOUNTS) + 8, len(before)
+    # per account: account, summary, 2 windows, alert log, a suppression;
+    # then 2 ranks, 4 cohorts, themes, a CSM
+    assert len(before) == 6 * len(ACCOUNTS) + 8, len(before)
     r = npsctl(build, "reset", *ropt, check=False)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert "would delete %d keys matching nps:*" % len(before) in r.stdout, \
@@ -222,7 +217,7 @@ def check_reset_resharding(build, rc, c):
             seed(c, accounts)
             # counted from what was written: a scan of the nodes here
             # could see a key twice or not at all while it migrates
-            n = 8 * len(accounts) + 8
+            n = 6 * len(accounts) + 8
             r = npsctl(build, "reset", "--yes", "--redis-port",
                        str(rc.ports[2]))
             assert "deleted %d keys" % n in r.stdout, (rounds, r.stdout)
