@@ -1239,11 +1239,11 @@ int npsd_step_account(const npsd_step_env_t *env, const npsd_step_in_t *in,
 
         /* the views the state stands for as it comes in: written today
          * under today's settings, they are what Redis holds, and only the
-         * fields that differ from them are written; else, and on every
-         * timer tick (so that a view lost behind npsd's back comes back),
-         * every view is written whole */
+         * fields that differ from them are written; else, and when asked
+         * to (a view lost behind npsd's back comes back), every view is
+         * written whole */
         whole = st->views_day != env->today ||
-                st->settings_digest != env->digest || in->tick;
+                st->settings_digest != env->digest || in->refresh;
         if (!whole) {
                 npsd_step_view(env, st, in->account, oldv);
                 for (int w = 0; w < W; w++)

@@ -119,6 +119,7 @@ typedef struct npsd_store_acct_s {
         const char *id;
         unsigned slot;
         int tick;
+        int refresh; /* its timer was set to 0: write its views whole */
         size_t r0, rn; /* responses: store->sresp[r0 .. r0 + rn) */
         size_t u0, un; /* usage: store->susage */
         size_t f0, fn; /* follow-ups: store->sfu */
@@ -2003,6 +2004,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         in.followup_cnt = a->fn;
                         in.counts = a->has_counts ? &a->counts : NULL;
                         in.tick = a->tick;
+                        in.refresh = a->refresh;
                         if (npsd_step_account(&store->env, &in, &a->st,
                                               &a->out, errstr, errstr_size))
                                 return -1;
@@ -2227,7 +2229,7 @@ int npsd_store_flush(npsd_store_t *store, char *errstr,
 int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                     char *errstr, size_t errstr_size) {
         const redisReply *r;
-        const char *argv[7];
+        const char *argv[8];
         long idx;
         int n = 0;
 
@@ -2238,24 +2240,28 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         argv[0] = "ZRANGEBYSCORE";
         if (!(argv[1] = npsd_store_gkey(store, "{g}:timers")) ||
             !(argv[3] = npsd_store_fmt(store, "(%" PRId64, now_ms)) ||
-            !(argv[6] = npsd_store_fmt(store, "%d", max)))
+            !(argv[7] = npsd_store_fmt(store, "%d", max)))
                 goto oom;
         argv[2] = "-inf";
-        argv[4] = "LIMIT";
-        argv[5] = "0";
+        argv[4] = "WITHSCORES";
+        argv[5] = "LIMIT";
+        argv[6] = "0";
         npsd_cluster_begin(store->cl);
-        if ((idx = npsd_store_cmd(store, 7, argv, NULL)) < 0)
+        if ((idx = npsd_store_cmd(store, 8, argv, NULL)) < 0)
                 goto oom;
         if (npsd_store_exec(store, errstr, errstr_size))
                 return -1;
         r = npsd_store_reply(store, idx);
         if (!r || r->type != REDIS_REPLY_ARRAY)
                 return npsd_store_bad(errstr, errstr_size, "ZRANGEBYSCORE", r);
-        for (size_t i = 0; i < r->elements; i++) {
+        for (size_t i = 0; i + 1 < r->elements; i += 2) {
                 npsd_store_acct_t *a = npsd_store_acct(store, r->element[i]->str);
                 if (!a)
                         goto oom;
                 a->tick = 1;
+                /* a timer of 0 is an operator's (or a test's) request to
+                 * write the account's views whole; npsd never sets one */
+                a->refresh = npsd_store_int(r->element[i + 1]) == 0;
                 a->slot = npsd_store_slot(npsd_store_akey(store, a->id, "st"));
                 n++;
         }

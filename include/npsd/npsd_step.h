@@ -132,6 +132,8 @@ typedef struct npsd_step_in_s {
         npsd_step_followup_t *followups; /* batch order */
         size_t followup_cnt;
         const npsd_step_counts_t *counts; /* NULL: not counted this time */
+        int refresh;                   /* write every view whole (an
+                                        * operator's forced refresh) */
         int tick;                      /* a timer: roll windows, act on
                                         * deadlines that passed */
 } npsd_step_in_t;
