@@ -1082,6 +1082,15 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                 a->rx_pf = -1;
                 if (a->done || (!a->un && !a->tick))
                         continue;
+                /* a tick counts on a new day (the windows moved), for an
+                 * account with activity in the last 31 days; a forced
+                 * refresh always */
+                if (a->tick && !a->un && !a->refresh &&
+                    (a->st.last_activity_ms < 0 ||
+                     npsd_time_day(a->st.last_activity_ms) <=
+                             store->env.today - 31 ||
+                     a->st.counted_day == store->env.today))
+                        continue;
                 if (!a->pf_changed && !a->tick &&
                     a->st.counted_day == store->env.today)
                         continue;
