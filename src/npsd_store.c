@@ -387,23 +387,38 @@ int npsd_store_ping(npsd_store_t *store, char *errstr, size_t errstr_size) {
 
 /* ---- keys ---------------------------------------------------------------- */
 
+/* head then the formatted rest, copied into the arena; NULL when it does
+ * not fit a key or memory ran out. */
+static const char *npsd_store_vfmt(npsd_store_t *store, const char *head,
+                                   const char *fmt, va_list ap) {
+        char buf[NPSD_KEY_MAX];
+        int n = snprintf(buf, sizeof(buf), "%s", head);
+
+        if (n < 0 || n >= (int)sizeof(buf))
+                return NULL;
+        n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+        if (n >= (int)sizeof(buf))
+                return NULL;
+        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+}
+
 /* <prefix>:{<account>}:<suffix> into the arena. */
 static const char *npsd_store_akey(npsd_store_t *store, const char *account,
                                    const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 static const char *npsd_store_akey(npsd_store_t *store, const char *account,
                                    const char *fmt, ...) {
-        char buf[NPSD_KEY_MAX];
-        int n = snprintf(buf, sizeof(buf), "%s:{%s}:",
-                         store->conf->redis_prefix, account);
+        char head[NPSD_KEY_MAX];
+        const char *key;
         va_list ap;
 
-        va_start(ap, fmt);
-        n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
-        va_end(ap);
-        if (n >= (int)sizeof(buf))
+        if (snprintf(head, sizeof(head), "%s:{%s}:",
+                     store->conf->redis_prefix, account) >= (int)sizeof(head))
                 return NULL;
-        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+        va_start(ap, fmt);
+        key = npsd_store_vfmt(store, head, fmt, ap);
+        va_end(ap);
+        return key;
 }
 
 /* <prefix>:<suffix> (global keys) into the arena. */
@@ -411,16 +426,15 @@ static const char *npsd_store_gkey(npsd_store_t *store, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 static const char *npsd_store_gkey(npsd_store_t *store, const char *fmt,
                                    ...) {
-        char buf[NPSD_KEY_MAX];
-        int n = snprintf(buf, sizeof(buf), "%s:", store->conf->redis_prefix);
+        char head[NPSD_KEY_MAX];
+        const char *key;
         va_list ap;
 
+        snprintf(head, sizeof(head), "%s:", store->conf->redis_prefix);
         va_start(ap, fmt);
-        n += vsnprintf(buf + n, sizeof(buf) - (size_t)n, fmt, ap);
+        key = npsd_store_vfmt(store, head, fmt, ap);
         va_end(ap);
-        if (n >= (int)sizeof(buf))
-                return NULL;
-        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+        return key;
 }
 
 static unsigned npsd_store_slot(const char *key) {
@@ -673,16 +687,13 @@ static int npsd_store_read_markers(npsd_store_t *store,
 static const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 static const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...) {
-        char buf[128];
+        const char *out;
         va_list ap;
-        int n;
 
         va_start(ap, fmt);
-        n = vsnprintf(buf, sizeof(buf), fmt, ap);
+        out = npsd_store_vfmt(store, "", fmt, ap);
         va_end(ap);
-        if (n < 0 || n >= (int)sizeof(buf))
-                return NULL;
-        return npsd_arena_strn(&store->arena, buf, (size_t)n);
+        return out;
 }
 
 /* Usage: per occurrence day the ids seen (SMISMEMBER), the HyperLogLog
