@@ -203,6 +203,7 @@ struct npsd_store_s {
 
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
         uint64_t conflicts; /* account writes that lost a version race */
+        int refresh_all; /* a round trip failed: refresh every global view */
         int64_t dedupe_period;
         int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
                           * what expiries are measured against */
@@ -349,6 +350,10 @@ static int npsd_store_exec(npsd_store_t *store, char *errstr,
                         npsd_warn("msg=\"redis unreachable\" error=\"%s\"",
                                   errstr);
                 store->up = 0;
+                /* a view written just before may be lost with its node
+                 * (a failover), its name already taken off the dirty
+                 * set: every view is refreshed once Redis is back */
+                store->refresh_all = 1;
                 return -1;
         }
         if (!store->up)
@@ -1267,8 +1272,11 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
          * public nps:csm:<owner> hash is refreshed from them */
         {
                 char ck[NPSD_KEY_MAX], dk[NPSD_KEY_MAX], name[NPSD_KEY_MAX];
+                char ck2[NPSD_KEY_MAX];
                 snprintf(ck, sizeof(ck), "%s:{g}:csm", P);
                 snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
+                /* known views are refreshed by the daily roll too */
+                snprintf(ck2, sizeof(ck2), "%s:{g}:cohorts", P);
                 for (size_t i = 0; i < o->csm_cnt; i++) {
                         const char *av[4] = {"HINCRBY", ck, f, by};
                         const char *d[3] = {"SADD", dk, name};
@@ -1280,6 +1288,9 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                         snprintf(name, sizeof(name), "csm:%s", o->csm[i].owner);
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                        d[1] = ck2;
+                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                        d[1] = dk;
                 }
                 if (strcmp(o->old_owner, o->new_owner)) {
                         const char *owners[2] = {o->old_owner, o->new_owner};
@@ -2551,7 +2562,7 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                 snprintf(want, sizeof(want), "%d/%s", (int)store->env.today,
                          wins);
                 if (!r || r->type != REDIS_REPLY_STRING ||
-                    strcmp(r->str, want)) {
+                    strcmp(r->str, want) || store->refresh_all) {
                         const char *dk = npsd_store_gkey(store, "{g}:dirty");
                         const char *su[4] = {"SUNIONSTORE", dk, dk, NULL};
                         const char *sa[6] = {"SADD", dk, "themes:detractor",
@@ -2576,6 +2587,7 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                         }
                         if (npsd_store_exec(store, errstr, errstr_size))
                                 return -1;
+                        store->refresh_all = 0;
                 }
         }
         npsd_cluster_begin(store->cl);
