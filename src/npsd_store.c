@@ -529,18 +529,15 @@ static void npsd_store_round_begin(npsd_store_t *store) {
         store->lo = store->hi = 0;
 }
 
-/* Puts a batch's events in per-account slices: each kind is ordered by
- * account (stable, so the batch order holds within one). */
-typedef const char *(*npsd_store_acct_of_fn)(const void *ev);
-
 static const char *npsd_store_resp_acct(const void *ev) {
         return ((const npsd_store_response_t *)ev)->resp->account_id;
 }
 
+/* Puts a batch's events in per-account slices: each kind in batch order
+ * within one account. */
 static int npsd_store_gather(npsd_store_t *store,
                              const npsd_store_batch_t *b) {
         /* two passes per kind: count per account, then place */
-        size_t n;
 
         for (size_t i = 0; i < b->account_cnt; i++)
                 if (!npsd_store_acct(store, b->accounts[i]->account_id))
@@ -621,8 +618,7 @@ static int npsd_store_gather(npsd_store_t *store,
                 memset(sf, 0, sizeof(*sf));
                 sf->ev = b->followups[i];
         }
-        n = b->resp_cnt;
-        store->sresp_cnt = n;
+        store->sresp_cnt = b->resp_cnt;
         store->susage_cnt = b->usage_cnt;
         store->sfu_cnt = b->followup_cnt;
         store->sctx_cnt = b->account_cnt;
@@ -915,12 +911,6 @@ static int npsd_store_read_append(npsd_store_t *store, npsd_store_acct_t *a) {
                 return -1;
         if (a->un && npsd_store_read_usage(store, a))
                 return -1;
-        if (a->tick) {
-                argv[0] = "HGETALL";
-                if (!(argv[1] = npsd_store_akey(store, a->id, "outbox")) ||
-                    (a->rx_outbox = npsd_store_cmd(store, 2, argv, NULL)) < 0)
-                        return -1;
-        }
         return 0;
 }
 
@@ -2307,8 +2297,6 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
         npsd_cluster_begin(store->cl);
         for (size_t i = 0; i < store->acct_cnt; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
-                const redisReply *ob = npsd_store_reply(store, a->rx_outbox);
-                (void)ob;
                 if (a->call < 0) {
                         const char *zk = npsd_store_gkey(store, "{g}:timers");
                         if (a->out.next_timer_ms >= 0) {
