@@ -472,8 +472,9 @@ int npsd_kafka_produce(npsd_kafka_t *kafka, const char *topic,
                 rd_kafka_poll(kafka->producer, 50);
         }
         if (err) {
-                snprintf(errstr, errstr_size, "produce to %s: %s", topic,
-                         rd_kafka_err2str(err));
+                if (errstr)
+                        snprintf(errstr, errstr_size, "produce to %s: %s",
+                                 topic, rd_kafka_err2str(err));
                 *status = NPSD_DELIVERY_FAILED;
                 return -1;
         }

@@ -460,18 +460,24 @@ static int npsd_pipeline_deliver(npsd_pipeline_t *pl,
         int64_t stop_at = 0;
 
         for (;;) {
-                size_t failed = 0;
+                size_t failed = 0, refused = 0;
                 for (size_t i = 0; i < pl->out_cnt; i++) {
                         npsd_out_t *o = &pl->outs[i];
                         if (round > 0 && o->status != NPSD_DELIVERY_FAILED)
                                 continue;
+                        /* one log line per round, not per output: a topic
+                         * that refuses every message would flood the log */
                         if (npsd_kafka_produce(pl->kafka, o->topic, o->key,
                                                o->key_len, o->payload, o->len,
-                                               &o->status, errstr,
+                                               &o->status,
+                                               refused ? NULL : errstr,
                                                sizeof(errstr)) == -1)
-                                npsd_warn("msg=\"produce failed\" error=\"%s\"",
-                                          errstr);
+                                refused++;
                 }
+                if (refused)
+                        npsd_warn("msg=\"produce failed\" count=%zu "
+                                  "error=\"%s\"",
+                                  refused, errstr);
                 while (npsd_kafka_flush(pl->kafka, 100) > 0) {
                         /* Stopping: the batch in hand gets a bounded time to
                          * be acknowledged; past it, it stays uncommitted and

@@ -52,7 +52,7 @@ void npsd_kafka_resume(npsd_kafka_t *kafka);
 
 /* Queues one message. payload and key are NOT copied: they must stay valid
  * until *status leaves NPSD_DELIVERY_PENDING. Returns 0 or -1 (queue full
- * after waiting, or unknown topic) with errstr. */
+ * after waiting, or unknown topic) with errstr (NULL: no message). */
 int npsd_kafka_produce(npsd_kafka_t *kafka, const char *topic,
                        const void *key, size_t key_len, const void *payload,
                        size_t len, volatile npsd_delivery_t *status,

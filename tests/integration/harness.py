@@ -219,6 +219,18 @@ class Stack:
         found = sanitizer_report(self.log(p))
         assert not found, "npsd log reports %s" % found
 
+    def print_tails(self, lines=40):
+        """Prints the end of every log of the stack: a failed CI run keeps
+        only its output, not the stack's directory."""
+        for name in sorted(os.listdir(self.dir)):
+            if not name.endswith(".log"):
+                continue
+            with open(os.path.join(self.dir, name), errors="replace") as f:
+                tail = f.readlines()[-lines:]
+            print("---- last %d lines of %s" % (len(tail), name))
+            for ln in tail:
+                print("  " + ln.rstrip()[:300])
+
     def close(self):
         """Ends every process the stack started with SIGTERM, newest first
         (npsd before the broker and Redis it needs to stop cleanly), and
@@ -247,6 +259,9 @@ class Stack:
             found = sanitizer_report(self.log(p))
             if found:
                 problems.append("%s: %s" % (_name(p), found))
+        failing = sys.exc_info()[0] is not None
+        if failing:
+            self.print_tails()
         if os.environ.get("IT_KEEP_DIRS") or problems:
             print("kept", self.dir)
         else:
@@ -657,9 +672,20 @@ def all_committed(st, group, topics):
 
 def wait_processed(st, group, topics=("nps.responses", "accounts"),
                    timeout=60):
-    wait_for(lambda: all_committed(st, group, topics), timeout,
-             "group %s to commit the end of %s" % (group, ",".join(topics)),
-             interval=0.3)
+    try:
+        wait_for(lambda: all_committed(st, group, topics), timeout,
+                 "group %s to commit the end of %s" % (group,
+                                                        ",".join(topics)),
+                 interval=0.3)
+    except AssertionError as e:
+        behind = []
+        for t in topics:
+            ends = end_offsets(st, t)
+            got = st.committed(group, t, len(ends))
+            behind += ["%s[%d] committed %s of %d" % (t, p, got.get(p), e_)
+                       for p, e_ in sorted(ends.items())
+                       if e_ > 0 and got.get(p, -1) != e_]
+        raise AssertionError("%s; behind: %s" % (e, ", ".join(behind)))
 
 
 def load_sent(path):

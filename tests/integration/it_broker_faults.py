@@ -24,6 +24,10 @@ from harness import (FaultStack, check_exact, committed_sum, counter,
 NOW = "2026-11-20T12:00:00Z"
 COUNT = 8000
 DOWN_SECONDS = float(os.environ.get("IT_BROKER_DOWN_SECONDS", "5"))
+# How long npsd gets to catch up after a fault: a request lost to a fault
+# is only retried after librdkafka's socket.timeout.ms (60 s), so a 60 s
+# wait could end just before the retry. (A CI run timed out at 60 s once.)
+CATCH_UP = 150
 
 
 def own_responses(n):
@@ -83,7 +87,7 @@ def test(build):
         if running:
             gen.send_signal(signal.SIGSTOP)
         try:
-            wait_processed(st, "npsd", timeout=60)
+            wait_processed(st, "npsd", timeout=CATCH_UP)
             retries0 = counter(npsd, "npsd_delivery_retries_total")
             npsd.send_signal(signal.SIGSTOP)
             try:
@@ -93,7 +97,7 @@ def test(build):
                 npsd.send_signal(signal.SIGCONT)
             wait_for(lambda: counter(npsd, "npsd_delivery_retries_total")
                      > retries0, 60, "npsd to produce failed outputs again")
-            wait_processed(st, "npsd", timeout=60)
+            wait_processed(st, "npsd", timeout=CATCH_UP)
         finally:
             if running:
                 gen.send_signal(signal.SIGCONT)
@@ -106,7 +110,7 @@ def test(build):
 
         _, err = gen.communicate(timeout=90)
         assert gen.returncode == 0, err
-        wait_processed(st, "npsd", timeout=100)
+        wait_processed(st, "npsd", timeout=CATCH_UP)
         assert npsd.poll() is None, "npsd exited"
         # Every input the broker acknowledged is in nps.responses (nothing
         # lost before npsd), then judged: Redis and the outputs.
