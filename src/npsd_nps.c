@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "npsd/npsd_fmt.h"
+
 /* Half away from zero, not the banker's rounding of printf, as the contract
  * states (and earlier versions stored); and -0.0 is folded to 0.0 so that a
  * tiny negative value never prints as "-0". */
@@ -94,8 +96,7 @@ char *npsd_metric_format(double v, char *buf) {
 
         if (v == 0.0)
                 v = 0.0; /* -0.0 -> 0.0 */
-        snprintf(buf, 24, "%.1f", v);
-        len = strlen(buf);
+        len = npsd_fmt_1dp(v, buf);
         if (len >= 2 && !strcmp(buf + len - 2, ".0")) {
                 buf[len - 2] = '\0';
                 len -= 2;

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "npsd/npsd_fmt.h"
 #include "npsd/npsd_nps.h"
 
 #define NPSD_STEP_COHORTS_MAX (8 + NPSD_COHORT_ATTRS_MAX)
@@ -274,7 +275,7 @@ static void npsd_step_view(const npsd_step_env_t *env, const npsd_state_t *st,
 static int npsd_step_add_int(npsd_fields_t *f, const char *name, int64_t v) {
         char buf[NPSD_FIELD_VALUE_MAX];
 
-        snprintf(buf, sizeof(buf), "%" PRId64, v);
+        (void)npsd_fmt_i64(v, buf);
         return npsd_fields_add(f, name, buf);
 }
 
@@ -354,14 +355,23 @@ int npsd_step_summary(const npsd_step_env_t *env, const npsd_state_t *st,
         return npsd_step_summary_of(st, env, &v, out);
 }
 
+/* strlcpy: src cut to size - 1 bytes (the hot path's copies of field
+ * names and values, without snprintf's format parsing). */
+static void npsd_step_copy(char *dst, size_t size, const char *src) {
+        size_t n = strnlen(src, size - 1);
+
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
 static int npsd_step_push_field(npsd_step_out_t *out, const char *name,
                                 const char *value) {
         npsd_field_t *f = NPSD_STEP_PUSH(out, fields, field_cnt, field_size);
 
         if (!f)
                 return -1;
-        snprintf(f->name, sizeof(f->name), "%s", name);
-        snprintf(f->value, sizeof(f->value), "%s", value);
+        npsd_step_copy(f->name, sizeof(f->name), name);
+        npsd_step_copy(f->value, sizeof(f->value), value);
         return 0;
 }
 
@@ -374,7 +384,7 @@ static int npsd_step_hash_edit(npsd_step_out_t *out, npsd_step_hash_t *h,
         size_t set[NPSD_FIELDS_MAX], del[NPSD_FIELDS_MAX], sn = 0, dn = 0;
 
         memset(h, 0, sizeof(*h));
-        snprintf(h->name, sizeof(h->name), "%s", name);
+        npsd_step_copy(h->name, sizeof(h->name), name);
         h->set0 = out->field_cnt;
         h->del0 = out->del_cnt;
         if (whole) {
@@ -396,7 +406,7 @@ static int npsd_step_hash_edit(npsd_step_out_t *out, npsd_step_hash_t *h,
                                                      del_size);
                 if (!d)
                         return -1;
-                snprintf(d->name, sizeof(d->name), "%s", from->f[del[i]].name);
+                npsd_step_copy(d->name, sizeof(d->name), from->f[del[i]].name);
         }
         h->set_cnt = sn;
         h->del_cnt = dn;

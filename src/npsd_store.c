@@ -34,6 +34,7 @@
 #include "npsd/npsd_buckets.h"
 #include "npsd/npsd_cluster.h"
 #include "npsd/npsd_codec.h"
+#include "npsd/npsd_fmt.h"
 #include "npsd/npsd_log.h"
 #include "npsd/npsd_nps.h"
 #include "npsd/npsd_state.h"
@@ -1194,6 +1195,30 @@ static void npsd_store_dw_free(npsd_store_dw_t *dw) {
                 free(dw->buf[g]);
 }
 
+/* a, b, c and d joined into dst (cut to size - 1 bytes): the hot path's
+ * keys and fields, built without printf's format parsing. Returns dst. */
+static char *npsd_store_cat4(char *dst, size_t size, const char *a,
+                             const char *b, const char *c, const char *d) {
+        const char *part[4] = {a, b, c, d};
+        size_t off = 0;
+
+        for (int i = 0; i < 4; i++) {
+                size_t n = strnlen(part[i], size - 1 - off);
+                memcpy(dst + off, part[i], n);
+                off += n;
+        }
+        dst[off] = '\0';
+        return dst;
+}
+
+/* day:slot, the field of a cohort day bucket */
+static void npsd_store_day_field(char *dst, int32_t day, unsigned slot) {
+        size_t n = npsd_fmt_i64(day, dst);
+
+        dst[n++] = ':';
+        (void)npsd_fmt_u64(slot, dst + n);
+}
+
 /* The delta of one committed step: NULL blob when it has none. */
 static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                                   unsigned char **blob, size_t *len) {
@@ -1201,8 +1226,11 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
         const char *P = store->conf->redis_prefix;
         npsd_store_dw_t dw;
         char k[NPSD_KEY_MAX], f[NPSD_KEY_MAX], by[32], sc[32];
+        char dirty[NPSD_KEY_MAX], cohorts[NPSD_KEY_MAX];
         int err = 0;
 
+        npsd_store_cat4(dirty, sizeof(dirty), P, ":{g}:dirty", "", "");
+        npsd_store_cat4(cohorts, sizeof(cohorts), P, ":{g}:cohorts", "", "");
         memset(&dw, 0, sizeof(dw));
         *blob = NULL;
         *len = 0;
@@ -1220,9 +1248,10 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                         n += o->cohorts[j].day == c->day &&
                              o->cohorts[j].slot == c->slot &&
                              !strcmp(o->cohorts[j].name, c->name);
-                snprintf(k, sizeof(k), "%s:{g}:cohort:%s:d", P, c->name);
-                snprintf(f, sizeof(f), "%d:%u", (int)c->day, c->slot);
-                snprintf(by, sizeof(by), "%d", n);
+                npsd_store_cat4(k, sizeof(k), P, ":{g}:cohort:", c->name,
+                                ":d");
+                npsd_store_day_field(f, c->day, c->slot);
+                (void)npsd_fmt_i64(n, by);
                 {
                         const char *av[4] = {"HINCRBY", k, f, by};
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
@@ -1230,13 +1259,9 @@ static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                 /* a new day's bucket, or the first of its kind: the cohort's
                  * views are refreshed, and it is known for the daily roll */
                 if (!i || strcmp(o->cohorts[i - 1].name, c->name)) {
-                        const char *d[3] = {"SADD", NULL, c->name};
-                        char dk[NPSD_KEY_MAX], ck[NPSD_KEY_MAX];
-                        snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
-                        snprintf(ck, sizeof(ck), "%s:{g}:cohorts", P);
-                        d[1] = dk;
+                        const char *d[3] = {"SADD", dirty, c->name};
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
-                        d[1] = ck;
+                        d[1] = cohorts;
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
                 }
         }

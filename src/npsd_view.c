@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "npsd/npsd_fmt.h"
 #include "npsd/npsd_nps.h"
 
 static const char *const npsd_slice_names[NPSD_SLICE_CNT] = {
@@ -44,24 +45,46 @@ const char *npsd_fields_get(const npsd_fields_t *fields, const char *name) {
         return NULL;
 }
 
-/* Quadratic in the field count, which is at most 63 and usually a handful
- * that changed: cheaper than sorting both lists every batch. */
+/* The field named name in fields, looked up at index hint first: both
+ * lists of a diff come from the same builder, so field i of one is
+ * nearly always field i of the other, and the diff stays linear. */
+static const npsd_field_t *npsd_fields_find(const npsd_fields_t *fields,
+                                            const char *name, size_t hint) {
+        if (hint < fields->cnt && !strcmp(fields->f[hint].name, name))
+                return &fields->f[hint];
+        for (size_t i = 0; i < fields->cnt; i++)
+                if (!strcmp(fields->f[i].name, name))
+                        return &fields->f[i];
+        return NULL;
+}
+
 void npsd_fields_diff(const npsd_fields_t *from, const npsd_fields_t *to,
                       size_t *set, size_t *set_cnt, size_t *del,
                       size_t *del_cnt) {
+        size_t off = 0; /* from's index of to's field i is about i + off */
+
         *set_cnt = *del_cnt = 0;
         for (size_t i = 0; i < to->cnt; i++) {
-                const char *was = npsd_fields_get(from, to->f[i].name);
-                if (!was || strcmp(was, to->f[i].value))
+                const npsd_field_t *was =
+                        npsd_fields_find(from, to->f[i].name, i + off);
+                if (was)
+                        off = (size_t)(was - from->f) - i;
+                if (!was || strcmp(was->value, to->f[i].value))
                         set[(*set_cnt)++] = i;
         }
-        for (size_t i = 0; i < from->cnt; i++)
-                if (!npsd_fields_get(to, from->f[i].name))
+        off = 0;
+        for (size_t i = 0; i < from->cnt; i++) {
+                const npsd_field_t *is =
+                        npsd_fields_find(to, from->f[i].name, i + off);
+                if (is)
+                        off = (size_t)(is - to->f) - i;
+                else
                         del[(*del_cnt)++] = i;
+        }
 }
 
 static void npsd_fmt_int(int64_t v, char *buf) {
-        snprintf(buf, NPSD_FIELD_VALUE_MAX, "%" PRId64, v);
+        (void)npsd_fmt_i64(v, buf);
 }
 
 /* One slice's NPS: slots hold detractor, passive, promoter in that order. */
@@ -92,9 +115,12 @@ void npsd_view_window(const int64_t slots[NPSD_SLOT_CNT],
                 npsd_slice_nps(slots, (npsd_slice_t)sl, low_confidence_n, &r);
                 if (!r.has)
                         continue;
-                snprintf(pre, sizeof(pre), "%s%s",
-                         sl == NPSD_SLICE_ALL ? "" : npsd_slice_names[sl],
-                         sl == NPSD_SLICE_ALL ? "" : ".");
+                size_t pre_len = 0;
+                if (sl != NPSD_SLICE_ALL) {
+                        pre_len = strlen(npsd_slice_names[sl]);
+                        memcpy(pre, npsd_slice_names[sl], pre_len);
+                        pre[pre_len++] = '.';
+                }
                 npsd_fmt_int(r.n, v[0]);
                 npsd_fmt_int(s[NPSD_CAT_PROMOTER], v[1]);
                 npsd_fmt_int(s[NPSD_CAT_PASSIVE], v[2]);
@@ -105,7 +131,9 @@ void npsd_view_window(const int64_t slots[NPSD_SLOT_CNT],
                 npsd_metric_format(r.ci_high, v[7]);
                 npsd_fmt_int(r.low_confidence, v[8]);
                 for (int f = 0; f < 9; f++) {
-                        snprintf(name, sizeof(name), "%s%s", pre, names[f]);
+                        size_t len = strlen(names[f]);
+                        memcpy(name, pre, pre_len);
+                        memcpy(name + pre_len, names[f], len + 1);
                         /* 63 fields of at most 30 bytes always fit */
                         (void)npsd_fields_add(out, name, v[f]);
                 }

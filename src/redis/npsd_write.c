@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "npsd/npsd_fmt.h"
 #include "npsd/npsd_write.h"
 
 extern const char npsd_lua_write[]; /* generated from src/lua/write.lua */
@@ -397,10 +398,10 @@ static int npsd_write_push_word(npsd_write_t *w, const char *p, size_t len,
 }
 
 static int npsd_write_push_count(npsd_write_t *w, size_t n) {
-        char num[24];
-        int len = snprintf(num, sizeof(num), "%zu", n);
+        char num[NPSD_FMT_INT_BUFSZ];
+        size_t len = npsd_fmt_u64(n, num);
 
-        return npsd_write_push_word(w, num, (size_t)len, NULL);
+        return npsd_write_push_word(w, num, len, NULL);
 }
 
 /* Declares a key (already copied) once per call; the guard is KEYS[1]. A

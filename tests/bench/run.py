@@ -1809,7 +1809,9 @@ def main():
                 traceback.print_exc()
                 failed.append((name, str(e)))
     finally:
-        if perf_dir:
+        if perf_dir and os.environ.get("BENCH_KEEP_PERF"):
+            print("perf data kept in", perf_dir)
+        elif perf_dir:
             shutil.rmtree(perf_dir, ignore_errors=True)
     if a.json:
         with open(a.json, "w") as f:
