@@ -19,9 +19,11 @@ struct npsd_kafka_s {
         volatile int brokers_down; /* set by error_cb, cleared on traffic */
         int paused;
 
-        /* Context first: after an assignment, the other inputs' partitions
-         * (held) stay paused until every assigned accounts partition
-         * (ctx_wait) reported its end, or until held_until. */
+        /* Partitions the group gave us that are not assigned to the
+         * fetcher yet (held): the other inputs' partitions of an
+         * assignment, until every assigned accounts partition (ctx_wait)
+         * reported its end or until held_until (context first); and every
+         * partition assigned during a Redis outage, until it ends. */
         rd_kafka_topic_partition_list_t *held, *ctx_wait;
         int64_t held_until;
 
@@ -130,22 +132,84 @@ static int64_t npsd_kafka_hold_deadline(const npsd_kafka_t *kafka) {
         return npsd_kafka_mono_ms() + kafka->conf->accounts_first_s * 1000LL;
 }
 
-/* Releases the partitions held for account context: resumed unless all
- * consumption is paused (then npsd_kafka_resume() resumes them). */
+/* Ends the context-first wait; the held partitions are assigned by the
+ * next npsd_kafka_handover() (never from inside a rebalance callback). */
 static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
-        if (!kafka->held)
+        if (!kafka->ctx_wait)
                 return;
         npsd_info("msg=\"account context read, other inputs resumed\" "
                   "partitions=%d reason=%s",
-                  kafka->held->cnt, why);
-        if (!kafka->paused)
-                rd_kafka_resume_partitions(kafka->consumer, kafka->held);
-        rd_kafka_topic_partition_list_destroy(kafka->held);
-        kafka->held = NULL;
-        if (kafka->ctx_wait) {
-                rd_kafka_topic_partition_list_destroy(kafka->ctx_wait);
-                kafka->ctx_wait = NULL;
+                  kafka->held ? kafka->held->cnt : 0, why);
+        rd_kafka_topic_partition_list_destroy(kafka->ctx_wait);
+        kafka->ctx_wait = NULL;
+}
+
+/* Assigns the held partitions to the fetcher once nothing holds them (no
+ * context wait, no Redis outage). Held partitions are kept out of the
+ * assignment rather than assigned and paused: librdkafka 2.0 can drop an
+ * assignment's fetch start when a pause or resume of the partition follows
+ * it closely, and the partition is then never fetched (librdkafka #2190;
+ * CI saw a partition of a fresh group never consumed). The eager protocol
+ * has no incremental assign: the whole assignment is given again, every
+ * assigned partition from its position (the message after the last one
+ * handed to npsd), so nothing is fetched twice. */
+static void npsd_kafka_handover(npsd_kafka_t *kafka) {
+        rd_kafka_topic_partition_list_t *all = NULL, *go, *keep;
+        rd_kafka_error_t *error;
+        const char *accounts = kafka->conf->topic_accounts;
+
+        if (!kafka->held || kafka->paused)
+                return;
+        /* while context is awaited, only accounts partitions go */
+        go = rd_kafka_topic_partition_list_new(kafka->held->cnt);
+        keep = rd_kafka_topic_partition_list_new(kafka->held->cnt);
+        for (int i = 0; i < kafka->held->cnt; i++) {
+                const rd_kafka_topic_partition_t *p = &kafka->held->elems[i];
+                rd_kafka_topic_partition_list_add(
+                        !kafka->ctx_wait || !strcmp(p->topic, accounts) ? go
+                                                                        : keep,
+                        p->topic, p->partition)
+                        ->offset = p->offset;
         }
+        if (!go->cnt)
+                goto done;
+        if (!strcmp(rd_kafka_rebalance_protocol(kafka->consumer),
+                    "COOPERATIVE")) {
+                if ((error = rd_kafka_incremental_assign(kafka->consumer,
+                                                         go))) {
+                        npsd_warn("msg=\"assigning held partitions failed\" "
+                                  "error=\"%s\"",
+                                  rd_kafka_error_string(error));
+                        rd_kafka_error_destroy(error);
+                        goto fail;
+                }
+        } else {
+                if (rd_kafka_assignment(kafka->consumer, &all) || !all)
+                        goto fail;
+                rd_kafka_position(kafka->consumer, all);
+                for (int i = 0; i < go->cnt; i++)
+                        rd_kafka_topic_partition_list_add(
+                                all, go->elems[i].topic,
+                                go->elems[i].partition)
+                                ->offset = go->elems[i].offset;
+                if (rd_kafka_assign(kafka->consumer, all)) {
+                        npsd_warn("msg=\"assigning held partitions "
+                                  "failed\"");
+                        goto fail;
+                }
+        }
+done:
+        rd_kafka_topic_partition_list_destroy(kafka->held);
+        kafka->held = keep->cnt ? keep : NULL;
+        if (!keep->cnt)
+                rd_kafka_topic_partition_list_destroy(keep);
+        keep = NULL;
+fail:
+        if (all)
+                rd_kafka_topic_partition_list_destroy(all);
+        if (keep)
+                rd_kafka_topic_partition_list_destroy(keep);
+        rd_kafka_topic_partition_list_destroy(go);
 }
 
 /* Context first. Responses, usage and follow-ups are keyed like the
@@ -159,52 +223,79 @@ static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
  * restarts the limit; a cooperative addition to a hold keeps it). Only an
  * assignment with both accounts and other partitions holds anything. A
  * batch applies context before responses, so whatever the account records
- * up to that end hold is in Redis before the first held message counts. */
-static void npsd_kafka_hold(npsd_kafka_t *kafka,
-                            const rd_kafka_topic_partition_list_t *parts) {
+ * up to that end hold is in Redis before the first held message counts.
+ * During a Redis outage every new partition is held. Returns the
+ * partitions to assign now (the caller destroys the list). */
+static rd_kafka_topic_partition_list_t *
+npsd_kafka_hold(npsd_kafka_t *kafka,
+                const rd_kafka_topic_partition_list_t *parts) {
         const char *accounts = kafka->conf->topic_accounts;
-        int nacc = 0;
+        rd_kafka_topic_partition_list_t *now =
+                rd_kafka_topic_partition_list_new(parts->cnt);
+        int nacc = 0, hold;
 
-        if (kafka->conf->accounts_first_s <= 0 || !accounts || !*accounts)
-                return;
-        for (int i = 0; i < parts->cnt; i++)
-                nacc += !strcmp(parts->elems[i].topic, accounts);
-        if (!nacc || nacc == parts->cnt)
-                return;
-        if (!kafka->held) { /* a new hold; a cooperative addition keeps
-                             * its time limit */
+        if (kafka->conf->accounts_first_s > 0 && accounts && *accounts)
+                for (int i = 0; i < parts->cnt; i++)
+                        nacc += !strcmp(parts->elems[i].topic, accounts);
+        hold = nacc && nacc < parts->cnt;
+        if (hold && !kafka->ctx_wait) {
+                /* a new hold; a cooperative addition keeps its limit */
                 kafka->held_until = npsd_kafka_hold_deadline(kafka);
-                kafka->held = rd_kafka_topic_partition_list_new(parts->cnt);
-        }
-        if (!kafka->ctx_wait)
                 kafka->ctx_wait = rd_kafka_topic_partition_list_new(nacc);
+        }
         for (int i = 0; i < parts->cnt; i++) {
                 const rd_kafka_topic_partition_t *p = &parts->elems[i];
-                rd_kafka_topic_partition_list_add(
-                        strcmp(p->topic, accounts) ? kafka->held
-                                                   : kafka->ctx_wait,
-                        p->topic, p->partition);
+                int is_acc = nacc && !strcmp(p->topic, accounts);
+                if (hold && is_acc)
+                        rd_kafka_topic_partition_list_add(
+                                kafka->ctx_wait, p->topic, p->partition);
+                if (kafka->paused || (hold && !is_acc)) {
+                        if (!kafka->held)
+                                kafka->held = rd_kafka_topic_partition_list_new(
+                                        parts->cnt);
+                        rd_kafka_topic_partition_list_add(
+                                kafka->held, p->topic, p->partition)
+                                ->offset = p->offset;
+                } else {
+                        rd_kafka_topic_partition_list_add(now, p->topic,
+                                                          p->partition)
+                                ->offset = p->offset;
+                }
         }
-        rd_kafka_pause_partitions(kafka->consumer, kafka->held);
-        npsd_info("msg=\"holding other inputs until account context is "
-                  "read\" held=%d accounts_partitions=%d",
-                  kafka->held->cnt, kafka->ctx_wait->cnt);
+        if (hold)
+                npsd_info("msg=\"holding other inputs until account context "
+                          "is read\" held=%d accounts_partitions=%d",
+                          kafka->held ? kafka->held->cnt : 0,
+                          kafka->ctx_wait->cnt);
+        return now;
 }
 
-/* Forgets revoked partitions from the context-first lists. */
-static void npsd_kafka_unhold(npsd_kafka_t *kafka,
-                              const rd_kafka_topic_partition_list_t *parts) {
+/* Forgets revoked partitions from the held lists; returns the revoked
+ * ones that the fetcher has (the caller destroys the list). */
+static rd_kafka_topic_partition_list_t *
+npsd_kafka_unhold(npsd_kafka_t *kafka,
+                  const rd_kafka_topic_partition_list_t *parts) {
+        rd_kafka_topic_partition_list_t *had =
+                rd_kafka_topic_partition_list_new(parts->cnt);
+
         for (int i = 0; i < parts->cnt; i++) {
                 const rd_kafka_topic_partition_t *p = &parts->elems[i];
-                if (kafka->held)
-                        rd_kafka_topic_partition_list_del(
-                                kafka->held, p->topic, p->partition);
+                if (!kafka->held || !rd_kafka_topic_partition_list_del(
+                                            kafka->held, p->topic,
+                                            p->partition))
+                        rd_kafka_topic_partition_list_add(had, p->topic,
+                                                          p->partition);
                 if (kafka->ctx_wait)
                         rd_kafka_topic_partition_list_del(
                                 kafka->ctx_wait, p->topic, p->partition);
         }
+        if (kafka->held && kafka->held->cnt == 0) {
+                rd_kafka_topic_partition_list_destroy(kafka->held);
+                kafka->held = NULL;
+        }
         if (kafka->ctx_wait && kafka->ctx_wait->cnt == 0)
                 npsd_kafka_release(kafka, "accounts_revoked");
+        return had;
 }
 
 /* Assignments follow the group's protocol: incremental for
@@ -219,30 +310,37 @@ static void npsd_kafka_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rd_kafka_topic_partition_list_t *now;
                 npsd_info("msg=\"partitions assigned\" count=%d protocol=%s",
                           parts->cnt, coop ? "cooperative" : "eager");
-                if (coop)
-                        rd_kafka_error_destroy(
-                                rd_kafka_incremental_assign(rk, parts));
-                else
-                        rd_kafka_assign(rk, parts);
-                /* librdkafka keeps an application pause across
-                 * unassign and reassign: a partition revoked while held
-                 * or during a Redis outage would never be fetched again */
-                if (kafka->paused)
-                        rd_kafka_pause_partitions(rk, parts);
-                else
-                        rd_kafka_resume_partitions(rk, parts);
-                npsd_kafka_hold(kafka, parts);
+                /* librdkafka keeps an application pause across unassign
+                 * and reassign (a partition revoked during a Redis outage
+                 * would never be fetched again): cleared before the
+                 * assignment, never right after it (see handover) */
+                rd_kafka_resume_partitions(rk, parts);
+                now = npsd_kafka_hold(kafka, parts);
+                if (coop) {
+                        if (now->cnt)
+                                rd_kafka_error_destroy(
+                                        rd_kafka_incremental_assign(rk, now));
+                } else {
+                        rd_kafka_assign(rk, now);
+                }
+                rd_kafka_topic_partition_list_destroy(now);
                 kafka->brokers_down = 0;
         } else {
+                rd_kafka_topic_partition_list_t *had;
                 npsd_info("msg=\"partitions revoked\" count=%d", parts->cnt);
-                npsd_kafka_unhold(kafka, parts);
-                if (coop)
-                        rd_kafka_error_destroy(
-                                rd_kafka_incremental_unassign(rk, parts));
-                else
+                had = npsd_kafka_unhold(kafka, parts);
+                if (coop) {
+                        if (had->cnt)
+                                rd_kafka_error_destroy(
+                                        rd_kafka_incremental_unassign(rk,
+                                                                      had));
+                } else {
                         rd_kafka_assign(rk, NULL);
+                }
+                rd_kafka_topic_partition_list_destroy(had);
         }
 }
 
@@ -390,8 +488,10 @@ size_t npsd_kafka_poll_batch(npsd_kafka_t *kafka, rd_kafka_message_t **msgs,
         size_t cnt = 0;
         int64_t deadline = 0;
 
-        if (kafka->held && npsd_kafka_mono_ms() >= kafka->held_until)
+        if (kafka->ctx_wait && !kafka->paused &&
+            npsd_kafka_mono_ms() >= kafka->held_until)
                 npsd_kafka_release(kafka, "accounts.first.s");
+        npsd_kafka_handover(kafka);
         while (cnt < max) {
                 int timeout;
                 rd_kafka_message_t *msg;
@@ -428,21 +528,18 @@ static void npsd_kafka_pause_set(npsd_kafka_t *kafka, int pause) {
         rd_kafka_topic_partition_list_t *parts = NULL;
 
         kafka->paused = pause;
-        if (rd_kafka_assignment(kafka->consumer, &parts) || !parts)
-                return;
-        if (pause) {
-                rd_kafka_pause_partitions(kafka->consumer, parts);
-        } else {
-                rd_kafka_resume_partitions(kafka->consumer, parts);
-                /* still waiting for account context: the time limit
-                 * counts from now, not through the outage */
-                if (kafka->held) {
-                        rd_kafka_pause_partitions(kafka->consumer,
-                                                  kafka->held);
-                        kafka->held_until = npsd_kafka_hold_deadline(kafka);
-                }
+        /* still waiting for account context: the time limit counts from
+         * the end of the outage, not through it */
+        if (!pause && kafka->ctx_wait)
+                kafka->held_until = npsd_kafka_hold_deadline(kafka);
+        if (!rd_kafka_assignment(kafka->consumer, &parts) && parts) {
+                if (pause)
+                        rd_kafka_pause_partitions(kafka->consumer, parts);
+                else
+                        rd_kafka_resume_partitions(kafka->consumer, parts);
+                rd_kafka_topic_partition_list_destroy(parts);
         }
-        rd_kafka_topic_partition_list_destroy(parts);
+        npsd_kafka_handover(kafka);
 }
 
 void npsd_kafka_pause(npsd_kafka_t *kafka) {

@@ -181,6 +181,11 @@ int npsd_cluster_exec(npsd_cluster_t *cluster, char *errstr,
 const struct redisReply *npsd_cluster_reply(const npsd_cluster_t *cluster,
                                             long idx);
 
+/* The map node that answered command idx of the last exec (after any
+ * redirection), or -1 when it has no reply: a caller that must follow
+ * its writes with a per-connection command (WAIT) checks where they ran. */
+int npsd_cluster_reply_node(const npsd_cluster_t *cluster, long idx);
+
 /* Takes the reply of command idx of the last exec out of the router, for a
  * caller that keeps replies across pipelines: the caller owns it (free it
  * with freeReplyObject()) and npsd_cluster_reply() returns NULL for idx

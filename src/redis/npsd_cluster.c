@@ -576,6 +576,13 @@ const redisReply *npsd_cluster_reply(const npsd_cluster_t *cluster,
         return cluster->cmds[idx].reply;
 }
 
+int npsd_cluster_reply_node(const npsd_cluster_t *cluster, long idx) {
+        if (idx < 0 || (size_t)idx >= cluster->cmd_cnt ||
+            !cluster->cmds[idx].reply)
+                return -1;
+        return cluster->cmds[idx].node;
+}
+
 redisReply *npsd_cluster_reply_take(npsd_cluster_t *cluster, long idx) {
         redisReply *reply;
 

@@ -361,13 +361,15 @@ def redis_dump(r, volatile=VOLATILE, pattern="nps:*", with_ttl=False):
 
 def dump_differences(a, b, limit=15):
     """The keys whose dumps differ, for a person: before and after."""
-    out = []
+    out, names = [], []
     for k in sorted(set(a) | set(b)):
         if a.get(k) != b.get(k):
+            names.append(k)
             out.append("%s:\n   before %s\n   after  %s" % (
                 k, str(a.get(k))[:300], str(b.get(k))[:300]))
-    return out[:limit] + (["... %d more" % (len(out) - limit)]
-                          if len(out) > limit else [])
+    return out[:limit] + (["... %d more: %s" % (
+        len(out) - limit, " ".join(names[limit:limit + 100]))]
+        if len(out) > limit else [])
 
 
 def _ping(r):
