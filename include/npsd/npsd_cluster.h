@@ -93,6 +93,12 @@ typedef struct npsd_cluster_redirect_s {
         int port;
 } npsd_cluster_redirect_t;
 
+/* 1 when an error reply's text says the server or the cluster cannot
+ * serve the command right now (CLUSTERDOWN, TRYAGAIN, LOADING, READONLY,
+ * MASTERDOWN, BUSY, NOREPLICAS): the command did not run and will once
+ * the failover, reshard or load is over; else 0. */
+int npsd_cluster_error_transient(const char *err, size_t len);
+
 /* Parses an error reply's text ("MOVED 3999 127.0.0.1:6381", "ASK ...",
  * IPv6 hosts as "[::1]:6381" or "::1:6381"). Returns the redirect type, or
  * NPSD_CLUSTER_REDIRECT_NONE for any other error. */
@@ -167,8 +173,9 @@ long npsd_cluster_append(npsd_cluster_t *cluster, unsigned slot, int argc,
 /* Sends the pipeline: one batch of commands per node, every node written
  * before any is read, then follows MOVED (the map entry changes, and the
  * whole map is reloaded before the next pipeline) and ASK (ASKING, then
- * the command, on the named node) for at most 5 rounds. Error replies
- * other than redirections are left for the caller to read. Returns 0, or
+ * the command, on the named node) for at most 5 rounds. A transient
+ * error reply (npsd_cluster_error_transient()) fails the exec; other error
+ * replies are left for the caller to read. Returns 0, or
  * -1 with errstr when a node could not be reached or answered garbage:
  * then some commands may have run and others not (the caller retries the
  * whole pipeline; its writes must be safe to repeat), and the map is

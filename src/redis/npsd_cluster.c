@@ -566,6 +566,23 @@ int npsd_cluster_exec(npsd_cluster_t *cluster, char *errstr,
                 cluster->stale = 1;
                 return -1;
         }
+        /* A command refused for now (a failover, a reshard, a node still
+         * loading) fails the pipeline like an unreachable node: callers
+         * repeat the whole pipeline, while a caller that read the error as
+         * one command's answer (a write it checks no further) would lose
+         * it. */
+        for (size_t i = 0; i < cluster->cmd_cnt; i++) {
+                const redisReply *r = cluster->cmds[i].reply;
+                if (r && r->type == REDIS_REPLY_ERROR &&
+                    npsd_cluster_error_transient(r->str, r->len)) {
+                        const npsd_cluster_node_t *n =
+                                &cluster->map.nodes[cluster->cmds[i].node];
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 n->host, n->port, r->str);
+                        cluster->stale = 1;
+                        return -1;
+                }
+        }
         return 0;
 }
 

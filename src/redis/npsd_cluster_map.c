@@ -221,6 +221,20 @@ size_t npsd_cluster_map_primaries(const npsd_cluster_map_t *map, int *nodes,
         return cnt;
 }
 
+int npsd_cluster_error_transient(const char *err, size_t len) {
+        static const char *const codes[] = {
+                "CLUSTERDOWN", "TRYAGAIN", "LOADING", "READONLY",
+                "MASTERDOWN",  "BUSY",     "NOREPLICAS"};
+
+        for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+                size_t n = strlen(codes[i]);
+                if (len >= n && !memcmp(err, codes[i], n) &&
+                    (len == n || err[n] == ' '))
+                        return 1;
+        }
+        return 0;
+}
+
 npsd_cluster_redirect_type_t
 npsd_cluster_redirect_parse(const char *err, size_t len,
                             npsd_cluster_redirect_t *redirect) {

@@ -24,7 +24,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import redis
 
-from harness import REPO, Stack, main, read_topic, wait_for, wait_processed
+from harness import (REPO, Stack, engine_settled, main, read_topic, wait_for,
+                     wait_processed)
 
 T = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
 TODAY = date(2026, 11, 20)
@@ -188,7 +189,10 @@ def test(build):
                        ("p2", "nudge"), ("p3", "nudge"),
                        ("p3", "advocacy")}, got
 
-        # ---- nps:suppress:<user_id>
+        # ---- nps:suppress:<user_id>: a global key, written with the
+        # account's other global deltas within about a second of its batch
+        wait_for(lambda: engine_settled(st.r), 60, "global deltas applied")
+
         def ttl_ok(user, value, until):
             assert st.r.get("nps:suppress:" + user) == value, (
                 user, st.r.get("nps:suppress:" + user))

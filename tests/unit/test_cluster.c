@@ -226,6 +226,35 @@ static void test_redirects(void **state) {
                                  NPSD_CLUSTER_REDIRECT_NONE);
 }
 
+/* What a failover, a reshard or a restart answers for a while: the
+ * command did not run. Anything else is the command's own answer. */
+static void test_transient_errors(void **state) {
+        static const char *const transient[] = {
+                "CLUSTERDOWN The cluster is down",
+                "CLUSTERDOWN Hash slot not served",
+                "TRYAGAIN Multiple keys request during rehashing of slot",
+                "LOADING Redis is loading the dataset in memory",
+                "READONLY You can't write against a read only replica.",
+                "MASTERDOWN Link with MASTER is down",
+                "BUSY Redis is busy running a script.",
+                "NOREPLICAS Not enough good replicas to write.", "BUSY"};
+        static const char *const other[] = {
+                "ERR unknown command", "NOSCRIPT No matching script.",
+                "WRONGTYPE Operation against a key", "BUSYKEY Target key",
+                "MOVED 3999 127.0.0.1:6381", "ERR write.lua: bad mode",
+                "LOADINGX", ""};
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(transient) / sizeof(*transient); i++)
+                assert_int_equal(npsd_cluster_error_transient(
+                                         transient[i], strlen(transient[i])),
+                                 1);
+        for (size_t i = 0; i < sizeof(other) / sizeof(*other); i++)
+                assert_int_equal(npsd_cluster_error_transient(
+                                         other[i], strlen(other[i])),
+                                 0);
+}
+
 static void test_moved_updates_map(void **state) {
         npsd_cluster_map_t map;
         npsd_cluster_redirect_t r;
@@ -317,6 +346,7 @@ int main(void) {
                 cmocka_unit_test(test_map_load),
                 cmocka_unit_test(test_map_partial_and_malformed),
                 cmocka_unit_test(test_redirects),
+                cmocka_unit_test(test_transient_errors),
                 cmocka_unit_test(test_moved_updates_map),
                 cmocka_unit_test(test_map_primaries),
         };
