@@ -26,7 +26,6 @@ final views those lead to must be equal) at each stage:
    test forces the daily refresh of every global view before comparing.
 """
 import os
-import re
 import signal
 import time
 
@@ -79,24 +78,10 @@ def standalone_settled(st):
     return engine_settled(st.r)
 
 
-# Global aggregates (cohorts, themes, owners, ranks, suppression and the
-# {g} buckets behind them). KNOWN BUG, open: after the failover stage they
-# miss the later contributions of some accounts in about 4 runs in 10 (44
-# to 48 of 538 responses in cohort all:all; ranks hold those accounts' older
-# values, suppression keys older times or none), while every account's
-# own state and output is exact: later global deltas of those accounts
-# were taken as already applied. Until it is found, the failover
-# comparison leaves them out (every other stage compares them).
-GLOBAL = re.compile(r"^nps:(cohort|themes?|csm|rank|suppress):|^nps:\{g\}:")
-
-
-def compare(st, cl, what, skip=None):
+def compare(st, cl, what):
     wait_for(lambda: standalone_settled(st), 60, "standalone settled")
     wait_for(lambda: cluster_settled(cl), 60, "cluster settled")
     ref, got = redis_dump(st.r, volatile=TIMING), cluster_dump(cl)
-    if skip:
-        ref = {k: v for k, v in ref.items() if not skip.match(k)}
-        got = {k: v for k, v in got.items() if not skip.match(k)}
     d = dump_differences(ref, got)
     assert not d, "%s: the cluster differs from standalone Redis:\n%s" % (
         what, "\n".join(d))
@@ -172,11 +157,20 @@ def test(build):
         gen = gen_stream(st, out3, 800, 150, 33, NOW, accounts=40,
                          extra=MIXED)
         time.sleep(1)
+        lost = [s for s, o in cl.slot_owners(victim).items() if o == victim]
         cl.procs[victim].send_signal(signal.SIGKILL)
         cl.procs[victim].wait(10)
         alive = [p for p in cl.ports if p != victim]
-        wait_for(lambda: all(cl.state_ok(p) for p in alive), 60,
-                 "the replica promoted, cluster_state:ok")
+        # Promoted for real before the killed node comes back: it restarts
+        # empty (no persistence), and a primary that restarts empty before
+        # its replica took over keeps its slots and empties the replica
+        # (Redis's documented hazard of a primary without persistence).
+        # cluster_state:ok alone is no proof: it stays ok until the other
+        # nodes have marked the primary failed.
+        wait_for(lambda: all(cl.state_ok(p) for p in alive) and all(
+            cl.slot_owners(p).get(lost[0], victim) != victim for p in alive),
+            60,
+            "the replica promoted, cluster_state:ok")
         # the promoted primary has no replica: with redis.wait.replicas=1
         # npsd waits (nothing is acknowledged that only one node holds)
         # until the lost node is back, as a replica of the new primary
@@ -191,13 +185,11 @@ def test(build):
             "redis unavailable" in log, "npsd never saw the primary go"
         # The daily roll, forced here, rebuilds every global view from its
         # buckets: the comparison is of the exact data (buckets, fences,
-        # account state), not of when a view was last refreshed. (Global
-        # deltas lost in a failover, because a WAIT did not cover a write
-        # redirected after it, used to show up here.)
+        # account state), not of when a view was last refreshed.
         g = cl.client(cl.slot_owners(cl.primaries()[0])[
             cl.keyslot("nps:{g}:rolled")])
         g.delete("nps:{g}:rolled")
-        compare(st, cl, "after the failover", skip=GLOBAL)
+        compare(st, cl, "after the failover")
         assert npsd.poll() is None and ref.poll() is None
     finally:
         st.close()
