@@ -24,9 +24,10 @@ from harness import (FaultStack, check_exact, committed_sum, counter,
 NOW = "2026-11-20T12:00:00Z"
 COUNT = 8000
 DOWN_SECONDS = float(os.environ.get("IT_BROKER_DOWN_SECONDS", "5"))
-# How long npsd gets to catch up after a fault: a request lost to a fault
-# is only retried after librdkafka's socket.timeout.ms (60 s), so a 60 s
-# wait could end just before the retry. (A CI run timed out at 60 s once.)
+# How long npsd gets to catch up after a fault: a retried request can wait
+# up to librdkafka's socket.timeout.ms (60 s), so 60 s left no margin. (A
+# CI run timed out at 60 s once; the likelier cause, a partition never
+# fetched after an assignment followed by a pause, is fixed in npsd_kafka.)
 CATCH_UP = 150
 
 
