@@ -39,6 +39,7 @@
 #include "npsd/npsd_nps.h"
 #include "npsd/npsd_state.h"
 #include "npsd/npsd_step.h"
+#include "npsd/npsd_sums.h"
 #include "npsd/npsd_time.h"
 #include "npsd/npsd_view.h"
 #include "npsd/npsd_write.h"
@@ -160,6 +161,11 @@ typedef struct npsd_store_delta_s {
  * responses benchmark from 22.0 to 15.4 HINCRBY per input event; 128
  * keeps one call to a few milliseconds of Redis). */
 #define NPSD_STORE_GROUPS_PER_CALL 128
+/* The same for the {g} part in mode "all", whose increments npsd sums
+ * before sending: a call then costs Redis little more than its fences
+ * (a read and a write of one field per account) and the ordered commands
+ * (timers), so it may hold more accounts. */
+#define NPSD_STORE_GROUPS_ALL_PER_CALL 1024
 
 /* An alert to publish; owned strings. */
 typedef struct npsd_store_pending_alert_s {
@@ -172,6 +178,10 @@ struct npsd_store_s {
         const npsd_themes_t *themes;
         npsd_cluster_t *cl;
         npsd_write_t *w;
+        npsd_sums_t *sums;    /* a {g} call's summed increments */
+        /* the last {g} call in mode "all" did not run (a delta found
+         * applied or a gap): the next one goes group by group */
+        int g_split;
         npsd_arena_t arena;   /* one slice's keys and argv */
         npsd_arena_t idarena; /* the round's account ids */
         int up;
@@ -263,7 +273,9 @@ npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                 free(store);
                 return NULL;
         }
-        if (!(store->w = npsd_write_new())) {
+        if (!(store->w = npsd_write_new()) ||
+            !(store->sums = npsd_sums_new())) {
+                npsd_write_destroy(store->w);
                 npsd_cluster_destroy(store->cl);
                 free(store);
                 return NULL;
@@ -327,6 +339,7 @@ void npsd_store_destroy(npsd_store_t *store) {
         npsd_arena_free(&store->arena);
         npsd_arena_free(&store->idarena);
         npsd_write_destroy(store->w);
+        npsd_sums_destroy(store->sums);
         npsd_cluster_destroy(store->cl);
         free(store);
 }
@@ -1409,8 +1422,30 @@ fail:
         return -1;
 }
 
-/* Reads one group of an encoded delta and adds its commands to the current
- * call of the writer. Returns 0, or -1 with errstr. */
+/* What npsd_store_delta_group() does with a group's commands. */
+enum {
+        NPSD_STORE_DG_SKIP,  /* reads past them */
+        NPSD_STORE_DG_ADD,   /* adds them to the current call */
+        NPSD_STORE_DG_LATER, /* each SET in a "later" call of its own */
+        NPSD_STORE_DG_SUM,   /* as ADD, but HINCRBY and SADD go to
+                              * store->sums (a call in mode "all") */
+};
+
+/* An HINCRBY's increment, when it is a plain integer as Redis takes it. */
+static int npsd_store_incr_by(const char *p, size_t len, long long *by) {
+        char num[24], *end;
+
+        if (!len || len >= sizeof(num))
+                return -1;
+        memcpy(num, p, len);
+        num[len] = '\0';
+        errno = 0;
+        *by = strtoll(num, &end, 10);
+        return errno || *end || (!*by && len != 1) ? -1 : 0;
+}
+
+/* Reads one group of an encoded delta and does with its commands what add
+ * says (NPSD_STORE_DG_*). Returns 0, or -1 with errstr. */
 static int npsd_store_delta_group(npsd_store_t *store,
                                   npsd_codec_reader_t *r, int add,
                                   char *errstr, size_t errstr_size) {
@@ -1428,7 +1463,29 @@ static int npsd_store_delta_group(npsd_store_t *store,
                 }
                 if (r->err || argc < 2)
                         break;
-                if (add == 2) {
+                if (add == NPSD_STORE_DG_SUM) {
+                        long long by;
+                        int rc = 1;
+                        if (argc == 4 && lens[0] == 7 &&
+                            !memcmp(argv[0], "HINCRBY", 7) &&
+                            !npsd_store_incr_by(argv[3], lens[3], &by))
+                                rc = npsd_sums_incr(store->sums, argv[1],
+                                                    lens[1], argv[2], lens[2],
+                                                    by);
+                        else if (argc == 3 && lens[0] == 4 &&
+                                 !memcmp(argv[0], "SADD", 4))
+                                rc = npsd_sums_sadd(store->sums, argv[1],
+                                                    lens[1], argv[2], lens[2]);
+                        if (rc == -1) {
+                                snprintf(errstr, errstr_size,
+                                         "global delta: out of memory or "
+                                         "an increment out of range");
+                                return -1;
+                        }
+                        if (!rc)
+                                continue;
+                }
+                if (add == NPSD_STORE_DG_LATER) {
                         /* SET key at PXAT expiry behind its own guard */
                         char exp[32];
                         size_t el = lens[4] < sizeof(exp) - 1 ? lens[4]
@@ -1458,13 +1515,49 @@ static int npsd_store_delta_group(npsd_store_t *store,
         return 0;
 }
 
-/* Appends the calls that apply the waiting deltas: one "groups" call for
- * the {g} slot (exact sequence per account: every delta has a {g} part),
- * one per rank key (newest sequence wins). Returns 0 or -1. */
+/* Ends a {g} call in mode "all": its summed increments and set additions
+ * go last, after every group's ordered commands. Returns 0 or -1. */
+static int npsd_store_sums_flush(npsd_store_t *store, char *errstr,
+                                 size_t errstr_size) {
+        for (size_t i = 0; i < npsd_sums_count(store->sums); i++) {
+                npsd_sums_entry_t e;
+                char by[NPSD_FMT_INT_BUFSZ];
+                const char *argv[4] = {"HINCRBY", NULL, NULL, by};
+                size_t lens[4] = {7, 0, 0, 0};
+                int argc = 4;
+
+                npsd_sums_get(store->sums, i, &e);
+                if (e.is_set) {
+                        argv[0] = "SADD";
+                        lens[0] = 4;
+                        argc = 3;
+                } else if (!e.by) {
+                        continue;
+                } else {
+                        lens[3] = npsd_fmt_i64(e.by, by);
+                }
+                argv[1] = e.key;
+                lens[1] = e.key_len;
+                argv[2] = e.field;
+                lens[2] = e.field_len;
+                if (npsd_write_cmd(store->w, argc, argv, lens, 1, errstr,
+                                   errstr_size))
+                        return -1;
+        }
+        npsd_sums_reset(store->sums);
+        return 0;
+}
+
+/* Appends the calls that apply the waiting deltas: for the {g} slot (every
+ * delta has a {g} part, under an exact sequence per account) "all" calls
+ * whose increments npsd sums, or, after one of those did not run, "exact"
+ * calls group by group; one "newer" call per rank key (newest sequence
+ * wins). Returns 0 or -1. */
 static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                                     size_t errstr_size) {
         const char *P = store->conf->redis_prefix;
         char fence[NPSD_KEY_MAX];
+        int split = store->g_split;
 
         for (size_t i = 0; i < store->delta_cnt; i++)
                 for (int g = 0; g < NPSD_DG__CNT; g++)
@@ -1472,6 +1565,13 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
         for (int g = 0; g < NPSD_DG_SUPPRESS; g++) {
                 long call = -1;
                 size_t in_call = 0;
+                int sum = g == NPSD_DG_G && !split;
+                size_t per_call = sum ? NPSD_STORE_GROUPS_ALL_PER_CALL
+                                      : NPSD_STORE_GROUPS_PER_CALL;
+                npsd_write_groups_mode_t mode =
+                        g != NPSD_DG_G ? NPSD_WRITE_GROUPS_NEWER
+                        : sum          ? NPSD_WRITE_GROUPS_ALL
+                                       : NPSD_WRITE_GROUPS_EXACT;
                 if (g == NPSD_DG_G) {
                         snprintf(fence, sizeof(fence), "%s:{g}:fence", P);
                 } else {
@@ -1488,9 +1588,9 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                         npsd_store_delta_t *d = &store->deltas[i];
                         npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
                         for (int h = 0; h < g; h++)
-                                if (npsd_store_delta_group(store, &r, 0,
-                                                           errstr,
-                                                           errstr_size))
+                                if (npsd_store_delta_group(
+                                            store, &r, NPSD_STORE_DG_SKIP,
+                                            errstr, errstr_size))
                                         return -1;
                         {
                                 npsd_codec_reader_t peek = r;
@@ -1498,10 +1598,12 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                                     g != NPSD_DG_G)
                                         continue;
                         }
-                        if (call < 0 || in_call == NPSD_STORE_GROUPS_PER_CALL) {
-                                if ((call = npsd_write_groups(
-                                             store->w, fence,
-                                             g != NPSD_DG_G, errstr,
+                        if (call < 0 || in_call == per_call) {
+                                if ((sum && call >= 0 &&
+                                     npsd_store_sums_flush(store, errstr,
+                                                           errstr_size)) ||
+                                    (call = npsd_write_groups(
+                                             store->w, fence, mode, errstr,
                                              errstr_size)) < 0)
                                         return -1;
                                 in_call = 0;
@@ -1510,10 +1612,15 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                         d->gidx[g] = in_call++;
                         if (npsd_write_group(store->w, d->account, d->seq,
                                              errstr, errstr_size) ||
-                            npsd_store_delta_group(store, &r, 1, errstr,
-                                                   errstr_size))
+                            npsd_store_delta_group(
+                                    store, &r,
+                                    sum ? NPSD_STORE_DG_SUM : NPSD_STORE_DG_ADD,
+                                    errstr, errstr_size))
                                 return -1;
                 }
+                if (sum && call >= 0 &&
+                    npsd_store_sums_flush(store, errstr, errstr_size))
+                        return -1;
         }
         /* suppression: one guarded call per user key (each in its own
          * slot); an older response than the key holds changes nothing */
@@ -1521,10 +1628,12 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                 npsd_store_delta_t *d = &store->deltas[i];
                 npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
                 for (int h = 0; h < NPSD_DG_SUPPRESS; h++)
-                        if (npsd_store_delta_group(store, &r, 0, errstr,
+                        if (npsd_store_delta_group(store, &r,
+                                                   NPSD_STORE_DG_SKIP, errstr,
                                                    errstr_size))
                                 return -1;
-                if (npsd_store_delta_group(store, &r, 2, errstr, errstr_size))
+                if (npsd_store_delta_group(store, &r, NPSD_STORE_DG_LATER,
+                                           errstr, errstr_size))
                         return -1;
         }
         return 0;
@@ -1535,6 +1644,7 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
 static void npsd_store_deltas_result(npsd_store_t *store) {
         size_t keep = 0;
 
+        store->g_split = 0;
         for (size_t i = 0; i < store->delta_cnt; i++) {
                 npsd_store_delta_t *d = &store->deltas[i];
                 int ok = 1;
@@ -1548,6 +1658,11 @@ static void npsd_store_deltas_result(npsd_store_t *store) {
                         if (st != NPSD_WRITE_APPLIED &&
                             st != NPSD_WRITE_ALREADY)
                                 ok = 0;
+                        /* an "all" call that did not run: group by group
+                         * next time, so that one account's gap holds up
+                         * no other */
+                        if (g == NPSD_DG_G && st == NPSD_WRITE_GAP)
+                                store->g_split = 1;
                 }
                 if (ok && !npsd_store_grow((void **)&store->cleanup,
                                            &store->cleanup_size,

@@ -92,13 +92,25 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
                     const char *field, uint64_t seq, char *errstr,
                     size_t errstr_size);
 
+/* How a groups call checks its fences. */
+typedef enum {
+        NPSD_WRITE_GROUPS_EXACT, /* a group runs when its field holds
+                                  * seq - 1 */
+        NPSD_WRITE_GROUPS_NEWER, /* a group runs when its field holds less
+                                  * than seq */
+        NPSD_WRITE_GROUPS_ALL,   /* every group must pass as EXACT, then all
+                                  * the commands run in order; else none does
+                                  * (the groups that would have passed answer
+                                  * GAP): for commands summed across groups */
+} npsd_write_groups_mode_t;
+
 /* Starts a groups call on fence hash fence_key: several writers' commands,
  * each group opened by npsd_write_group() and run only when its fence
- * field passes — exact: it holds seq - 1; newer (newer != 0): it holds less
- * than seq — which then becomes seq. Returns the call's index, or -1 with
- * errstr. */
-long npsd_write_groups(npsd_write_t *w, const char *fence_key, int newer,
-                       char *errstr, size_t errstr_size);
+ * field passes as mode says; the field then becomes seq. Returns the
+ * call's index, or -1 with errstr. */
+long npsd_write_groups(npsd_write_t *w, const char *fence_key,
+                       npsd_write_groups_mode_t mode, char *errstr,
+                       size_t errstr_size);
 
 /* Opens a group in the last groups call: the commands added next belong to
  * it. Returns 0, or -1 with errstr (seq out of range, out of memory). */
@@ -201,8 +213,9 @@ npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
                                            char *errstr, size_t errstr_size);
 
 /* What group (0, 1, ... in the order opened) of a groups call did:
- * APPLIED, ALREADY, GAP (exact only), or ERROR when the reply is not a
- * groups reply. */
+ * APPLIED, ALREADY, GAP (exact and all; in all, also "did not run because
+ * another group did not pass"), or ERROR when the reply is not a groups
+ * reply. */
 npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
                                             size_t call,
                                             const npsd_cluster_t *cluster,

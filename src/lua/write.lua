@@ -18,12 +18,17 @@
 --            unused). Field (absent = 0) = s - 1: set it to s, run, {1}.
 --            >= s: {2, cur}, already applied. Else {0, cur}, a gap
 --            (integers). Nothing runs unless {1}.
---   "groups" several accounts' writes behind one fence hash: ARGV[2] "exact"
---            or "newer", ARGV[3], ARGV[4] unused. The commands are split
---            into groups, each opened by the pseudo-command 3 GROUP field s:
---            exact runs a group when its field holds s - 1, newer when it
---            holds less than s; either then sets it to s. Returns {3, st...}
---            with per group 1 (ran), 2 (already at s or beyond) or 0 (gap).
+--   "groups" several accounts' writes behind one fence hash: ARGV[2] "exact",
+--            "newer" or "all", ARGV[3], ARGV[4] unused. The commands are
+--            split into groups, each opened by the pseudo-command
+--            3 GROUP field s: exact runs a group when its field holds s - 1,
+--            newer when it holds less than s; either then sets it to s.
+--            Returns {3, st...} with per group 1 (ran), 2 (already at s or
+--            beyond) or 0 (gap). all: every group must pass as exact does
+--            (a field's later group counts on its earlier one), then every
+--            command runs, in order, whatever group it follows (the caller
+--            summed the groups' increments); if one does not pass, nothing
+--            runs, and the groups that would have passed answer 0.
 --   "later"  KEYS[1] a key with an expiry: ARGV[3] the new expiry (Unix ms).
 --            Runs the commands when the key expires before it (or does not
 --            exist): {1}; else {2, its expiry}.
@@ -90,6 +95,33 @@ if mode == 'cas' then
   -- The guard is written first: under maxmemory Redis refuses a script's
   -- first write only, so an out-of-memory call changes nothing.
   redis.call('HSET', guard, field, ARGV[4])
+elseif mode == 'groups' and ARGV[2] == 'all' then
+  -- all or nothing: the fences first, the commands only if every one passes
+  local seen, out, pass = {}, {3}, true
+  for _, j in ipairs(at) do
+    if ARGV[j + 1] == 'GROUP' then
+      local f, s = ARGV[j + 2], seq_of(ARGV[j + 3])
+      local cur = seen[f]
+      if cur then cur = seq_of(cur)
+      else cur = seq_of(redis.call('HGET', guard, f) or '0') or 0 end
+      if cur >= s then out[#out + 1] = 2; pass = false
+      elseif cur == s - 1 then out[#out + 1] = 1; seen[f] = ARGV[j + 3]
+      else out[#out + 1] = 0; pass = false end
+    end
+  end
+  if not pass then
+    for k = 2, #out do if out[k] == 1 then out[k] = 0 end end
+    return out
+  end
+  local set = {'HSET', guard}
+  for f, s in pairs(seen) do set[#set + 1] = f; set[#set + 1] = s end
+  if #set > 2 then redis.call(unpack(set)) end
+  for _, j in ipairs(at) do
+    if ARGV[j + 1] ~= 'GROUP' then
+      redis.call(unpack(ARGV, j + 1, j + tonumber(ARGV[j])))
+    end
+  end
+  return out
 elseif mode == 'groups' then
   -- one fence per group: the commands after a GROUP run only when it
   -- passes. Increments commute and set additions repeat harmlessly, so the

@@ -299,11 +299,13 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
                                      strlen(num), "", errstr, errstr_size);
 }
 
-long npsd_write_groups(npsd_write_t *w, const char *fence_key, int newer,
-                       char *errstr, size_t errstr_size) {
-        return npsd_write_call_start(w, fence_key, "groups",
-                                     newer ? "newer" : "exact", "", 0, "",
-                                     errstr, errstr_size);
+long npsd_write_groups(npsd_write_t *w, const char *fence_key,
+                       npsd_write_groups_mode_t mode, char *errstr,
+                       size_t errstr_size) {
+        static const char *const names[] = {"exact", "newer", "all"};
+
+        return npsd_write_call_start(w, fence_key, "groups", names[mode], "",
+                                     0, "", errstr, errstr_size);
 }
 
 int npsd_write_group(npsd_write_t *w, const char *field, uint64_t seq,

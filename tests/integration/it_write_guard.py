@@ -218,6 +218,57 @@ def check_seq(probe, t):
     assert probe.add("SEQ %s acct-3 %d" % (fence, big + 1)).startswith("refused")
 
 
+def check_groups(probe, t):
+    """Groups calls on one fence hash: exact runs each group that passes,
+    newer each that is ahead, all every group or none."""
+    fence, c, tm = "nps:{g}:fence", "nps:{g}:c", "nps:{g}:timers"
+    res = lambda *lines: [(s, d.split()) for s, d in probe.call(*lines)]
+    # all: both pass, every command runs, the fences advance
+    assert res("GROUPS %s all" % fence,
+               "GROUP a 1", "CMD 1 HINCRBY %s d1 5" % c,
+               "CMD 1 ZADD %s 100 a" % tm,
+               "GROUP b 1", "CMD 1 HINCRBY %s d1 3" % c,
+               "CMD 1 SADD nps:{g}:dirty d1") == \
+        [("groups", ["applied", "applied"])]
+    assert t.r(c).hgetall(c) == {"d1": "8"}
+    assert t.r(fence).hgetall(fence) == {"a": "1", "b": "1"}
+    # a field's later group counts on its earlier one in the same call
+    assert res("GROUPS %s all" % fence,
+               "GROUP a 2", "CMD 1 HINCRBY %s d1 1" % c,
+               "GROUP a 3", "CMD 1 ZADD %s 300 a" % tm,
+               "GROUP b 2", "CMD 1 HINCRBY %s d1 10" % c) == \
+        [("groups", ["applied", "applied", "applied"])]
+    assert t.r(c).hget(c, "d1") == "19"
+    assert t.r(tm).zscore(tm, "a") == 300
+    assert t.r(fence).hgetall(fence) == {"a": "3", "b": "2"}
+    # one group found applied, or one gap: nothing runs, no fence moves;
+    # the groups that would have passed answer gap
+    before = t.dump()
+    assert res("GROUPS %s all" % fence,
+               "GROUP b 3", "CMD 1 HINCRBY %s d1 100" % c,
+               "GROUP a 3", "CMD 1 HINCRBY %s d1 100" % c) == \
+        [("groups", ["gap", "already"])]
+    assert res("GROUPS %s all" % fence,
+               "GROUP b 3", "CMD 1 HINCRBY %s d1 100" % c,
+               "GROUP c 2", "CMD 1 DEL %s" % c) == \
+        [("groups", ["gap", "gap"])]
+    unchanged(t, before, "an all call with a group that does not pass")
+    # exact, on the same input, runs the group that passes
+    assert res("GROUPS %s exact" % fence,
+               "GROUP b 3", "CMD 1 HINCRBY %s d1 100" % c,
+               "GROUP a 3", "CMD 1 HINCRBY %s d1 100" % c,
+               "GROUP c 2", "CMD 1 DEL %s" % c) == \
+        [("groups", ["applied", "already", "gap"])]
+    assert t.r(c).hget(c, "d1") == "119"
+    # newer runs what is ahead of its field, whatever the gap
+    assert res("GROUPS %s newer" % fence,
+               "GROUP a 9", "CMD 1 ZADD %s 900 a" % tm,
+               "GROUP b 1", "CMD 1 ZADD %s 1 b" % tm) == \
+        [("groups", ["applied", "already"])]
+    assert t.r(tm).zscore(tm, "a") == 900 and t.r(tm).zscore(tm, "b") is None
+    assert t.r(fence).hgetall(fence) == {"a": "9", "b": "3"}
+
+
 def check_refusals(probe, t):
     st, view = "nps:{acct-9}:st", "nps:{acct-9}:w:30d"
     t.r(st).hset(st, "v", "5")
@@ -377,6 +428,7 @@ def run_all(build, port, t, label):
     probe = Probe(build, port)
     check_cas(probe, t, events)
     check_seq(probe, t)
+    check_groups(probe, t)
     check_refusals(probe, t)
     check_spread(probe, t)
     st = probe.stats()

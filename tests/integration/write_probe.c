@@ -33,6 +33,10 @@
 
 #define PROBE_MAX_WORDS 64
 #define PROBE_NAME 24 /* "f<n>", "v<n>", "w<n>" */
+#define PROBE_MAX_CALLS 4096
+
+/* per call of the batch, its groups (groups calls only; 0 for others) */
+static size_t probe_groups[PROBE_MAX_CALLS];
 
 static const char *probe_word(const char *tok) {
         return strcmp(tok, "''") ? tok : "";
@@ -59,6 +63,29 @@ static int probe_line(npsd_write_t *w, char *line, char *errstr,
                                       errstr_size) == -1
                                ? -1
                                : 0;
+        if (argc == 3 && !strcmp(argv[0], "GROUPS")) {
+                npsd_write_groups_mode_t mode =
+                        !strcmp(argv[2], "all")     ? NPSD_WRITE_GROUPS_ALL
+                        : !strcmp(argv[2], "newer") ? NPSD_WRITE_GROUPS_NEWER
+                                                    : NPSD_WRITE_GROUPS_EXACT;
+                long call = npsd_write_groups(w, argv[1], mode, errstr,
+                                              errstr_size);
+                if (call >= PROBE_MAX_CALLS) {
+                        snprintf(errstr, errstr_size, "too many calls");
+                        return -1;
+                }
+                if (call >= 0)
+                        probe_groups[call] = 0;
+                return call == -1 ? -1 : 0;
+        }
+        if (argc == 3 && !strcmp(argv[0], "GROUP")) {
+                size_t calls = npsd_write_calls(w);
+                if (npsd_write_group(w, argv[1], strtoull(argv[2], NULL, 10),
+                                     errstr, errstr_size) == -1)
+                        return -1;
+                probe_groups[calls - 1]++;
+                return 0;
+        }
         if (argc >= 2 && !strcmp(argv[0], "CMD"))
                 return npsd_write_cmd(w, argc - 2, argv + 2, NULL,
                                       atoi(argv[1]), errstr, errstr_size);
@@ -138,6 +165,22 @@ static void probe_exec(npsd_write_t *w, npsd_cluster_t *cluster) {
         for (size_t i = 0; i < npsd_write_calls(w); i++) {
                 npsd_write_cur_t cur;
 
+                if (i < PROBE_MAX_CALLS && probe_groups[i]) {
+                        static const char *const names[] = {
+                                "applied", "conflict", "already", "gap"};
+                        printf("%zu groups", i);
+                        for (size_t g = 0; g < probe_groups[i]; g++) {
+                                npsd_write_status_t st =
+                                        npsd_write_group_status(w, i, cluster,
+                                                                g);
+                                printf(" %s", st == NPSD_WRITE_ERROR
+                                                      ? "error"
+                                                      : names[st]);
+                        }
+                        printf("\n");
+                        continue;
+                }
+
                 switch (npsd_write_call_result(w, i, cluster, &cur, errstr,
                                                sizeof(errstr))) {
                 case NPSD_WRITE_APPLIED:
@@ -210,6 +253,7 @@ int main(int argc, char **argv) {
                 }
                 if (executed && strncmp(line, "TAG ", 4)) {
                         npsd_write_reset(w);
+                        memset(probe_groups, 0, sizeof(probe_groups));
                         executed = 0;
                 }
                 r = probe_line(w, line, errstr, sizeof(errstr));
