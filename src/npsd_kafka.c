@@ -25,6 +25,7 @@ struct npsd_kafka_s {
          * reported its end or until held_until (context first); and every
          * partition assigned during a Redis outage, until it ends. */
         rd_kafka_topic_partition_list_t *held, *ctx_wait;
+        int handover_failing; /* failed handovers in a row */
         int64_t held_until;
 
         /* consumer lag per partition, from the last statistics report */
@@ -127,6 +128,13 @@ static int npsd_kafka_stats_cb(rd_kafka_t *rk, char *json, size_t json_len,
         return 0; /* librdkafka frees json */
 }
 
+/* Adds p (topic, partition and offset) to list. */
+static void npsd_kafka_list_copy(rd_kafka_topic_partition_list_t *list,
+                                 const rd_kafka_topic_partition_t *p) {
+        rd_kafka_topic_partition_list_add(list, p->topic, p->partition)
+                ->offset = p->offset;
+}
+
 /* The end of a context-first hold that starts (or restarts) now. */
 static int64_t npsd_kafka_hold_deadline(const npsd_kafka_t *kafka) {
         return npsd_kafka_mono_ms() + kafka->conf->accounts_first_s * 1000LL;
@@ -142,6 +150,15 @@ static void npsd_kafka_release(npsd_kafka_t *kafka, const char *why) {
                   kafka->held ? kafka->held->cnt : 0, why);
         rd_kafka_topic_partition_list_destroy(kafka->ctx_wait);
         kafka->ctx_wait = NULL;
+}
+
+/* A failed handover is retried on every poll: its warning goes out once
+ * per run of failures, not once per poll. */
+static void npsd_kafka_handover_failed(npsd_kafka_t *kafka, const char *why) {
+        if (!kafka->handover_failing++)
+                npsd_warn("msg=\"assigning held partitions failed, retrying "
+                          "on every poll\" error=\"%s\"",
+                          why);
 }
 
 /* Assigns the held partitions to the fetcher once nothing holds them (no
@@ -165,11 +182,10 @@ static void npsd_kafka_handover(npsd_kafka_t *kafka) {
         keep = rd_kafka_topic_partition_list_new(kafka->held->cnt);
         for (int i = 0; i < kafka->held->cnt; i++) {
                 const rd_kafka_topic_partition_t *p = &kafka->held->elems[i];
-                rd_kafka_topic_partition_list_add(
+                npsd_kafka_list_copy(
                         !kafka->ctx_wait || !strcmp(p->topic, accounts) ? go
                                                                         : keep,
-                        p->topic, p->partition)
-                        ->offset = p->offset;
+                        p);
         }
         if (!go->cnt)
                 goto done;
@@ -177,26 +193,31 @@ static void npsd_kafka_handover(npsd_kafka_t *kafka) {
                     "COOPERATIVE")) {
                 if ((error = rd_kafka_incremental_assign(kafka->consumer,
                                                          go))) {
-                        npsd_warn("msg=\"assigning held partitions failed\" "
-                                  "error=\"%s\"",
-                                  rd_kafka_error_string(error));
+                        npsd_kafka_handover_failed(
+                                kafka, rd_kafka_error_string(error));
                         rd_kafka_error_destroy(error);
                         goto fail;
                 }
         } else {
-                if (rd_kafka_assignment(kafka->consumer, &all) || !all)
-                        goto fail;
-                rd_kafka_position(kafka->consumer, all);
-                for (int i = 0; i < go->cnt; i++)
-                        rd_kafka_topic_partition_list_add(
-                                all, go->elems[i].topic,
-                                go->elems[i].partition)
-                                ->offset = go->elems[i].offset;
-                if (rd_kafka_assign(kafka->consumer, all)) {
-                        npsd_warn("msg=\"assigning held partitions "
-                                  "failed\"");
+                rd_kafka_resp_err_t err;
+                if ((err = rd_kafka_assignment(kafka->consumer, &all)) ||
+                    !all) {
+                        npsd_kafka_handover_failed(kafka, rd_kafka_err2str(err));
                         goto fail;
                 }
+                rd_kafka_position(kafka->consumer, all);
+                for (int i = 0; i < go->cnt; i++)
+                        npsd_kafka_list_copy(all, &go->elems[i]);
+                if ((err = rd_kafka_assign(kafka->consumer, all))) {
+                        npsd_kafka_handover_failed(kafka, rd_kafka_err2str(err));
+                        goto fail;
+                }
+        }
+        if (kafka->handover_failing) {
+                npsd_info("msg=\"held partitions assigned after failures\" "
+                          "failures=%d",
+                          kafka->handover_failing);
+                kafka->handover_failing = 0;
         }
 done:
         rd_kafka_topic_partition_list_destroy(kafka->held);
@@ -253,13 +274,9 @@ npsd_kafka_hold(npsd_kafka_t *kafka,
                         if (!kafka->held)
                                 kafka->held = rd_kafka_topic_partition_list_new(
                                         parts->cnt);
-                        rd_kafka_topic_partition_list_add(
-                                kafka->held, p->topic, p->partition)
-                                ->offset = p->offset;
+                        npsd_kafka_list_copy(kafka->held, p);
                 } else {
-                        rd_kafka_topic_partition_list_add(now, p->topic,
-                                                          p->partition)
-                                ->offset = p->offset;
+                        npsd_kafka_list_copy(now, p);
                 }
         }
         if (hold)

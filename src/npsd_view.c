@@ -46,8 +46,9 @@ const char *npsd_fields_get(const npsd_fields_t *fields, const char *name) {
 }
 
 /* The field named name in fields, looked up at index hint first: both
- * lists of a diff come from the same builder, so field i of one is
- * nearly always field i of the other, and the diff stays linear. */
+ * lists of a diff come from the same builder in the same order, so the
+ * field after the last one matched is nearly always the next match, and
+ * the diff stays linear (a field added or dropped shifts it by one). */
 static const npsd_field_t *npsd_fields_find(const npsd_fields_t *fields,
                                             const char *name, size_t hint) {
         if (hint < fields->cnt && !strcmp(fields->f[hint].name, name))
@@ -61,23 +62,23 @@ static const npsd_field_t *npsd_fields_find(const npsd_fields_t *fields,
 void npsd_fields_diff(const npsd_fields_t *from, const npsd_fields_t *to,
                       size_t *set, size_t *set_cnt, size_t *del,
                       size_t *del_cnt) {
-        size_t off = 0; /* from's index of to's field i is about i + off */
+        size_t next = 0; /* where the next match likely is: after the last */
 
         *set_cnt = *del_cnt = 0;
         for (size_t i = 0; i < to->cnt; i++) {
                 const npsd_field_t *was =
-                        npsd_fields_find(from, to->f[i].name, i + off);
+                        npsd_fields_find(from, to->f[i].name, next);
                 if (was)
-                        off = (size_t)(was - from->f) - i;
+                        next = (size_t)(was - from->f) + 1;
                 if (!was || strcmp(was->value, to->f[i].value))
                         set[(*set_cnt)++] = i;
         }
-        off = 0;
+        next = 0;
         for (size_t i = 0; i < from->cnt; i++) {
                 const npsd_field_t *is =
-                        npsd_fields_find(to, from->f[i].name, i + off);
+                        npsd_fields_find(to, from->f[i].name, next);
                 if (is)
-                        off = (size_t)(is - to->f) - i;
+                        next = (size_t)(is - to->f) + 1;
                 else
                         del[(*del_cnt)++] = i;
         }
