@@ -1663,8 +1663,15 @@ static void npsd_store_deltas_result(npsd_store_t *store) {
                         /* an "all" call that did not run: group by group
                          * next time, so that one account's gap holds up
                          * no other */
-                        if (g == NPSD_DG_G && st == NPSD_WRITE_GAP)
+                        if (g == NPSD_DG_G && st == NPSD_WRITE_GAP &&
+                            !store->g_split) {
                                 store->g_split = 1;
+                                npsd_debug("msg=\"global deltas did not all "
+                                           "pass their fences, next round "
+                                           "goes account by account\" "
+                                           "account=%s seq=%" PRIu64,
+                                           d->account, d->seq);
+                        }
                 }
                 if (ok && !npsd_store_grow((void **)&store->cleanup,
                                            &store->cleanup_size,
