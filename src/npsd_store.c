@@ -1561,6 +1561,8 @@ static int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
         char fence[NPSD_KEY_MAX];
         int split = store->g_split;
 
+        /* nothing left from an append that failed halfway */
+        npsd_sums_reset(store->sums);
         for (size_t i = 0; i < store->delta_cnt; i++)
                 for (int g = 0; g < NPSD_DG__CNT; g++)
                         store->deltas[i].call[g] = -1;
