@@ -129,7 +129,7 @@ typedef struct npsd_store_acct_s {
         int done;      /* committed (or nothing to commit) */
 
         long rx;       /* first read reply */
-        long rx_pf;    /* PFCOUNTs, -1 none */
+        long rx_pf[4]; /* PFCOUNTs by NPSD_STORE_COUNT_*, -1 none */
         long rx_outbox;
 
         char ver[24];  /* version read, "" when none */
@@ -139,7 +139,8 @@ typedef struct npsd_store_acct_s {
         npsd_step_out_t out;
         npsd_step_counts_t counts;
         int has_counts;
-        int pf_changed; /* a PFADD of this round changed a register */
+        unsigned pf_moved; /* bits 1 << NPSD_STORE_COUNT_*: a PFADD of this
+                            * round changed a register in that window */
         long call;     /* the guarded call, -1 none */
         unsigned char *delta; /* the global delta committed with it */
         size_t delta_len;
@@ -530,7 +531,8 @@ static npsd_store_acct_t *npsd_store_acct(npsd_store_t *store,
         if (!(a->id = npsd_arena_strn(&store->idarena, id, strlen(id))))
                 return NULL;
         a->call = -1;
-        a->rx_pf = -1;
+        for (int k = 0; k < 4; k++)
+                a->rx_pf[k] = -1;
         a->rx_outbox = -1;
         npsd_state_init(&a->st);
         npsd_kvs_init(&a->account);
@@ -766,11 +768,47 @@ static int npsd_store_usage_fresh(const npsd_store_t *store,
         return 1;
 }
 
+/* The distinct counts and their windows of day HyperLogLogs (days from
+ * today, both ends included). */
+enum { NPSD_STORE_COUNT_AU7, NPSD_STORE_COUNT_AU30, NPSD_STORE_COUNT_AU_PREV7,
+       NPSD_STORE_COUNT_FT30, NPSD_STORE_COUNT__CNT };
+
+typedef struct npsd_store_count_window_s {
+        const char *kind; /* "au" active users, "ft" features */
+        int from, to;
+} npsd_store_count_window_t;
+
+static const npsd_store_count_window_t
+        npsd_store_count_windows[NPSD_STORE_COUNT__CNT] = {
+                [NPSD_STORE_COUNT_AU7] = {"au", -6, 0},
+                [NPSD_STORE_COUNT_AU30] = {"au", -29, 0},
+                [NPSD_STORE_COUNT_AU_PREV7] = {"au", -13, -7},
+                [NPSD_STORE_COUNT_FT30] = {"ft", -29, 0},
+};
+
+#define NPSD_STORE_COUNT_ALL ((1u << NPSD_STORE_COUNT__CNT) - 1)
+_Static_assert(NPSD_STORE_COUNT__CNT == 4, "npsd_store_acct_t.rx_pf");
+
+/* The counts whose window holds a day key of kind at day offset off (from
+ * today): those a register moved there can change. */
+static unsigned npsd_store_count_bits(const char *kind, int off) {
+        unsigned bits = 0;
+
+        for (int k = 0; k < NPSD_STORE_COUNT__CNT; k++) {
+                const npsd_store_count_window_t *cw =
+                        &npsd_store_count_windows[k];
+                if (!strcmp(cw->kind, kind) && off >= cw->from &&
+                    off <= cw->to)
+                        bits |= 1u << k;
+        }
+        return bits;
+}
+
 /* The day HyperLogLogs of active users and features get the users and
  * features of the events that count (after dedupe: an event id reused
  * with another user adds nobody). Outside the guarded write: a PFADD adds
  * only what is true, so one that lands for a write that then loses its
- * version race changes no count. Sets pf_changed where a register moved. */
+ * version race changes no count. Sets pf_moved where a register moved. */
 static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
                               size_t errstr_size) {
         int32_t today = store->env.today;
@@ -846,7 +884,8 @@ static int npsd_store_hll_add(npsd_store_t *store, char *errstr,
                                                               errstr_size,
                                                               "PFADD", r);
                                 if (r->integer == 1)
-                                        a->pf_changed = 1;
+                                        a->pf_moved |= npsd_store_count_bits(
+                                                p ? "ft" : "au", day - today);
                         }
                 }
         }
@@ -873,14 +912,21 @@ static long npsd_store_pfcount(npsd_store_t *store, const char *account,
         return npsd_store_cmd(store, n + 1, argv, NULL);
 }
 
-static int npsd_store_read_counts(npsd_store_t *store, npsd_store_acct_t *a) {
+/* The PFCOUNTs of the windows in want (bits 1 << NPSD_STORE_COUNT_*). */
+static int npsd_store_read_counts(npsd_store_t *store, npsd_store_acct_t *a,
+                                  unsigned want) {
         int32_t t = store->env.today;
 
-        a->rx_pf = npsd_store_pfcount(store, a->id, "au", t - 6, t);
-        if (a->rx_pf < 0 || npsd_store_pfcount(store, a->id, "au", t - 29, t) < 0 ||
-            npsd_store_pfcount(store, a->id, "au", t - 13, t - 7) < 0 ||
-            npsd_store_pfcount(store, a->id, "ft", t - 29, t) < 0)
-                return -1;
+        for (int k = 0; k < NPSD_STORE_COUNT__CNT; k++) {
+                const npsd_store_count_window_t *cw =
+                        &npsd_store_count_windows[k];
+                if (!(want & (1u << k)))
+                        continue;
+                if ((a->rx_pf[k] = npsd_store_pfcount(store, a->id, cw->kind,
+                                                      t + cw->from,
+                                                      t + cw->to)) < 0)
+                        return -1;
+        }
         return 0;
 }
 
@@ -1096,7 +1142,10 @@ static int npsd_store_dup_snapshots(npsd_store_t *store,
  * HyperLogLogs) only for the accounts whose counts can have moved: a PFADD
  * of this batch changed a register, the day changed since the last count,
  * or a timer tick. Most usage events repeat a user already seen that day:
- * their batch needs no count, and no second read round trip. */
+ * their batch needs no count, and no second read round trip. On the day
+ * of the last count, only the windows holding a moved register's day are
+ * counted again (a live event moves the 7- and 30-day windows, not the
+ * previous 7 days). */
 static int npsd_store_counts(npsd_store_t *store, char *errstr,
                              size_t errstr_size) {
         size_t need = 0;
@@ -1104,8 +1153,10 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
         npsd_cluster_begin(store->cl);
         for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
+                unsigned want;
                 a->has_counts = 0;
-                a->rx_pf = -1;
+                for (int k = 0; k < NPSD_STORE_COUNT__CNT; k++)
+                        a->rx_pf[k] = -1;
                 if (a->done || (!a->un && !a->tick))
                         continue;
                 /* a tick counts on a new day (the windows moved), for an
@@ -1117,10 +1168,14 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                              store->env.today - 31 ||
                      a->st.counted_day == store->env.today))
                         continue;
-                if (!a->pf_changed && !a->tick &&
-                    a->st.counted_day == store->env.today)
+                /* the same day: only the windows a register moved in; the
+                 * others keep the record's counts of today */
+                want = a->tick || a->st.counted_day != store->env.today
+                               ? NPSD_STORE_COUNT_ALL
+                               : a->pf_moved;
+                if (!want)
                         continue;
-                if (npsd_store_read_counts(store, a)) {
+                if (npsd_store_read_counts(store, a, want)) {
                         snprintf(errstr, errstr_size, "redis: out of memory");
                         return -1;
                 }
@@ -1132,21 +1187,30 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                 return -1;
         for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
-                int64_t v[4];
-                if (a->rx_pf < 0)
-                        continue;
-                for (int k = 0; k < 4; k++) {
-                        const redisReply *r =
-                                npsd_store_reply(store, a->rx_pf + k);
+                int64_t v[NPSD_STORE_COUNT__CNT] = {
+                        [NPSD_STORE_COUNT_AU7] = a->st.active_users_7d,
+                        [NPSD_STORE_COUNT_AU30] = a->st.active_users_30d,
+                        [NPSD_STORE_COUNT_AU_PREV7] =
+                                a->st.active_users_prev_7d,
+                        [NPSD_STORE_COUNT_FT30] = a->st.features_30d};
+                int counted = 0;
+                for (int k = 0; k < NPSD_STORE_COUNT__CNT; k++) {
+                        const redisReply *r;
+                        if (a->rx_pf[k] < 0)
+                                continue;
+                        r = npsd_store_reply(store, a->rx_pf[k]);
                         if (!r || r->type != REDIS_REPLY_INTEGER)
                                 return npsd_store_bad(errstr, errstr_size,
                                                       "PFCOUNT", r);
                         v[k] = r->integer;
+                        counted = 1;
                 }
-                a->counts.active_users_7d = v[0];
-                a->counts.active_users_30d = v[1];
-                a->counts.active_users_prev_7d = v[2];
-                a->counts.features_30d = v[3];
+                if (!counted)
+                        continue;
+                a->counts.active_users_7d = v[NPSD_STORE_COUNT_AU7];
+                a->counts.active_users_30d = v[NPSD_STORE_COUNT_AU30];
+                a->counts.active_users_prev_7d = v[NPSD_STORE_COUNT_AU_PREV7];
+                a->counts.features_30d = v[NPSD_STORE_COUNT_FT30];
                 a->has_counts = 1;
         }
         return 0;
@@ -2172,7 +2236,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
                                 continue;
-                        a->pf_changed = 0;
+                        a->pf_moved = 0;
                         if (npsd_store_read_parse(store, a, errstr,
                                                   errstr_size) ||
                             npsd_store_dup_snapshots(store, a, errstr,

@@ -292,6 +292,31 @@ def test(build):
             print(out)
             print(st.npsctl("account", "acct-u2", "--redis-port",
                             str(st.redis_port)).stdout)
+
+        # -- later batches of the same day, each moving one window only:
+        # the counts of today are partly reused, the moved ones recounted
+        steps = (
+            # a new feature by a user already counted: features_30d only
+            (lambda: u1.add(0, 12, "u1", "feature_used", "billing"),
+             {"features_30d": 5}),
+            # a new user 10 days ago: the 30 days and the 7 before, not 7d
+            (lambda: u1.add(10, 12, "u12"),
+             {"active_users_30d": 11, "active_users_prev_7d": 4}),
+            # a new user today: the 7 and the 30 days
+            (lambda: u1.add(0, 13, "u13"),
+             {"active_users_7d": 6, "active_users_30d": 12}),
+        )
+        for make, moved in steps:
+            before = expected_usage(u1.sent)
+            ev = make()
+            st.produce("product.usage", [(ev["account_id"], json.dumps(ev))])
+            wait_processed(st, GROUP, TOPICS, timeout=60)
+            exp = expected_usage(u1.sent)
+            assert {k: v for k, v in exp.items() if before[k] != v and
+                    k != "last_activity_at"} == moved, (exp, before)
+            check_summary(st, "acct-u1", exp,
+                          expected_health(exp, seats=20, rel_nps=100, nps=0,
+                                          detractors=1))
         assert st.stop(npsd) == 0
         npsd = None
     finally:
