@@ -57,7 +57,8 @@ typedef struct npsd_write_call_s {
 
 struct npsd_write_s {
         npsd_write_block_t *blocks, *cur;
-        size_t mem;
+        size_t mem;  /* bytes of all blocks */
+        size_t high; /* the most a round has used */
 
         npsd_write_call_t *calls;
         size_t call_cnt, call_size;
@@ -72,10 +73,10 @@ struct npsd_write_s {
         char sha[41]; /* its SHA1 as Redis reported it: EVALSHA; "" EVAL */
 };
 
-/* size bytes that stay where they are until destroy. After a reset the
- * blocks are reused in order; a request too large for the next block gets
- * a new block of its own, placed before it, so nothing is ever freed or
- * moved while the writer lives. */
+/* size bytes that stay where they are until the next reset. A request that
+ * does not fit the current block takes the next one, or a new block after
+ * it; nothing moves or is freed before npsd_write_reset(), which merges a
+ * round's blocks into one. */
 static void *npsd_write_alloc(npsd_write_t *w, size_t size) {
         const size_t align = alignof(max_align_t);
         npsd_write_block_t *b = w->cur, *nb;
@@ -200,8 +201,38 @@ void npsd_write_destroy(npsd_write_t *w) {
         free(w);
 }
 
+/* Blocks kept as they were would fragment: a round whose large argv
+ * lands where a smaller block sits gets a new block placed there, and
+ * rounds of varying shapes keep adding them (a benchmark's writer grew
+ * to 48 MiB for rounds of at most 7.6 MiB). So a round that needed more
+ * than one block leaves a single block as large as the largest round yet:
+ * a few mallocs while the rounds grow, none once they stop growing. */
 void npsd_write_reset(npsd_write_t *w) {
-        for (npsd_write_block_t *b = w->blocks; b; b = b->next)
+        npsd_write_block_t *b, *next;
+        size_t used = 0;
+
+        for (b = w->blocks; b; b = b->next)
+                used += b->used;
+        if (used > w->high)
+                w->high = used;
+        if (w->blocks && w->blocks->next) {
+                size_t bsize = (w->high + NPSD_WRITE_BLOCK_SIZE - 1) /
+                               NPSD_WRITE_BLOCK_SIZE * NPSD_WRITE_BLOCK_SIZE;
+                for (b = w->blocks; b; b = next) {
+                        next = b->next;
+                        free(b);
+                }
+                w->blocks = NULL;
+                w->mem = 0;
+                /* on failure the next alloc starts a new chain */
+                if ((b = malloc(sizeof(*b) + bsize))) {
+                        b->size = bsize;
+                        b->next = NULL;
+                        w->blocks = b;
+                        w->mem = bsize;
+                }
+        }
+        for (b = w->blocks; b; b = b->next)
                 b->used = 0;
         w->cur = w->blocks;
         w->call_cnt = w->key_cnt = w->word_cnt = w->appended = 0;
