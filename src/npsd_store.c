@@ -140,7 +140,9 @@ typedef struct npsd_store_acct_s {
         npsd_step_counts_t counts;
         int has_counts;
         unsigned pf_moved; /* bits 1 << NPSD_STORE_COUNT_*: a PFADD of this
-                            * round changed a register in that window */
+                            * batch changed a register in that window (kept
+                            * over a version race's rounds: the second
+                            * round's PFADD moves nothing) */
         long call;     /* the guarded call, -1 none */
         unsigned char *delta; /* the global delta committed with it */
         size_t delta_len;
@@ -221,6 +223,11 @@ struct npsd_store_s {
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
         uint64_t conflicts; /* account writes that lost a version race */
         int refresh_all; /* a round trip failed: refresh every global view */
+        int recount_all; /* an apply failed (or this process just started):
+                          * its PFADDs may have landed without the write
+                          * they belonged to, and their retry moves no
+                          * register; count every window until an apply
+                          * succeeds */
         int *wait_node;  /* per write call, its WAIT's node (arena) */
         int64_t dedupe_period;
         int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
@@ -262,6 +269,8 @@ npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
                 return NULL;
         store->conf = conf;
         store->themes = themes;
+        /* the batch a crashed process left may have added its users */
+        store->recount_all = 1;
         memset(&cc, 0, sizeof(cc));
         cc.host = conf->redis_host;
         cc.port = conf->redis_port;
@@ -1170,7 +1179,8 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                         continue;
                 /* the same day: only the windows a register moved in; the
                  * others keep the record's counts of today */
-                want = a->tick || a->st.counted_day != store->env.today
+                want = a->tick || store->recount_all ||
+                                       a->st.counted_day != store->env.today
                                ? NPSD_STORE_COUNT_ALL
                                : a->pf_moved;
                 if (!want)
@@ -2236,7 +2246,6 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
                                 continue;
-                        a->pf_moved = 0;
                         if (npsd_store_read_parse(store, a, errstr,
                                                   errstr_size) ||
                             npsd_store_dup_snapshots(store, a, errstr,
@@ -2372,8 +2381,10 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                                     ? store->lo + NPSD_STORE_SLICE
                                     : store->acct_cnt;
                 npsd_arena_reset(&store->arena);
-                if (npsd_store_process(store, errstr, errstr_size))
+                if (npsd_store_process(store, errstr, errstr_size)) {
+                        store->recount_all = 1;
                         return -1;
+                }
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_state_free(&a->st);
@@ -2383,6 +2394,7 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                         a->delta = NULL;
                 }
         }
+        store->recount_all = 0;
         for (size_t i = 0; i < store->sresp_cnt; i++) {
                 const npsd_step_response_t *sr = &store->sresp[i];
                 npsd_store_result_t *res =

@@ -9,8 +9,9 @@ import os
 from datetime import datetime, timedelta, timezone
 from fractions import Fraction
 
-from harness import (Stack, engine_settled, health_reference, main, round1,
-                     wait_for, wait_processed, outbox_len)
+from harness import (Stack, engine_settled, health_reference, main,
+                     npsd_events, round1, wait_for, wait_processed,
+                     outbox_len)
 
 NOW = "2026-11-20T12:00:00Z"
 NOW_DT = datetime(2026, 11, 20, 12, 0, 0, tzinfo=timezone.utc)
@@ -317,6 +318,28 @@ def test(build):
             check_summary(st, "acct-u1", exp,
                           expected_health(exp, seats=20, rel_nps=100, nps=0,
                                           detractors=1))
+
+        # -- an apply that fails after its PFADDs landed (the guarded write
+        # refused: Redis' ACL denies the scripts for a while). The retry's
+        # PFADD moves no register, yet the new user must be counted.
+        before = expected_usage(u1.sent)
+        st.r.execute_command("ACL", "SETUSER", "default", "-evalsha", "-eval")
+        try:
+            ev = u1.add(0, 11, "u14", mm=50)
+            st.produce("product.usage", [(ev["account_id"], json.dumps(ev))])
+            wait_for(lambda: npsd_events(st.log(npsd),
+                                         "redis unavailable") == 1,
+                     30, "the write refused")
+        finally:
+            st.r.execute_command("ACL", "SETUSER", "default", "+evalsha",
+                                 "+eval")
+        wait_processed(st, GROUP, TOPICS, timeout=60)
+        exp = expected_usage(u1.sent)
+        assert exp["active_users_7d"] == before["active_users_7d"] + 1 and \
+            exp["active_users_30d"] == before["active_users_30d"] + 1, exp
+        check_summary(st, "acct-u1", exp,
+                      expected_health(exp, seats=20, rel_nps=100, nps=0,
+                                      detractors=1))
         assert st.stop(npsd) == 0
         npsd = None
     finally:
