@@ -4,15 +4,25 @@
  * pipeline is written to every node it touches before any node is read,
  * so the nodes work at the same time.
  */
+#include <errno.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "npsd/npsd_cluster.h"
 #include "npsd/npsd_fmt.h"
 
 #define NPSD_CLUSTER_ROUNDS 5 /* redirections followed per pipeline */
+/* a node's formatted commands are written out once they reach this */
+#define NPSD_CLUSTER_OUT_FLUSH (64 * 1024)
+
+/* Commands formatted for one node, not yet written to its socket. */
+typedef struct npsd_cluster_out_s {
+        char *buf;
+        size_t len, size;
+} npsd_cluster_out_t;
 
 typedef struct npsd_cluster_cmd_s {
         int argc;
@@ -37,14 +47,12 @@ struct npsd_cluster_s {
         int stale;     /* reload the map before the next pipeline */
         npsd_cluster_map_t map;
         redisContext **ctx; /* per map node */
+        npsd_cluster_out_t *out; /* per map node, as ctx */
         size_t ctx_size;
 
         npsd_cluster_cmd_t *cmds;
         size_t cmd_cnt, cmd_size;
         npsd_cluster_stats_t stats;
-
-        char *resp; /* one command in RESP (npsd_cluster_resp_append) */
-        size_t resp_size;
 };
 
 /* "h:p,h:p" into a node array; the port after the last colon. */
@@ -124,6 +132,7 @@ static void npsd_cluster_drop(npsd_cluster_t *cluster, size_t node) {
         if (node < cluster->ctx_size && cluster->ctx[node]) {
                 redisFree(cluster->ctx[node]);
                 cluster->ctx[node] = NULL;
+                cluster->out[node].len = 0; /* not for the next connection */
         }
 }
 
@@ -146,9 +155,11 @@ void npsd_cluster_destroy(npsd_cluster_t *cluster) {
                 return;
         npsd_cluster_begin(cluster);
         npsd_cluster_drop_all(cluster);
+        for (size_t i = 0; i < cluster->ctx_size; i++)
+                free(cluster->out[i].buf);
         free(cluster->ctx);
+        free(cluster->out);
         free(cluster->cmds);
-        free(cluster->resp);
         npsd_cluster_map_reset(&cluster->map);
         free(cluster->seeds);
         free(cluster->host);
@@ -247,13 +258,19 @@ static redisContext *npsd_cluster_ctx(npsd_cluster_t *cluster, int node,
                 size_t nsize = cluster->map.node_cnt + 4;
                 redisContext **ctx =
                         realloc(cluster->ctx, nsize * sizeof(*ctx));
-                if (!ctx) {
+                npsd_cluster_out_t *out;
+                if (ctx)
+                        cluster->ctx = ctx;
+                if (!ctx ||
+                    !(out = realloc(cluster->out, nsize * sizeof(*out)))) {
                         snprintf(errstr, errstr_size, "out of memory");
                         return NULL;
                 }
                 memset(ctx + cluster->ctx_size, 0,
                        (nsize - cluster->ctx_size) * sizeof(*ctx));
-                cluster->ctx = ctx;
+                memset(out + cluster->ctx_size, 0,
+                       (nsize - cluster->ctx_size) * sizeof(*out));
+                cluster->out = out;
                 cluster->ctx_size = nsize;
         }
         if (!cluster->ctx[node])
@@ -378,13 +395,30 @@ long npsd_cluster_append(npsd_cluster_t *cluster, unsigned slot, int argc,
         return (long)cluster->cmd_cnt++;
 }
 
-/* Writes a node's buffered commands out. */
-static int npsd_cluster_flush(redisContext *ctx) {
-        int done = 0;
+/* Writes a node's formatted commands to its socket, past hiredis, whose
+ * output buffer stays empty: redisGetReply() then only reads. Returns 0,
+ * or -1 with ctx->errstr set. */
+static int npsd_cluster_flush(npsd_cluster_t *cluster, int node) {
+        redisContext *ctx = cluster->ctx[node];
+        npsd_cluster_out_t *out = &cluster->out[node];
+        size_t off = 0;
 
-        while (!done)
-                if (redisBufferWrite(ctx, &done) == REDIS_ERR)
+        while (off < out->len) {
+                ssize_t n = write(ctx->fd, out->buf + off, out->len - off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        /* EAGAIN: the context's timeout (SO_SNDTIMEO) */
+                        snprintf(ctx->errstr, sizeof(ctx->errstr), "write: %s",
+                                 n < 0 && errno != EAGAIN ? strerror(errno)
+                                                          : "timed out");
+                        ctx->err = REDIS_ERR_IO;
+                        out->len = 0;
                         return -1;
+                }
+                off += (size_t)n;
+        }
+        out->len = 0;
         return 0;
 }
 
@@ -437,29 +471,37 @@ static size_t npsd_cluster_resp_len(char *p, char mark, size_t n) {
         return len;
 }
 
-/* Queues one command on ctx. hiredis's own formatter (sdscatfmt per
- * word) was a tenth of npsd's CPU in the responses benchmark: the command
- * is written here into a reused buffer, which hiredis copies once. */
-static int npsd_cluster_resp_append(npsd_cluster_t *cluster,
-                                    redisContext *ctx, int argc,
-                                    const char **argv,
+/* Queues one command for a node. hiredis's own formatter (sdscatfmt per
+ * word) was a tenth of npsd's CPU in the responses benchmark, and its
+ * output buffer held a whole pipeline (4.7 MiB of rss100k's peak): the
+ * command is written here into the node's reused buffer, which goes to
+ * the socket whenever it passes NPSD_CLUSTER_OUT_FLUSH. */
+static int npsd_cluster_resp_append(npsd_cluster_t *cluster, int node,
+                                    int argc, const char **argv,
                                     const size_t *argvlen) {
+        redisContext *ctx = cluster->ctx[node];
+        npsd_cluster_out_t *out = &cluster->out[node];
         size_t need = 24, off;
         char *p;
 
         for (int i = 0; i < argc; i++)
                 need += 24 + 2 + (argvlen ? argvlen[i] : strlen(argv[i]));
-        if (need > cluster->resp_size) {
-                size_t size = need < 4096 ? 4096 : need * 2;
-                if (!(p = realloc(cluster->resp, size))) {
+        if (out->len + need > out->size && out->len &&
+            npsd_cluster_flush(cluster, node) == -1)
+                return REDIS_ERR;
+        if (need > out->size) {
+                size_t size = need < NPSD_CLUSTER_OUT_FLUSH
+                                      ? NPSD_CLUSTER_OUT_FLUSH
+                                      : need;
+                if (!(p = realloc(out->buf, size))) {
                         snprintf(ctx->errstr, sizeof(ctx->errstr),
                                  "out of memory");
                         return REDIS_ERR;
                 }
-                cluster->resp = p;
-                cluster->resp_size = size;
+                out->buf = p;
+                out->size = size;
         }
-        p = cluster->resp;
+        p = out->buf + out->len;
         off = npsd_cluster_resp_len(p, '*', (size_t)argc);
         for (int i = 0; i < argc; i++) {
                 size_t n = argvlen ? argvlen[i] : strlen(argv[i]);
@@ -469,7 +511,11 @@ static int npsd_cluster_resp_append(npsd_cluster_t *cluster,
                 p[off++] = '\r';
                 p[off++] = '\n';
         }
-        return redisAppendFormattedCommand(ctx, p, off);
+        out->len += off;
+        if (out->len >= NPSD_CLUSTER_OUT_FLUSH &&
+            npsd_cluster_flush(cluster, node) == -1)
+                return REDIS_ERR;
+        return REDIS_OK;
 }
 
 /* One round: sends every unanswered command to its node, then reads.
@@ -498,19 +544,21 @@ static long npsd_cluster_round(npsd_cluster_t *cluster, char *errstr,
                                              errstr_size)))
                         return -1;
                 if ((cmd->asking &&
-                     npsd_cluster_resp_append(cluster, ctx, 1, asking,
+                     npsd_cluster_resp_append(cluster, cmd->node, 1, asking,
                                               NULL) != REDIS_OK) ||
-                    npsd_cluster_resp_append(cluster, ctx, cmd->argc,
+                    npsd_cluster_resp_append(cluster, cmd->node, cmd->argc,
                                              cmd->argv,
                                              cmd->argvlen) != REDIS_OK) {
-                        snprintf(errstr, errstr_size, "redis: %s",
-                                 ctx->errstr);
+                        const npsd_cluster_node_t *n =
+                                &cluster->map.nodes[cmd->node];
+                        snprintf(errstr, errstr_size, "redis %s:%d: %s",
+                                 n->host, n->port, ctx->errstr);
                         return -1;
                 }
         }
         for (i = 0; i < cluster->ctx_size; i++)
-                if (cluster->ctx[i] &&
-                    npsd_cluster_flush(cluster->ctx[i]) == -1) {
+                if (cluster->ctx[i] && cluster->out[i].len &&
+                    npsd_cluster_flush(cluster, (int)i) == -1) {
                         const npsd_cluster_node_t *n = &cluster->map.nodes[i];
                         snprintf(errstr, errstr_size, "redis %s:%d: %s",
                                  n->host, n->port, cluster->ctx[i]->errstr);
