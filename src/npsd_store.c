@@ -134,9 +134,12 @@ typedef struct npsd_store_acct_s {
 
         char ver[24];  /* version read, "" when none */
         uint64_t gseq_read; /* gseq of the record read */
-        npsd_state_t st;
+        /* the state and the step's output exist for the accounts of the
+         * slice at work only (store->work): 3 KiB an account, a batch
+         * holds thousands of accounts */
+        npsd_state_t *st;
         npsd_kvs_t account;
-        npsd_step_out_t out;
+        npsd_step_out_t *out;
         npsd_step_counts_t counts;
         int has_counts;
         unsigned pf_moved; /* bits 1 << NPSD_STORE_COUNT_*: a PFADD of this
@@ -147,6 +150,12 @@ typedef struct npsd_store_acct_s {
         unsigned char *delta; /* the global delta committed with it */
         size_t delta_len;
 } npsd_store_acct_t;
+
+/* What the slice at work holds per account besides its npsd_store_acct_t. */
+typedef struct npsd_store_work_s {
+        npsd_state_t st;
+        npsd_step_out_t out;
+} npsd_store_work_t;
 
 /* A global delta known committed, waiting to be applied. */
 typedef struct npsd_store_delta_s {
@@ -223,6 +232,8 @@ struct npsd_store_s {
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
         uint64_t conflicts; /* account writes that lost a version race */
         int refresh_all; /* a round trip failed: refresh every global view */
+        npsd_store_work_t *work; /* [work_cnt]: accts[lo..hi)'s st and out */
+        size_t work_cnt, work_size;
         int recount_all; /* an apply failed (or this process just started):
                           * its PFADDs may have landed without the write
                           * they belonged to, and their retry moves no
@@ -295,12 +306,42 @@ npsd_store_t *npsd_store_new(const npsd_conf_t *conf,
         return store;
 }
 
+/* Gives accts[lo..hi) a state and a step output each, empty. Returns 0, or
+ * -1 out of memory. */
+static int npsd_store_work_bind(npsd_store_t *store) {
+        size_t n = store->hi - store->lo;
+
+        if (npsd_store_grow((void **)&store->work, &store->work_size, n,
+                            sizeof(*store->work)))
+                return -1;
+        for (size_t k = 0; k < n; k++) {
+                npsd_store_acct_t *a = &store->accts[store->lo + k];
+                npsd_state_init(&store->work[k].st);
+                npsd_step_out_init(&store->work[k].out);
+                a->st = &store->work[k].st;
+                a->out = &store->work[k].out;
+        }
+        store->work_cnt = n;
+        return 0;
+}
+
+/* Frees what npsd_store_work_bind() gave accts[lo..hi). */
+static void npsd_store_work_release(npsd_store_t *store) {
+        for (size_t k = 0; k < store->work_cnt; k++) {
+                npsd_store_acct_t *a = &store->accts[store->lo + k];
+                npsd_state_free(&store->work[k].st);
+                npsd_step_out_free(&store->work[k].out);
+                a->st = NULL;
+                a->out = NULL;
+        }
+        store->work_cnt = 0;
+}
+
 static void npsd_store_accts_clear(npsd_store_t *store) {
+        npsd_store_work_release(store);
         for (size_t i = 0; i < store->acct_cnt; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
-                npsd_state_free(&a->st);
                 npsd_kvs_free(&a->account);
-                npsd_step_out_free(&a->out);
                 free(a->delta);
         }
         store->acct_cnt = 0;
@@ -342,6 +383,7 @@ void npsd_store_destroy(npsd_store_t *store) {
         free(store->deltas);
         free(store->cleanup);
         free(store->accts);
+        free(store->work);
         free(store->hmap);
         free(store->sresp);
         free(store->sresp_batch);
@@ -543,9 +585,7 @@ static npsd_store_acct_t *npsd_store_acct(npsd_store_t *store,
         for (int k = 0; k < 4; k++)
                 a->rx_pf[k] = -1;
         a->rx_outbox = -1;
-        npsd_state_init(&a->st);
         npsd_kvs_init(&a->account);
-        npsd_step_out_init(&a->out);
         store->hmap[i] = ++store->acct_cnt;
         return a;
 }
@@ -1049,7 +1089,7 @@ static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
         long idx = a->rx;
         const redisReply *r = npsd_store_reply(store, idx++);
 
-        npsd_state_free(&a->st);
+        npsd_state_free(a->st);
         npsd_kvs_clear(&a->account);
         a->ver[0] = '\0';
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
@@ -1058,7 +1098,7 @@ static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
                 snprintf(a->ver, sizeof(a->ver), "%s", r->element[0]->str);
         if (r->element[1]->type == REDIS_REPLY_STRING) {
                 char e[256];
-                if (npsd_state_decode(&a->st,
+                if (npsd_state_decode(a->st,
                                       (const unsigned char *)r->element[1]->str,
                                       r->element[1]->len, e, sizeof(e))) {
                         snprintf(errstr, errstr_size, "account %s: %s", a->id,
@@ -1066,7 +1106,7 @@ static int npsd_store_read_parse(npsd_store_t *store, npsd_store_acct_t *a,
                         return -1;
                 }
         }
-        a->gseq_read = a->st.gseq;
+        a->gseq_read = a->st->gseq;
         r = npsd_store_reply(store, idx++);
         if (!r || r->type != REDIS_REPLY_ARRAY)
                 return npsd_store_bad(errstr, errstr_size, "HGETALL", r);
@@ -1172,15 +1212,15 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
                  * account with activity in the last 31 days; a forced
                  * refresh always */
                 if (a->tick && !a->un && !a->refresh &&
-                    (a->st.last_activity_ms < 0 ||
-                     npsd_time_day(a->st.last_activity_ms) <=
+                    (a->st->last_activity_ms < 0 ||
+                     npsd_time_day(a->st->last_activity_ms) <=
                              store->env.today - 31 ||
-                     a->st.counted_day == store->env.today))
+                     a->st->counted_day == store->env.today))
                         continue;
                 /* the same day: only the windows a register moved in; the
                  * others keep the record's counts of today */
                 want = a->tick || store->recount_all ||
-                                       a->st.counted_day != store->env.today
+                                       a->st->counted_day != store->env.today
                                ? NPSD_STORE_COUNT_ALL
                                : a->pf_moved;
                 if (!want)
@@ -1198,11 +1238,11 @@ static int npsd_store_counts(npsd_store_t *store, char *errstr,
         for (size_t i = store->lo; i < store->hi; i++) {
                 npsd_store_acct_t *a = &store->accts[i];
                 int64_t v[NPSD_STORE_COUNT__CNT] = {
-                        [NPSD_STORE_COUNT_AU7] = a->st.active_users_7d,
-                        [NPSD_STORE_COUNT_AU30] = a->st.active_users_30d,
+                        [NPSD_STORE_COUNT_AU7] = a->st->active_users_7d,
+                        [NPSD_STORE_COUNT_AU30] = a->st->active_users_30d,
                         [NPSD_STORE_COUNT_AU_PREV7] =
-                                a->st.active_users_prev_7d,
-                        [NPSD_STORE_COUNT_FT30] = a->st.features_30d};
+                                a->st->active_users_prev_7d,
+                        [NPSD_STORE_COUNT_FT30] = a->st->features_30d};
                 int counted = 0;
                 for (int k = 0; k < NPSD_STORE_COUNT__CNT; k++) {
                         const redisReply *r;
@@ -1315,7 +1355,7 @@ static void npsd_store_day_field(char *dst, int32_t day, unsigned slot) {
 /* The delta of one committed step: NULL blob when it has none. */
 static int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                                   unsigned char **blob, size_t *len) {
-        const npsd_step_out_t *o = &a->out;
+        const npsd_step_out_t *o = a->out;
         const char *P = store->conf->redis_prefix;
         npsd_store_dw_t dw;
         char k[NPSD_KEY_MAX], f[NPSD_KEY_MAX], by[32], sc[32];
@@ -1845,7 +1885,7 @@ static int npsd_store_write_hash(npsd_store_t *store,
                         return -1;
         } else if (h->del_cnt) {
                 for (size_t i = 0; i < h->del_cnt && i < NPSD_FIELDS_MAX; i++)
-                        names[i] = a->out.dels[h->del0 + i].name;
+                        names[i] = a->out->dels[h->del0 + i].name;
                 if (npsd_write_hdel(store->w, key,
                                     h->del_cnt < NPSD_FIELDS_MAX
                                             ? h->del_cnt
@@ -1854,8 +1894,8 @@ static int npsd_store_write_hash(npsd_store_t *store,
                         return -1;
         }
         for (size_t i = 0; i < h->set_cnt && i < NPSD_FIELDS_MAX; i++) {
-                names[i] = a->out.fields[h->set0 + i].name;
-                vals[i] = a->out.fields[h->set0 + i].value;
+                names[i] = a->out->fields[h->set0 + i].name;
+                vals[i] = a->out->fields[h->set0 + i].value;
         }
         return npsd_write_hset(store->w, key,
                                h->set_cnt < NPSD_FIELDS_MAX ? h->set_cnt
@@ -1868,7 +1908,7 @@ static int npsd_store_write_hash(npsd_store_t *store,
  * write) or -1 with errstr. */
 static int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                                     char *errstr, size_t errstr_size) {
-        const npsd_step_out_t *o = &a->out;
+        const npsd_step_out_t *o = a->out;
         const char **ids;
         size_t n = 0, nmax = a->rn > a->fn ? a->rn : a->fn;
         int marks = 0;
@@ -1895,15 +1935,15 @@ static int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
         a->delta = NULL;
         if (npsd_store_delta_build(store, a, &a->delta, &a->delta_len))
                 goto oom;
-        a->st.gseq = a->gseq_read + 1;
+        a->st->gseq = a->gseq_read + 1;
         {
-                size_t len = npsd_state_encode(&a->st, NULL, 0);
+                size_t len = npsd_state_encode(a->st, NULL, 0);
                 unsigned char *b = npsd_arena_alloc(&store->arena, len ? len : 1);
                 const char *av[4] = {"HSET", stkey, "b", (const char *)b};
                 size_t al[4] = {4, strlen(stkey), 1, len};
                 if (!b)
                         goto oom;
-                npsd_state_encode(&a->st, b, len);
+                npsd_state_encode(a->st, b, len);
                 if (npsd_store_wcmd(store, 4, av, al, 1, errstr, errstr_size))
                         return -1;
         }
@@ -1911,7 +1951,7 @@ static int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                 const char *av[4] = {"ZADD", NULL, NULL, (const char *)a->delta};
                 size_t al[4];
                 if (!(av[1] = npsd_store_akey(store, a->id, "gq")) ||
-                    !(av[2] = npsd_store_fmt(store, "%" PRIu64, a->st.gseq)))
+                    !(av[2] = npsd_store_fmt(store, "%" PRIu64, a->st->gseq)))
                         goto oom;
                 al[0] = 4;
                 al[1] = strlen(av[1]);
@@ -2261,7 +2301,7 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         npsd_step_in_t in;
                         if (a->done)
                                 continue;
-                        npsd_step_out_free(&a->out);
+                        npsd_step_out_free(a->out);
                         memset(&in, 0, sizeof(in));
                         in.account_id = a->id;
                         in.account = &a->account;
@@ -2276,8 +2316,8 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                         in.counts = a->has_counts ? &a->counts : NULL;
                         in.tick = a->tick;
                         in.refresh = a->refresh;
-                        if (npsd_step_account(&store->env, &in, &a->st,
-                                              &a->out, errstr, errstr_size))
+                        if (npsd_step_account(&store->env, &in, a->st,
+                                              a->out, errstr, errstr_size))
                                 return -1;
                 }
                 /* write: the accounts, the waiting deltas, the cleanup */
@@ -2327,11 +2367,11 @@ static int npsd_store_process(npsd_store_t *store, char *errstr,
                                 return -1;
                         a->done = 1;
                         if (a->delta &&
-                            npsd_store_delta_add(store, a->id, a->st.gseq,
+                            npsd_store_delta_add(store, a->id, a->st->gseq,
                                                  a->delta, a->delta_len))
                                 goto oom;
-                        for (size_t k = 0; k < a->out.alert_cnt; k++) {
-                                const npsd_step_alert_t *al = &a->out.alerts[k];
+                        for (size_t k = 0; k < a->out->alert_cnt; k++) {
+                                const npsd_step_alert_t *al = &a->out->alerts[k];
                                 npsd_store_pending_alert_t *p;
                                 if (npsd_store_grow((void **)&store->alerts,
                                                     &store->alert_size,
@@ -2381,15 +2421,18 @@ int npsd_store_apply(npsd_store_t *store, int64_t now_ms,
                                     ? store->lo + NPSD_STORE_SLICE
                                     : store->acct_cnt;
                 npsd_arena_reset(&store->arena);
+                if (npsd_store_work_bind(store)) {
+                        snprintf(errstr, errstr_size, "redis: out of memory");
+                        return -1;
+                }
                 if (npsd_store_process(store, errstr, errstr_size)) {
                         store->recount_all = 1;
                         return -1;
                 }
+                npsd_store_work_release(store);
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
-                        npsd_state_free(&a->st);
                         npsd_kvs_free(&a->account);
-                        npsd_step_out_free(&a->out);
                         free(a->delta);
                         a->delta = NULL;
                 }
@@ -2543,6 +2586,8 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                 return 0;
         store->lo = 0;
         store->hi = store->acct_cnt;
+        if (npsd_store_work_bind(store))
+                goto oom;
         if (npsd_store_process(store, errstr, errstr_size))
                 return -1;
         /* alerts left in the accounts' outboxes (a crash before the broker
@@ -2552,11 +2597,11 @@ int npsd_store_roll(npsd_store_t *store, int64_t now_ms, int max,
                 npsd_store_acct_t *a = &store->accts[i];
                 if (a->call < 0) {
                         const char *zk = npsd_store_gkey(store, "{g}:timers");
-                        if (a->out.next_timer_ms >= 0) {
+                        if (a->out->next_timer_ms >= 0) {
                                 const char *av[4] = {"ZADD", zk, NULL, a->id};
                                 if (!(av[2] = npsd_store_fmt(
                                               store, "%" PRId64,
-                                              a->out.next_timer_ms)) ||
+                                              a->out->next_timer_ms)) ||
                                     npsd_store_cmd(store, 4, av, NULL) < 0)
                                         goto oom;
                         } else {
