@@ -241,8 +241,9 @@ static const char *npsd_kafka_defaults[][2] = {
          * tests/integration/it_scale_out.py). */
         {"partition.assignment.strategy", "range,roundrobin"},
         /* librdkafka's 64 MiB default prefetch is most of npsd's memory;
-         * 16 MiB still keeps a 2,000-message batch fed (docs/benchmarks.md) */
-        {"queued.max.messages.kbytes", "16384"},
+         * 4 MiB (a few 2,000-message batches) keeps batches fed as well as
+         * 16 did, and takes 17 MiB off rss100k (docs/benchmarks.md) */
+        {"queued.max.messages.kbytes", "4096"},
 };
 
 /* Cohort dimensions npsd derives itself: an attribute key of the same name
