@@ -52,7 +52,7 @@
 #define NPSD_OUTBOX_RETRY_MS 30000 /* an alert not acknowledged by then is
                                     * published again by the timer */
 #define NPSD_KEY_MAX 512
-#define NPSD_STORE_SLICE 512 /* accounts per read and write round trip */
+#define NPSD_STORE_SLICE 384 /* accounts per read and write round trip */
 
 /* ---- stable memory for one round trip's words --------------------------- */
 
