@@ -2659,8 +2659,52 @@ oom:
 
 /* ---- cohort, theme and owner views ---------------------------------------- */
 
+/* Starts replacing a whole view: the new content goes into a key of the
+ * same slot, which RENAME then puts in the view's place, so a dashboard
+ * never finds the view missing or half written (DEL then HSET would show
+ * it missing between the two, as Redis may serve other clients between
+ * two commands of a pipeline). Appends the DEL of that key and returns its
+ * name in *tmp_out, or the view's own name when no such name exists (a
+ * view key with braces that make no hash tag of the whole name, or one too
+ * long): the view is then deleted and written in place. Returns 0, or -1
+ * out of memory. */
+static int npsd_store_view_begin(npsd_store_t *store, const char *key,
+                                 const char **tmp_out) {
+        unsigned slot = npsd_store_slot(key);
+        const char *tmp = npsd_store_fmt(store, "%s:new", key);
+        const char *del[2] = {"DEL", NULL};
+
+        /* a key with a hash tag keeps it with a suffix; one without gets
+         * its whole name as the tag (NULL: the name would be too long) */
+        if (!tmp || npsd_store_slot(tmp) != slot)
+                tmp = npsd_store_fmt(store, "{%s}:new", key);
+        if (!tmp || npsd_store_slot(tmp) != slot)
+                tmp = key;
+        del[1] = tmp;
+        *tmp_out = tmp;
+        return npsd_store_cmd(store, 2, del, NULL) < 0 ? -1 : 0;
+}
+
+/* Ends npsd_store_view_begin(): the written key takes the view's place. */
+static int npsd_store_view_end(npsd_store_t *store, const char *key,
+                               const char *tmp) {
+        const char *ren[3] = {"RENAME", tmp, key};
+
+        if (tmp == key)
+                return 0;
+        return npsd_store_cmd(store, 3, ren, NULL) < 0 ? -1 : 0;
+}
+
+/* A view left with no content: deleted (a field with no data is absent). */
+static int npsd_store_view_drop(npsd_store_t *store, const char *key) {
+        const char *del[2] = {"DEL", key};
+
+        return npsd_store_cmd(store, 2, del, NULL) < 0 ? -1 : 0;
+}
+
 /* The window hashes of one cohort from its day buckets ("<day>:<slot>" ->
- * count), written whole; buckets no window needs any more are dropped. */
+ * count), each replaced whole (npsd_store_view_begin()); buckets no window
+ * needs any more are dropped. */
 static int npsd_store_cohort_view(npsd_store_t *store, const char *name,
                                   const redisReply *d, char *errstr,
                                   size_t errstr_size) {
@@ -2694,18 +2738,22 @@ static int npsd_store_cohort_view(npsd_store_t *store, const char *name,
         for (int w = 0; w < pe->window_cnt; w++) {
                 const char *key = npsd_store_gkey(store, "cohort:%s:w:%dd",
                                                   name, pe->window_days[w]);
-                const char *del[2] = {"DEL", key};
+                const char *tmp;
                 const char **av;
                 npsd_view_window(t.t[w], store->conf->low_confidence_n, &f);
-                if (!key || npsd_store_cmd(store, 2, del, NULL) < 0)
+                if (!key)
                         goto done;
-                if (!f.cnt)
+                if (!f.cnt) {
+                        if (npsd_store_view_drop(store, key))
+                                goto done;
                         continue;
-                if (!(av = npsd_arena_alloc(&store->arena,
+                }
+                if (npsd_store_view_begin(store, key, &tmp) ||
+                    !(av = npsd_arena_alloc(&store->arena,
                                             sizeof(*av) * (2 + 2 * f.cnt))))
                         goto done;
                 av[0] = "HSET";
-                av[1] = key;
+                av[1] = tmp;
                 for (size_t i = 0; i < f.cnt; i++) {
                         av[2 + 2 * i] = npsd_arena_strn(
                                 &store->arena, f.f[i].name,
@@ -2716,7 +2764,8 @@ static int npsd_store_cohort_view(npsd_store_t *store, const char *name,
                         if (!av[2 + 2 * i] || !av[3 + 2 * i])
                                 goto done;
                 }
-                if (npsd_store_cmd(store, 2 + 2 * (int)f.cnt, av, NULL) < 0)
+                if (npsd_store_cmd(store, 2 + 2 * (int)f.cnt, av, NULL) < 0 ||
+                    npsd_store_view_end(store, key, tmp))
                         goto done;
         }
         if (ns) {
@@ -2740,7 +2789,7 @@ done:
 }
 
 /* A category's theme rankings per window from its day counts ("<day>:
- * <theme>" -> count), written whole. */
+ * <theme>" -> count), each replaced whole (npsd_store_view_begin()). */
 static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
                                  const redisReply *d, char *errstr,
                                  size_t errstr_size) {
@@ -2767,13 +2816,12 @@ static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
         for (int w = 0; w < pe->window_cnt; w++) {
                 const char *key = npsd_store_gkey(store, "themes:%s:w:%dd",
                                                   cat, pe->window_days[w]);
-                const char *del[2] = {"DEL", key};
+                const char *tmp;
                 const char **av = npsd_arena_alloc(
                         &store->arena, sizeof(*av) * (2 + d->elements));
                 long long *sum = calloc(d->elements / 2 + 1, sizeof(*sum));
                 int n = 0;
-                if (!key || !av || !sum ||
-                    npsd_store_cmd(store, 2, del, NULL) < 0) {
+                if (!key || !av || !sum) {
                         free(sum);
                         goto oom;
                 }
@@ -2799,8 +2847,6 @@ static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
                                                       NULL, 10);
                         }
                 }
-                av[0] = "ZADD";
-                av[1] = key;
                 for (int k = 0; k < n; k++)
                         if (!(av[2 + 2 * k] = npsd_store_fmt(store, "%lld",
                                                              sum[k]))) {
@@ -2808,7 +2854,17 @@ static int npsd_store_theme_view(npsd_store_t *store, const char *cat,
                                 goto oom;
                         }
                 free(sum);
-                if (n && npsd_store_cmd(store, 2 + 2 * n, av, NULL) < 0)
+                if (!n) {
+                        if (npsd_store_view_drop(store, key))
+                                goto oom;
+                        continue;
+                }
+                if (npsd_store_view_begin(store, key, &tmp))
+                        goto oom;
+                av[0] = "ZADD";
+                av[1] = tmp;
+                if (npsd_store_cmd(store, 2 + 2 * n, av, NULL) < 0 ||
+                    npsd_store_view_end(store, key, tmp))
                         goto oom;
         }
         return 0;

@@ -3,6 +3,7 @@ window hashes, summary and cohorts are checked against an independent
 computation from the generator's own record of what it sent."""
 import json
 import os
+import re
 from collections import defaultdict
 
 from harness import (ROLE_ALIASES, Stack, assert_hash_matches, category,
@@ -70,6 +71,12 @@ def test(build):
         wait_processed(st, "npsd")
         wait_for(lambda: all(st.r.exists("nps:{acct-%04d}:account" % i)
                              for i in range(1, 26)), 30, "account contexts")
+        # Dashboards read the cohort and theme views while npsd rewrites
+        # them: Redis' keyspace events show every DEL and RENAME of a key
+        # while the 3,000 responses go through.
+        st.r.config_set("notify-keyspace-events", "Eg")
+        events = st.r.pubsub()
+        events.subscribe("__keyevent@0__:del", "__keyevent@0__:rename_to")
         st.gen(*gen, "--count", "3000", "--out", out)
         with open(out) as f:
             accounts, responses = expected_from(f.readlines())
@@ -171,6 +178,26 @@ def test(build):
                     st, "nps:cohort:segment:%s:w:90d" % seg,
                     nps_fields(*counts(rs)["all"])), 30, "cohort " + seg)
         assert st.r.zcard("nps:themes:detractor:w:90d") > 0
+
+        # A view with data was never deleted (a reader would have found it
+        # missing until it was written again): it was replaced whole
+        dels, renamed = [], set()
+        while True:
+            m = events.get_message(timeout=1.0)
+            if m is None:
+                break
+            if m["type"] != "message":
+                continue
+            if m["channel"].endswith(":del"):
+                dels.append(m["data"])
+            else:
+                renamed.add(m["data"])
+        events.close()
+        views = [k for k in dels if re.match(r"nps:(cohort|themes):.*:w:", k)
+                 and st.r.exists(k)]
+        assert not views, "views deleted while they had data: %s" % views[:5]
+        assert "nps:cohort:all:all:w:90d" in renamed and \
+            "nps:themes:detractor:w:90d" in renamed, sorted(renamed)[:10]
         assert st.stop(npsd) == 0, "npsd must exit 0 on SIGTERM"
     finally:
         st.close()
