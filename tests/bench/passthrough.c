@@ -1,7 +1,7 @@
 /*
  * npsd_passthrough — the benchmark's ceiling: a Kafka consumer -> producer
  * that does no work, built on the librdkafka settings npsd uses
- * (src/npsd_kafka.c, src/npsd_pipeline.c, src/npsd_main.c):
+ * (src/kafka/npsd_kafka.c, src/npsd/npsd_pipeline.c, src/npsd/npsd_main.c):
  *
  *   consumer  enable.auto.commit=false, enable.auto.offset.store=false,
  *             statistics.interval.ms=5000 (with a callback that parses
