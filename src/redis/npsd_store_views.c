@@ -50,6 +50,32 @@ static int npsd_store_view_drop(npsd_store_t *store, const char *key) {
         return npsd_store_cmd(store, 2, del, NULL) < 0 ? -1 : 0;
 }
 
+/* "<day>:<slot>" (a cohort's day bucket field) into its numbers; -1 for
+ * anything else. A refresh reads thousands of these a second: no sscanf. */
+static int npsd_store_bucket_field(const char *f, int32_t *day,
+                                   unsigned *slot) {
+        int64_t d = 0;
+        unsigned s = 0;
+        int neg = *f == '-';
+        const char *p = f + neg;
+
+        if (*p < '0' || *p > '9')
+                return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+                if ((d = d * 10 + (*p - '0')) > INT32_MAX)
+                        return -1;
+        if (*p++ != ':' || *p < '0' || *p > '9')
+                return -1;
+        for (; *p >= '0' && *p <= '9'; p++)
+                if ((s = s * 10 + (unsigned)(*p - '0')) > 0xffff)
+                        return -1;
+        if (*p)
+                return -1;
+        *day = (int32_t)(neg ? -d : d);
+        *slot = s;
+        return 0;
+}
+
 /* The window hashes of one cohort from its day buckets ("<day>:<slot>" ->
  * count), each replaced whole (npsd_store_view_begin()); buckets no window
  * needs any more are dropped. */
@@ -70,10 +96,10 @@ static int npsd_store_cohort_view(npsd_store_t *store, const char *name,
                                        sizeof(*stale) * (d->elements / 2 + 1))))
                 goto done;
         for (size_t i = 0; i + 1 < d->elements; i += 2) {
-                int day;
+                int32_t day;
                 unsigned slot;
                 long long cnt = strtoll(d->element[i + 1]->str, NULL, 10);
-                if (sscanf(d->element[i]->str, "%d:%u", &day, &slot) != 2)
+                if (npsd_store_bucket_field(d->element[i]->str, &day, &slot))
                         continue;
                 if (day < oldest) {
                         stale[ns++] = d->element[i]->str;
@@ -342,72 +368,30 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                 if (npsd_store_exec(store, errstr, errstr_size))
                         return -1;
                 {
-                        /* the next begin frees the replies: the views are
-                         * built from copies of them */
+                        /* the next begin would free the replies: the views
+                         * are built from replies taken out of the router */
                         size_t total = cnt;
-                        redisReply **copies = calloc(total, sizeof(*copies));
+                        redisReply **replies = calloc(total, sizeof(*replies));
                         int rc = 0;
-                        if (!copies)
+                        if (!replies)
                                 goto oom;
                         for (size_t i = 0; i < total; i++) {
-                                const redisReply *src =
-                                        npsd_store_reply(store, rx[i]);
-                                /* keep the reply alive across begin: a deep
-                                 * copy of the strings into the arena */
-                                redisReply *c;
-                                if (!src || src->type != REDIS_REPLY_ARRAY)
-                                        continue;
-                                c = npsd_arena_alloc(&store->arena, sizeof(*c));
-                                if (!c) {
-                                        rc = -1;
-                                        break;
+                                redisReply *c =
+                                        npsd_cluster_reply_take(store->cl,
+                                                                rx[i]);
+                                if (c && c->type != REDIS_REPLY_ARRAY) {
+                                        freeReplyObject(c);
+                                        c = NULL;
                                 }
-                                memset(c, 0, sizeof(*c));
-                                c->type = REDIS_REPLY_ARRAY;
-                                c->elements = src->elements;
-                                c->element = npsd_arena_alloc(
-                                        &store->arena,
-                                        sizeof(*c->element) *
-                                                (src->elements + 1));
-                                if (!c->element) {
-                                        rc = -1;
-                                        break;
-                                }
-                                for (size_t k = 0; k < src->elements; k++) {
-                                        redisReply *e = npsd_arena_alloc(
-                                                &store->arena, sizeof(*e));
-                                        const redisReply *s = src->element[k];
-                                        if (!e) {
-                                                rc = -1;
-                                                break;
-                                        }
-                                        memset(e, 0, sizeof(*e));
-                                        e->type = s->type;
-                                        if (s->type == REDIS_REPLY_STRING) {
-                                                e->str = (char *)npsd_arena_strn(
-                                                        &store->arena, s->str,
-                                                        s->len);
-                                                e->len = s->len;
-                                                if (!e->str) {
-                                                        rc = -1;
-                                                        break;
-                                                }
-                                        }
-                                        c->element[k] = e;
-                                }
-                                copies[i] = c;
-                        }
-                        if (rc) {
-                                free(copies);
-                                goto oom;
+                                replies[i] = c;
                         }
                         npsd_cluster_begin(store->cl);
                         for (size_t i = 0; i < total && !rc; i++) {
-                                if (!copies[i])
+                                if (!replies[i])
                                         continue;
                                 if (!strncmp(nm[i], "themes:", 7))
                                         rc = npsd_store_theme_view(
-                                                store, nm[i] + 7, copies[i],
+                                                store, nm[i] + 7, replies[i],
                                                 errstr, errstr_size);
                                 else if (!strncmp(nm[i], "csm:", 4)) {
                                         static const char *const cf[5] = {
@@ -422,7 +406,7 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                                                                 nm[i] + 4);
                                         for (int k = 0; k < 5; k++) {
                                                 const redisReply *e =
-                                                        copies[i]->element[k];
+                                                        replies[i]->element[k];
                                                 av[ac++] = cf[k];
                                                 av[ac++] = e->type ==
                                                                    REDIS_REPLY_STRING
@@ -435,10 +419,13 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                                                 rc = -1;
                                 } else
                                         rc = npsd_store_cohort_view(
-                                                store, nm[i], copies[i],
+                                                store, nm[i], replies[i],
                                                 errstr, errstr_size);
                         }
-                        free(copies);
+                        for (size_t i = 0; i < total; i++)
+                                if (replies[i])
+                                        freeReplyObject(replies[i]);
+                        free(replies);
                         if (rc)
                                 return -1;
                 }
