@@ -201,9 +201,20 @@ void npsd_store_alerts_drop(npsd_store_t *store, size_t n) {
         store->alert_cnt -= n;
 }
 
+/* Frees the replies a round took from the router (store->held). */
+static void npsd_store_held_free(npsd_store_t *store) {
+        for (size_t i = 0; i < store->held_cnt; i++)
+                if (store->held[i])
+                        freeReplyObject(store->held[i]);
+        free(store->held);
+        store->held = NULL;
+        store->held_cnt = 0;
+}
+
 void npsd_store_destroy(npsd_store_t *store) {
         if (!store)
                 return;
+        npsd_store_held_free(store);
         npsd_store_accts_clear(store);
         for (size_t i = 0; i < store->delta_cnt; i++)
                 npsd_store_delta_free(&store->deltas[i]);
@@ -417,6 +428,7 @@ npsd_store_acct_t *npsd_store_acct(npsd_store_t *store,
 }
 
 void npsd_store_round_begin(npsd_store_t *store) {
+        npsd_store_held_free(store);
         npsd_store_accts_clear(store);
         if (store->hmap)
                 memset(store->hmap, 0, store->hmap_size * sizeof(*store->hmap));

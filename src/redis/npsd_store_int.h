@@ -183,6 +183,10 @@ struct npsd_store_s {
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
         uint64_t conflicts; /* account writes that lost a version race */
         int refresh_all; /* a round trip failed: refresh every global view */
+        /* replies taken from the router (the views' day buckets), whose
+         * strings the next exec's commands borrow: freed by the next round */
+        redisReply **held;
+        size_t held_cnt;
         npsd_store_work_t *work; /* [work_cnt]: accts[lo..hi)'s st and out */
         size_t work_cnt, work_size;
         int recount_all; /* an apply failed (or this process just started):

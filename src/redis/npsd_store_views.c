@@ -369,12 +369,16 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                         return -1;
                 {
                         /* the next begin would free the replies: the views
-                         * are built from replies taken out of the router */
+                         * are built from replies taken out of the router,
+                         * which the store keeps until the next round (the
+                         * view commands borrow their strings) */
                         size_t total = cnt;
                         redisReply **replies = calloc(total, sizeof(*replies));
                         int rc = 0;
                         if (!replies)
                                 goto oom;
+                        store->held = replies;
+                        store->held_cnt = total;
                         for (size_t i = 0; i < total; i++) {
                                 redisReply *c =
                                         npsd_cluster_reply_take(store->cl,
@@ -422,10 +426,6 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                                                 store, nm[i], replies[i],
                                                 errstr, errstr_size);
                         }
-                        for (size_t i = 0; i < total; i++)
-                                if (replies[i])
-                                        freeReplyObject(replies[i]);
-                        free(replies);
                         if (rc)
                                 return -1;
                 }

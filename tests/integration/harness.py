@@ -1075,7 +1075,18 @@ def kill_holding_batch(st, p, group="npsd"):
     shows Redis down, the same snapshot's npsd_messages_consumed_total
     includes that batch (counted before the apply); p is then killed and
     Redis released. Returns (consumed by p, the group's committed offsets
-    at the kill, summed over the input topics). p needs metrics=True."""
+    at the kill, summed over the input topics). p needs metrics=True.
+
+    The snapshot must come from after the failed apply: a timer's failure
+    (a cohort refresh) also shows Redis down, in a snapshot published
+    before the batch was polled. npsd_redis_errors_total counts failed
+    applies only, so a snapshot where it grew is one that counts the batch.
+    """
+    def metrics():
+        m = scrape(p)
+        return m if "npsd_redis_errors_total" in m else None
+    errors0 = wait_for(metrics, 30, "npsd's /metrics",
+                       interval=0.2)["npsd_redis_errors_total"]
     st.r.execute_command("CLIENT", "PAUSE", "60000", "WRITE")
     try:
         st.wait_log(p, "redis unavailable", timeout=30)
@@ -1084,6 +1095,7 @@ def kill_holding_batch(st, p, group="npsd"):
         def holding():
             m = scrape(p)
             if m.get("npsd_redis_up") == 0 and \
+                    m.get("npsd_redis_errors_total", 0) > errors0 and \
                     "npsd_messages_consumed_total" in m:
                 box.append(m["npsd_messages_consumed_total"])
                 return True
