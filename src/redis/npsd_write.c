@@ -74,37 +74,30 @@ struct npsd_write_s {
 };
 
 /* size bytes that stay where they are until the next reset. A request that
- * does not fit the current block takes the next one, or a new block after
- * it; nothing moves or is freed before npsd_write_reset(), which merges a
- * round's blocks into one. */
+ * does not fit the current (last) block gets a new block after it; nothing
+ * moves or is freed before npsd_write_reset(), which leaves one block. */
 static void *npsd_write_alloc(npsd_write_t *w, size_t size) {
         const size_t align = alignof(max_align_t);
-        npsd_write_block_t *b = w->cur, *nb;
+        npsd_write_block_t *b = w->cur;
         void *p;
 
         size = (size + align - 1) & ~(align - 1);
         if (!b || b->size - b->used < size) {
-                if (b && b->next && b->next->size >= size) {
-                        b = b->next;
-                } else {
-                        size_t bsize = size > NPSD_WRITE_BLOCK_SIZE
-                                               ? size
-                                               : NPSD_WRITE_BLOCK_SIZE;
-                        if (!(nb = malloc(sizeof(*nb) + bsize)))
-                                return NULL;
-                        nb->size = bsize;
-                        nb->used = 0;
-                        if (b) {
-                                nb->next = b->next;
-                                b->next = nb;
-                        } else {
-                                nb->next = w->blocks;
-                                w->blocks = nb;
-                        }
-                        w->mem += bsize;
-                        b = nb;
-                }
-                w->cur = b;
+                size_t bsize = size > NPSD_WRITE_BLOCK_SIZE
+                                       ? size
+                                       : NPSD_WRITE_BLOCK_SIZE;
+                npsd_write_block_t *nb = malloc(sizeof(*nb) + bsize);
+                if (!nb)
+                        return NULL;
+                nb->size = bsize;
+                nb->used = 0;
+                nb->next = NULL;
+                if (b)
+                        b->next = nb;
+                else
+                        w->blocks = nb;
+                w->mem += bsize;
+                w->cur = b = nb;
         }
         p = (char *)b->data + b->used;
         b->used += size;
@@ -232,8 +225,8 @@ void npsd_write_reset(npsd_write_t *w) {
                         w->mem = bsize;
                 }
         }
-        for (b = w->blocks; b; b = b->next)
-                b->used = 0;
+        if (w->blocks)
+                w->blocks->used = 0;
         w->cur = w->blocks;
         w->call_cnt = w->key_cnt = w->word_cnt = w->appended = 0;
 }
