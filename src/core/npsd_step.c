@@ -17,6 +17,7 @@
 
 #include "npsd/npsd_fmt.h"
 #include "npsd/npsd_nps.h"
+#include "npsd/npsd_snapshot.h"
 
 #define NPSD_STEP_COHORTS_MAX (8 + NPSD_COHORT_ATTRS_MAX)
 #define NPSD_STEP_ERR_KEEP 31 /* error days kept for errors_7d */
@@ -163,8 +164,10 @@ void npsd_step_out_init(npsd_step_out_t *out) {
 }
 
 void npsd_step_out_free(npsd_step_out_t *out) {
-        for (size_t i = 0; i < out->alert_cnt; i++)
+        for (size_t i = 0; i < out->alert_cnt; i++) {
                 free(out->alerts[i].payload);
+                free(out->alerts[i].log);
+        }
         free(out->alerts);
         free(out->cohorts);
         free(out->themes);
@@ -563,10 +566,11 @@ static int npsd_step_snapshot(const npsd_step_env_t *env,
         err |= json_object_set(o, "previous", prev);
         if (err)
                 goto fail;
-        sr->snapshot = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
+        /* stored compact (npsd_snapshot.h): replay.days of these are the
+         * largest per-account item in Redis */
+        sr->snapshot = npsd_snapshot_encode(o, &sr->snapshot_len);
         if (!sr->snapshot)
                 goto fail;
-        sr->snapshot_len = strlen(sr->snapshot);
         json_decref(prev);
         sr->snapshot_json = o;
         return 0;
@@ -613,6 +617,14 @@ static int npsd_step_fire(const npsd_step_env_t *env, const char *account_id,
                                                  JSON_REAL_PRECISION(15))))
                 goto fail_alert;
         a->len = strlen(a->payload);
+        /* the log of recent alerts is read next to the account's context:
+         * a copy of it in each of ten entries was most of the list */
+        if (json_object_del(o, "account") ||
+            !(a->log = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)))) {
+                free(a->payload);
+                goto fail_alert;
+        }
+        a->log_len = strlen(a->log);
         json_decref(o);
         json_decref(details);
         return 0;

@@ -473,7 +473,7 @@ static void npsctl_print_card(FILE *fp, const char *id,
  * (the loops of the account's state record, <prefix>:{A}:st field b, shown
  * as hashes with the fields npsd's loop records have always had) and the
  * recent alerts (list <prefix>:{A}:alert_log, newest first, the alert
- * messages as published). Every reply is owned here and freed by
+ * messages as published, without their account object). Every reply is owned here and freed by
  * npsctl_extra_free(). */
 typedef struct npsctl_extra_s {
         redisReply *alerts;   /* LRANGE reply: alert JSON, newest first */
@@ -951,7 +951,8 @@ static void npsctl_loop_due_at(json_t *lo) {
 
 /* The "followups" and "alerts" members of --json: loop hashes as strings
  * (like every other hash there) with their response id, alerts as the
- * objects they were published as, newest first. */
+ * objects they were published as (less their account object: see
+ * alert_log), newest first. */
 static void npsctl_extra_json(json_t *o, const npsctl_extra_t *x) {
         json_t *fl = json_array(), *al = json_array();
         size_t n = x->alerts && x->alerts->type == REDIS_REPLY_ARRAY

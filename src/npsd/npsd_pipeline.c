@@ -10,6 +10,7 @@
 
 #include "npsd/npsd_event.h"
 #include "npsd/npsd_log.h"
+#include "npsd/npsd_snapshot.h"
 
 #define NPSD_BACKOFF_MIN_MS 100
 #define NPSD_BACKOFF_MAX_MS 5000
@@ -406,7 +407,7 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                 const npsd_store_result_t *res = &pl->results[i];
                 const npsd_response_t *r = pl->responses[i].resp;
                 json_t *snap;
-                json_error_t jerr;
+                char errstr[256];
                 char *payload;
                 size_t len;
                 const char *topic;
@@ -421,8 +422,17 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                  * one Redis kept */
                 snap = res->snapshot_json
                                ? json_incref((json_t *)res->snapshot_json)
-                               : json_loadb(res->snapshot, res->snapshot_len,
-                                            0, &jerr);
+                               : npsd_snapshot_decode(res->snapshot,
+                                                      res->snapshot_len,
+                                                      errstr,
+                                                      sizeof(errstr));
+                if (!snap && !res->snapshot_json)
+                        /* Redis holds something else under out:<id>; the
+                         * response counted before and stays counted */
+                        npsd_warn("msg=\"stored snapshot unreadable, "
+                                  "duplicate not published again\" "
+                                  "event_id=%s error=\"%s\"",
+                                  r->event_id, errstr);
                 if (!res->counted &&
                     strcmp(json_string_value(json_object_get(snap, "digest"))
                                    ?: "",

@@ -209,13 +209,14 @@ int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                 if (npsd_store_write_hash(store, a, &o->hash[i], errstr,
                                           errstr_size))
                         return -1;
-        /* alerts: the outbox until the broker has them, and the last ten */
+        /* alerts: the outbox until the broker has them, and the last ten
+         * (without the account's context: the card shows it once) */
         for (size_t i = 0; i < o->alert_cnt; i++) {
                 const npsd_step_alert_t *al = &o->alerts[i];
                 const char *ob = npsd_store_akey(store, a->id, "outbox");
                 const char *lg = npsd_store_akey(store, a->id, "alert_log");
                 const char *hs[4] = {"HSET", ob, al->id, al->payload};
-                const char *lp[3] = {"LPUSH", lg, al->payload};
+                const char *lp[3] = {"LPUSH", lg, al->log};
                 const char *lt[4] = {"LTRIM", lg, "0", "9"};
                 if (!ob || !lg)
                         goto oom;

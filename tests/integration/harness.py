@@ -352,7 +352,12 @@ def redis_dump(r, volatile=VOLATILE, pattern="nps:*", with_ttl=False):
         elif t == "list":
             v = r.lrange(k, 0, -1)
         elif t == "string":
-            v = r.get(k)
+            # response snapshots (out:<id>) are binary: bytes unless text
+            v = r.execute_command("GET", k, NEVER_DECODE=True)
+            try:
+                v = v.decode()
+            except (AttributeError, UnicodeDecodeError):
+                pass
         else:
             v = "(%s)" % t
         out[k] = (t, v, r.ttl(k) > 0) if with_ttl else (t, v)

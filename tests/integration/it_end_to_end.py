@@ -158,14 +158,13 @@ def test(build):
         wait_for(lambda: _cohort_ok(st, "nps:cohort:all:all:w:90d", exp), 30,
                  "cohort all:all")
         # A response counts in the segment of its account's context as of
-        # its counting (its snapshot's account). The first run's single
-        # response may have been counted before its account's first
-        # context record (topics are read independently); every other one
-        # was counted after the contexts were in.
+        # its counting (its snapshot's account, which its classified
+        # message shows). The first run's single response may have been
+        # counted before its account's first context record (topics are
+        # read independently); every other one was counted after the
+        # contexts were in.
         def seg_at_count(r):
-            snap = json.loads(st.r.get("nps:{%s}:out:%s" % (
-                r["account_id"], r["event_id"])))
-            return snap["account"].get("segment")
+            return by_id[r["event_id"]][1]["account"].get("segment")
         first_ids = {responses[0]["event_id"]}
         for r in responses:
             if r["event_id"] not in first_ids:

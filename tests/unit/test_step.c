@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "npsd/npsd_config.h"
+#include "npsd/npsd_snapshot.h"
 #include "npsd/npsd_step.h"
 
 #define DAY NPSD_MS_PER_DAY
@@ -189,8 +190,11 @@ static void test_new_account(void **state) {
         assert_true(out.rank_nps_has && out.rank_nps == 0);
         /* the snapshot of the third response sees all three and the two
          * two earlier ones, newest first */
-        snap = json_loads(sr[2].snapshot, 0, &jerr);
+        snap = npsd_snapshot_decode(sr[2].snapshot, sr[2].snapshot_len,
+                                    jerr.text, sizeof(jerr.text));
         assert_non_null(snap);
+        /* what Redis keeps decodes to what the step built */
+        assert_true(json_equal(snap, sr[2].snapshot_json));
         assert_int_equal(json_integer_value(json_object_get(
                                  json_object_get(snap, "metrics"),
                                  "responses_90d")),
@@ -315,6 +319,16 @@ static void test_followup_pending_then_late(void **state) {
                             "f1");
         assert_string_equal(json_string_value(json_object_get(a, "severity")),
                             "medium");
+        /* the alert_log entry is the message less its account object */
+        {
+                json_t *lg = json_loads(out.alerts[0].log, 0, &jerr);
+                assert_non_null(lg);
+                assert_non_null(json_object_get(a, "account"));
+                assert_null(json_object_get(lg, "account"));
+                json_object_del(a, "account");
+                assert_true(json_equal(a, lg));
+                json_decref(lg);
+        }
         json_decref(a);
         /* id: type, account, first occurrence, the instant */
         {
