@@ -159,8 +159,9 @@ typedef struct npsd_step_alert_s {
         char id[NPSD_ID_MAX * 2 + 64]; /* <type>:<account>:<n>:<now_ms> */
         char *payload;                 /* the alert message (JSON), owned */
         size_t len;
-        char *log;                     /* the same without account{}, for
-                                        * the account's alert_log; owned */
+        char *log;                     /* the same without account{},
+                                        * packed (npsd_pack.h), for the
+                                        * account's alert_log; owned */
         size_t log_len;
         npsd_alert_type_t type;
 } npsd_step_alert_t;

@@ -17,7 +17,7 @@
 
 #include "npsd/npsd_fmt.h"
 #include "npsd/npsd_nps.h"
-#include "npsd/npsd_snapshot.h"
+#include "npsd/npsd_pack.h"
 
 #define NPSD_STEP_COHORTS_MAX (8 + NPSD_COHORT_ATTRS_MAX)
 #define NPSD_STEP_ERR_KEEP 31 /* error days kept for errors_7d */
@@ -566,9 +566,9 @@ static int npsd_step_snapshot(const npsd_step_env_t *env,
         err |= json_object_set(o, "previous", prev);
         if (err)
                 goto fail;
-        /* stored compact (npsd_snapshot.h): replay.days of these are the
+        /* stored compact (npsd_pack.h): replay.days of these are the
          * largest per-account item in Redis */
-        sr->snapshot = npsd_snapshot_encode(o, &sr->snapshot_len);
+        sr->snapshot = npsd_pack_encode(o, &sr->snapshot_len);
         if (!sr->snapshot)
                 goto fail;
         json_decref(prev);
@@ -620,11 +620,10 @@ static int npsd_step_fire(const npsd_step_env_t *env, const char *account_id,
         /* the log of recent alerts is read next to the account's context:
          * a copy of it in each of ten entries was most of the list */
         if (json_object_del(o, "account") ||
-            !(a->log = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15)))) {
+            !(a->log = npsd_pack_encode(o, &a->log_len))) {
                 free(a->payload);
                 goto fail_alert;
         }
-        a->log_len = strlen(a->log);
         json_decref(o);
         json_decref(details);
         return 0;

@@ -7,6 +7,7 @@
  */
 #define _GNU_SOURCE /* asprintf */
 #include "npsctl.h"
+#include "npsd/npsd_pack.h"
 #include "npsd/npsd_state.h"
 #include "npsd/npsd_time.h"
 
@@ -898,8 +899,10 @@ static void npsctl_print_alerts(FILE *fp, const npsctl_extra_t *x) {
                 fprintf(fp, "  %-16s %s\n", "recent alerts", NPSCTL_DASH);
         for (size_t i = 0; i < n; i++) {
                 const redisReply *e = x->alerts->element[i];
+                char err[256] = "not a string";
                 json_t *a = e->type == REDIS_REPLY_STRING
-                                    ? json_loadb(e->str, e->len, 0, NULL)
+                                    ? npsd_pack_decode(e->str, e->len, err,
+                                                       sizeof(err))
                                     : NULL;
                 const char *type = json_string_value(json_object_get(a, "type"));
                 const char *sev =
@@ -968,12 +971,14 @@ static void npsctl_extra_json(json_t *o, const npsctl_extra_t *x) {
         }
         for (size_t i = 0; i < n; i++) {
                 const redisReply *e = x->alerts->element[i];
+                char err[256] = "not a string";
                 json_t *a = e->type == REDIS_REPLY_STRING
-                                    ? json_loadb(e->str, e->len, 0, NULL)
+                                    ? npsd_pack_decode(e->str, e->len, err,
+                                                       sizeof(err))
                                     : NULL;
-                json_array_append_new(al, a ? a
-                                            : json_stringn(e->str ? e->str : "",
-                                                           e->str ? e->len : 0));
+                /* an entry that is not an alert shows why, in its place */
+                json_array_append_new(al, a ? a : json_pack("{ss}", "error",
+                                                            err));
         }
         json_object_set_new(o, "followups", fl);
         json_object_set_new(o, "alerts", al);

@@ -10,7 +10,7 @@
 
 #include "npsd/npsd_event.h"
 #include "npsd/npsd_log.h"
-#include "npsd/npsd_snapshot.h"
+#include "npsd/npsd_pack.h"
 
 #define NPSD_BACKOFF_MIN_MS 100
 #define NPSD_BACKOFF_MAX_MS 5000
@@ -422,7 +422,7 @@ static int npsd_pipeline_enrich(npsd_pipeline_t *pl, size_t resp_cnt,
                  * one Redis kept */
                 snap = res->snapshot_json
                                ? json_incref((json_t *)res->snapshot_json)
-                               : npsd_snapshot_decode(res->snapshot,
+                               : npsd_pack_decode(res->snapshot,
                                                       res->snapshot_len,
                                                       errstr,
                                                       sizeof(errstr));

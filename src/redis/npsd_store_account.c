@@ -217,12 +217,13 @@ int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                 const char *lg = npsd_store_akey(store, a->id, "alert_log");
                 const char *hs[4] = {"HSET", ob, al->id, al->payload};
                 const char *lp[3] = {"LPUSH", lg, al->log};
+                const size_t lpl[3] = {5, strlen(lg), al->log_len};
                 const char *lt[4] = {"LTRIM", lg, "0", "9"};
                 if (!ob || !lg)
                         goto oom;
                 if (npsd_store_wcmd(store, 4, hs, NULL, 1, errstr,
                                     errstr_size) ||
-                    npsd_store_wcmd(store, 3, lp, NULL, 1, errstr,
+                    npsd_store_wcmd(store, 3, lp, lpl, 1, errstr,
                                     errstr_size) ||
                     npsd_store_wcmd(store, 4, lt, NULL, 1, errstr,
                                     errstr_size))

@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "npsd/npsd_config.h"
-#include "npsd/npsd_snapshot.h"
+#include "npsd/npsd_pack.h"
 #include "npsd/npsd_step.h"
 
 #define DAY NPSD_MS_PER_DAY
@@ -190,7 +190,7 @@ static void test_new_account(void **state) {
         assert_true(out.rank_nps_has && out.rank_nps == 0);
         /* the snapshot of the third response sees all three and the two
          * two earlier ones, newest first */
-        snap = npsd_snapshot_decode(sr[2].snapshot, sr[2].snapshot_len,
+        snap = npsd_pack_decode(sr[2].snapshot, sr[2].snapshot_len,
                                     jerr.text, sizeof(jerr.text));
         assert_non_null(snap);
         /* what Redis keeps decodes to what the step built */
@@ -319,9 +319,12 @@ static void test_followup_pending_then_late(void **state) {
                             "f1");
         assert_string_equal(json_string_value(json_object_get(a, "severity")),
                             "medium");
-        /* the alert_log entry is the message less its account object */
+        /* the alert_log entry is the message less its account object,
+         * packed */
         {
-                json_t *lg = json_loads(out.alerts[0].log, 0, &jerr);
+                json_t *lg = npsd_pack_decode(out.alerts[0].log,
+                                              out.alerts[0].log_len,
+                                              jerr.text, sizeof(jerr.text));
                 assert_non_null(lg);
                 assert_non_null(json_object_get(a, "account"));
                 assert_null(json_object_get(lg, "account"));

@@ -1,7 +1,7 @@
 /*
- * Unit tests of npsd_snapshot: what goes in comes out equal (member order
+ * Unit tests of npsd_pack: what goes in comes out equal (member order
  * kept), the compact forms are used only where they print back the same
- * string, the size gain on a real snapshot, the old JSON form, and
+ * string, the size gain on a real snapshot and alert, the old JSON form, and
  * corrupt bytes refused.
  */
 #include <stdarg.h>
@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "npsd/npsd_snapshot.h"
+#include "npsd/npsd_pack.h"
 
 /* A snapshot as npsd_step builds it (taken from a benchmark run). */
 static const char SNAP[] =
@@ -33,6 +33,14 @@ static const char SNAP[] =
         "take forever and often time out.\"},{\"score\":7,\"role\":"
         "\"decision_maker\",\"submitted_at\":\"2026-12-03T09:57:26.182Z\"}]}";
 
+/* An alert_log entry: the alert message less its account object. */
+static const char ALERT[] =
+        "{\"alert_id\":\"role_gap:acct-0784:1:1796656349470\",\"type\":"
+        "\"role_gap\",\"severity\":\"medium\",\"account_id\":\"acct-0784\","
+        "\"fired_at\":\"2026-12-07T15:12:29.470Z\",\"details\":{\"role_gap\":"
+        "16.7,\"end_user_nps\":50,\"decision_maker_nps\":33.3,\"window\":"
+        "\"90d\"},\"event_id\":\"r-31-44255\"}";
+
 /* Encodes, decodes, and checks the value and its member order (the dump
  * without sorting equals the input's). Returns the encoded size. */
 static size_t roundtrip(const json_t *in) {
@@ -40,9 +48,9 @@ static size_t roundtrip(const json_t *in) {
         size_t len = 0;
         json_t *out;
 
-        enc = npsd_snapshot_encode(in, &len);
+        enc = npsd_pack_encode(in, &len);
         assert_non_null(enc);
-        out = npsd_snapshot_decode(enc, len, errstr, sizeof(errstr));
+        out = npsd_pack_decode(enc, len, errstr, sizeof(errstr));
         assert_non_null(out);
         assert_true(json_equal((json_t *)in, out));
         a = json_dumps(in, JSON_COMPACT | JSON_ENCODE_ANY |
@@ -65,13 +73,18 @@ static json_t *load(const char *text) {
         return v;
 }
 
-static void test_real_snapshot(void **state) {
+static void test_real_values(void **state) {
         json_t *v = load(SNAP);
         size_t len = roundtrip(v);
 
         /* the point of the format: 292 bytes for these 803, about a
          * third; the comment alone is 55 */
         assert_true(len * 5 <= strlen(SNAP) * 2);
+        json_decref(v);
+        /* 261 bytes of JSON, 107 packed: the ids are most of it */
+        v = load(ALERT);
+        len = roundtrip(v);
+        assert_true(len * 20 <= strlen(ALERT) * 9);
         json_decref(v);
 }
 
@@ -113,7 +126,7 @@ static void test_lookalikes(void **state) {
 static void test_old_json(void **state) {
         char errstr[128];
         json_t *in = load(SNAP),
-               *out = npsd_snapshot_decode(SNAP, strlen(SNAP), errstr,
+               *out = npsd_pack_decode(SNAP, strlen(SNAP), errstr,
                                            sizeof(errstr));
 
         assert_non_null(out);
@@ -126,7 +139,7 @@ static void test_too_deep(void **state) {
         json_t *v = load("[[[[[[[[[1]]]]]]]]]");
         size_t len;
 
-        assert_null(npsd_snapshot_encode(v, &len));
+        assert_null(npsd_pack_encode(v, &len));
         json_decref(v);
 }
 
@@ -138,14 +151,14 @@ static void test_corrupt(void **state) {
         char errstr[128], *enc, *bad;
         size_t len, refused = 0;
 
-        enc = npsd_snapshot_encode(v, &len);
+        enc = npsd_pack_encode(v, &len);
         assert_non_null(enc);
         for (size_t n = 0; n < len; n++) {
                 json_t *out;
                 assert_non_null(bad = malloc(n ? n : 1));
                 memcpy(bad, enc, n);
                 errstr[0] = '\0';
-                out = npsd_snapshot_decode(bad, n, errstr, sizeof(errstr));
+                out = npsd_pack_decode(bad, n, errstr, sizeof(errstr));
                 assert_null(out); /* a cut snapshot is never whole */
                 assert_true(errstr[0] != '\0');
                 free(bad);
@@ -156,7 +169,7 @@ static void test_corrupt(void **state) {
                         json_t *out;
                         memcpy(bad, enc, len);
                         bad[i] = (char)(bad[i] ^ x);
-                        out = npsd_snapshot_decode(bad, len, errstr,
+                        out = npsd_pack_decode(bad, len, errstr,
                                                    sizeof(errstr));
                         refused += out == NULL;
                         json_decref(out);
@@ -170,7 +183,7 @@ static void test_corrupt(void **state) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_real_snapshot),
+                cmocka_unit_test(test_real_values),
                 cmocka_unit_test(test_lookalikes),
                 cmocka_unit_test(test_old_json),
                 cmocka_unit_test(test_too_deep),

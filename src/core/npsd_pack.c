@@ -1,8 +1,8 @@
 /*
- * npsd_snapshot — the stored form of a response's snapshot (see
- * include/npsd/npsd_snapshot.h).
+ * npsd_pack — the compact stored form of JSON values (see
+ * include/npsd/npsd_pack.h).
  */
-#include "npsd/npsd_snapshot.h"
+#include "npsd/npsd_pack.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -13,7 +13,7 @@
 #include "npsd/npsd_codec.h"
 #include "npsd/npsd_time.h"
 
-#define NPSD_SNAPSHOT_FORMAT 0x01 /* never '{': that is the old JSON */
+#define NPSD_PACK_FORMAT 0x01 /* never '{': that is the old JSON */
 
 /* One byte before every value says what follows. */
 enum {
@@ -24,7 +24,7 @@ enum {
         SNAP_TENTH, /* a real with one decimal: zig-zag varint of 10 x */
         SNAP_REAL,  /* any other real: 8 bytes, IEEE 754, little endian */
         SNAP_STR,   /* varint length, bytes */
-        SNAP_WORD,  /* varint index into npsd_snapshot_words */
+        SNAP_WORD,  /* varint index into npsd_pack_words */
         SNAP_TIME,  /* RFC 3339 with milliseconds: zig-zag varint epoch ms */
         SNAP_DATE,  /* YYYY-MM-DD: zig-zag varint epoch day */
         SNAP_HEX,   /* lowercase hex: varint byte count, bytes */
@@ -33,9 +33,9 @@ enum {
         SNAP_OBJECT /* varint count, then key (a string value), value */
 };
 
-/* The names and values every snapshot repeats. Append only: an index
- * written once must keep meaning the same word. */
-static const char *const npsd_snapshot_words[] = {
+/* The names and values every snapshot and alert repeats. Append only: an
+ * index written once must keep meaning the same word. */
+static const char *const npsd_pack_words[] = {
         /* the snapshot and previous[] */
         "processed_at", "digest", "account", "metrics", "previous", "score",
         "role", "submitted_at", "comment",
@@ -49,21 +49,29 @@ static const char *const npsd_snapshot_words[] = {
         /* values */
         "end_user", "admin", "decision_maker", "other", "green", "yellow",
         "red", "smb", "mid_market", "enterprise", "onboarding", "adoption",
-        "mature", "renewal"};
+        "mature", "renewal",
+        /* alerts (SPEC §6) and their details */
+        "alert_id", "type", "severity", "account_id", "fired_at", "details",
+        "event_id", "role_gap", "nps_drop", "usage_drop", "followup_overdue",
+        "high", "medium", "low", "window", "end_user_nps",
+        "decision_maker_nps", "from", "to", "trend", "nps", "nps_prev",
+        "responses", "responses_prev", "active_users_7d",
+        "active_users_prev_7d", "stage", "due_at", "met_at",
+        "response_event_id", "acknowledge", "route", "close", "90d", "30d"};
 
-#define NPSD_SNAPSHOT_WORDS \
-        (sizeof(npsd_snapshot_words) / sizeof(npsd_snapshot_words[0]))
+#define NPSD_PACK_WORDS \
+        (sizeof(npsd_pack_words) / sizeof(npsd_pack_words[0]))
 
-static int npsd_snapshot_word(const char *s, size_t len) {
-        for (size_t i = 0; i < NPSD_SNAPSHOT_WORDS; i++) {
-                const char *w = npsd_snapshot_words[i];
+static int npsd_pack_word(const char *s, size_t len) {
+        for (size_t i = 0; i < NPSD_PACK_WORDS; i++) {
+                const char *w = npsd_pack_words[i];
                 if (w[0] == s[0] && !strncmp(w, s, len) && !w[len])
                         return (int)i;
         }
         return -1;
 }
 
-static int npsd_snapshot_hexval(char c) {
+static int npsd_pack_hexval(char c) {
         if (c >= '0' && c <= '9')
                 return c - '0';
         if (c >= 'a' && c <= 'f')
@@ -72,18 +80,18 @@ static int npsd_snapshot_hexval(char c) {
 }
 
 /* A string of lowercase hex digits, 8 or more and even in number. */
-static int npsd_snapshot_is_hex(const char *s, size_t len) {
+static int npsd_pack_is_hex(const char *s, size_t len) {
         if (len < 8 || len % 2)
                 return 0;
         for (size_t i = 0; i < len; i++)
-                if (npsd_snapshot_hexval(s[i]) < 0)
+                if (npsd_pack_hexval(s[i]) < 0)
                         return 0;
         return 1;
 }
 
 /* A decimal integer that prints back as the same string ("-0", "007"
  * and "+1" do not). */
-static int npsd_snapshot_is_dec(const char *s, size_t len, int64_t *v) {
+static int npsd_pack_is_dec(const char *s, size_t len, int64_t *v) {
         char buf[24], *end;
         long long n;
 
@@ -101,14 +109,14 @@ static int npsd_snapshot_is_dec(const char *s, size_t len, int64_t *v) {
         return 1;
 }
 
-static void npsd_snapshot_put_string(npsd_codec_writer_t *w, const char *s,
+static void npsd_pack_put_string(npsd_codec_writer_t *w, const char *s,
                                      size_t len) {
         char buf[NPSD_TIME_BUFSZ];
         int64_t ms, n;
         int32_t day;
         int word;
 
-        if (len && len < 32 && (word = npsd_snapshot_word(s, len)) >= 0) {
+        if (len && len < 32 && (word = npsd_pack_word(s, len)) >= 0) {
                 npsd_codec_put_uint(w, SNAP_WORD);
                 npsd_codec_put_uint(w, (uint64_t)word);
                 return;
@@ -126,18 +134,18 @@ static void npsd_snapshot_put_string(npsd_codec_writer_t *w, const char *s,
                 npsd_codec_put_int(w, day);
                 return;
         }
-        if (npsd_snapshot_is_dec(s, len, &n)) {
+        if (npsd_pack_is_dec(s, len, &n)) {
                 npsd_codec_put_uint(w, SNAP_DEC);
                 npsd_codec_put_int(w, n);
                 return;
         }
-        if (npsd_snapshot_is_hex(s, len)) {
+        if (npsd_pack_is_hex(s, len)) {
                 npsd_codec_put_uint(w, SNAP_HEX);
                 npsd_codec_put_uint(w, len / 2);
                 for (size_t i = 0; i < len; i += 2) {
                         unsigned char b = (unsigned char)(
-                                npsd_snapshot_hexval(s[i]) << 4 |
-                                npsd_snapshot_hexval(s[i + 1]));
+                                npsd_pack_hexval(s[i]) << 4 |
+                                npsd_pack_hexval(s[i + 1]));
                         npsd_codec_put_bytes(w, &b, 1);
                 }
                 return;
@@ -147,7 +155,7 @@ static void npsd_snapshot_put_string(npsd_codec_writer_t *w, const char *s,
         npsd_codec_put_bytes(w, s, len);
 }
 
-static void npsd_snapshot_put_real(npsd_codec_writer_t *w, double d) {
+static void npsd_pack_put_real(npsd_codec_writer_t *w, double d) {
         double t = d * 10.0;
         unsigned char b[8];
         uint64_t bits;
@@ -165,7 +173,7 @@ static void npsd_snapshot_put_real(npsd_codec_writer_t *w, double d) {
         npsd_codec_put_bytes(w, b, 8);
 }
 
-static int npsd_snapshot_put(npsd_codec_writer_t *w, const json_t *v,
+static int npsd_pack_put(npsd_codec_writer_t *w, const json_t *v,
                              int depth) {
         const char *key;
         json_t *item;
@@ -186,30 +194,30 @@ static int npsd_snapshot_put(npsd_codec_writer_t *w, const json_t *v,
                 npsd_codec_put_int(w, (int64_t)json_integer_value(v));
                 return 0;
         case JSON_REAL:
-                npsd_snapshot_put_real(w, json_real_value(v));
+                npsd_pack_put_real(w, json_real_value(v));
                 return 0;
         case JSON_STRING:
-                npsd_snapshot_put_string(w, json_string_value(v),
+                npsd_pack_put_string(w, json_string_value(v),
                                          json_string_length(v));
                 return 0;
         case JSON_ARRAY:
-                if (depth >= NPSD_SNAPSHOT_DEPTH)
+                if (depth >= NPSD_PACK_DEPTH)
                         return -1;
                 npsd_codec_put_uint(w, SNAP_ARRAY);
                 npsd_codec_put_uint(w, json_array_size(v));
                 json_array_foreach(v, i, item) {
-                        if (npsd_snapshot_put(w, item, depth + 1))
+                        if (npsd_pack_put(w, item, depth + 1))
                                 return -1;
                 }
                 return 0;
         case JSON_OBJECT:
-                if (depth >= NPSD_SNAPSHOT_DEPTH)
+                if (depth >= NPSD_PACK_DEPTH)
                         return -1;
                 npsd_codec_put_uint(w, SNAP_OBJECT);
                 npsd_codec_put_uint(w, json_object_size(v));
                 json_object_foreach((json_t *)v, key, item) {
-                        npsd_snapshot_put_string(w, key, strlen(key));
-                        if (npsd_snapshot_put(w, item, depth + 1))
+                        npsd_pack_put_string(w, key, strlen(key));
+                        if (npsd_pack_put(w, item, depth + 1))
                                 return -1;
                 }
                 return 0;
@@ -217,14 +225,14 @@ static int npsd_snapshot_put(npsd_codec_writer_t *w, const json_t *v,
         return -1;
 }
 
-char *npsd_snapshot_encode(const json_t *value, size_t *lenp) {
-        unsigned char fmt = NPSD_SNAPSHOT_FORMAT;
+char *npsd_pack_encode(const json_t *value, size_t *lenp) {
+        unsigned char fmt = NPSD_PACK_FORMAT;
         npsd_codec_writer_t w = {NULL, 0, 0};
         char *buf;
 
         /* one pass measures, the second writes */
         npsd_codec_put_bytes(&w, &fmt, 1);
-        if (!value || npsd_snapshot_put(&w, value, 0))
+        if (!value || npsd_pack_put(&w, value, 0))
                 return NULL;
         if (!(buf = malloc(w.off ? w.off : 1)))
                 return NULL;
@@ -232,13 +240,13 @@ char *npsd_snapshot_encode(const json_t *value, size_t *lenp) {
         w.size = w.off;
         w.off = 0;
         npsd_codec_put_bytes(&w, &fmt, 1);
-        npsd_snapshot_put(&w, value, 0);
+        npsd_pack_put(&w, value, 0);
         *lenp = w.off;
         return buf;
 }
 
 /* The next n bytes of r, or NULL (and r failed) when fewer are left. */
-static const unsigned char *npsd_snapshot_take(npsd_codec_reader_t *r,
+static const unsigned char *npsd_pack_take(npsd_codec_reader_t *r,
                                                uint64_t n) {
         const unsigned char *p;
 
@@ -253,7 +261,7 @@ static const unsigned char *npsd_snapshot_take(npsd_codec_reader_t *r,
 
 /* A string value (also an object's key) into buf; NULL when the next
  * value is not a string or is corrupt. */
-static char *npsd_snapshot_get_string(npsd_codec_reader_t *r, char *buf,
+static char *npsd_pack_get_string(npsd_codec_reader_t *r, char *buf,
                                       size_t size, size_t *lenp) {
         static const char hex[] = "0123456789abcdef";
         uint64_t tag = npsd_codec_get_uint(r), n;
@@ -262,11 +270,11 @@ static char *npsd_snapshot_get_string(npsd_codec_reader_t *r, char *buf,
 
         switch (r->err ? UINT64_MAX : tag) {
         case SNAP_WORD:
-                n = npsd_codec_get_uint_max(r, NPSD_SNAPSHOT_WORDS - 1);
+                n = npsd_codec_get_uint_max(r, NPSD_PACK_WORDS - 1);
                 if (r->err)
                         return NULL;
-                *lenp = strlen(npsd_snapshot_words[n]);
-                return memcpy(buf, npsd_snapshot_words[n], *lenp + 1);
+                *lenp = strlen(npsd_pack_words[n]);
+                return memcpy(buf, npsd_pack_words[n], *lenp + 1);
         case SNAP_TIME:
                 npsd_time_format(npsd_codec_get_int(r), buf);
                 break;
@@ -279,7 +287,7 @@ static char *npsd_snapshot_get_string(npsd_codec_reader_t *r, char *buf,
                 break;
         case SNAP_HEX:
                 n = npsd_codec_get_uint(r);
-                if (n >= size / 2 || !(p = npsd_snapshot_take(r, n)))
+                if (n >= size / 2 || !(p = npsd_pack_take(r, n)))
                         return NULL;
                 for (uint64_t i = 0; i < n; i++) {
                         buf[2 * i] = hex[p[i] >> 4];
@@ -290,7 +298,7 @@ static char *npsd_snapshot_get_string(npsd_codec_reader_t *r, char *buf,
                 return r->err ? NULL : buf;
         case SNAP_STR:
                 n = npsd_codec_get_uint(r);
-                if (n >= size || !(p = npsd_snapshot_take(r, n)))
+                if (n >= size || !(p = npsd_pack_take(r, n)))
                         return NULL;
                 memcpy(buf, p, (size_t)n);
                 buf[n] = '\0';
@@ -303,7 +311,7 @@ static char *npsd_snapshot_get_string(npsd_codec_reader_t *r, char *buf,
         return r->err ? NULL : buf;
 }
 
-static json_t *npsd_snapshot_get(npsd_codec_reader_t *r, char *buf,
+static json_t *npsd_pack_get(npsd_codec_reader_t *r, char *buf,
                                  size_t size, int depth) {
         size_t off = r->off, len;
         uint64_t tag = npsd_codec_get_uint(r), n;
@@ -328,7 +336,7 @@ static json_t *npsd_snapshot_get(npsd_codec_reader_t *r, char *buf,
                 v = json_real((double)npsd_codec_get_int(r) / 10.0);
                 break;
         case SNAP_REAL:
-                if (!(p = npsd_snapshot_take(r, 8)))
+                if (!(p = npsd_pack_take(r, 8)))
                         return NULL;
                 for (int i = 0; i < 8; i++)
                         bits |= (uint64_t)p[i] << (8 * i);
@@ -336,7 +344,7 @@ static json_t *npsd_snapshot_get(npsd_codec_reader_t *r, char *buf,
                 return json_real(d);
         case SNAP_ARRAY:
         case SNAP_OBJECT:
-                if (depth >= NPSD_SNAPSHOT_DEPTH)
+                if (depth >= NPSD_PACK_DEPTH)
                         return NULL;
                 n = npsd_codec_get_uint(r);
                 /* every member takes a byte at least: a count beyond the
@@ -347,12 +355,12 @@ static json_t *npsd_snapshot_get(npsd_codec_reader_t *r, char *buf,
                 for (uint64_t i = 0; v && i < n; i++) {
                         char *key = NULL;
                         if (tag == SNAP_OBJECT &&
-                            !(key = npsd_snapshot_get_string(r, buf, size,
+                            !(key = npsd_pack_get_string(r, buf, size,
                                                              &len)))
                                 goto fail;
                         if (key && !(key = strdup(key)))
                                 goto fail;
-                        item = npsd_snapshot_get(r, buf, size, depth + 1);
+                        item = npsd_pack_get(r, buf, size, depth + 1);
                         if (!item ||
                             (key ? json_object_set_new(v, key, item)
                                  : json_array_append_new(v, item))) {
@@ -367,14 +375,14 @@ static json_t *npsd_snapshot_get(npsd_codec_reader_t *r, char *buf,
                 return NULL;
         default:
                 r->off = off; /* a string: read again with its tag */
-                if (!npsd_snapshot_get_string(r, buf, size, &len))
+                if (!npsd_pack_get_string(r, buf, size, &len))
                         return NULL;
                 return json_stringn(buf, len);
         }
         return r->err ? (json_decref(v), NULL) : v;
 }
 
-json_t *npsd_snapshot_decode(const char *buf, size_t len, char *errstr,
+json_t *npsd_pack_decode(const char *buf, size_t len, char *errstr,
                              size_t errstr_size) {
         npsd_codec_reader_t r = {(const unsigned char *)buf, len, 1, 0};
         json_error_t jerr;
@@ -383,23 +391,23 @@ json_t *npsd_snapshot_decode(const char *buf, size_t len, char *errstr,
 
         if (len && buf[0] == '{') {
                 if (!(v = json_loadb(buf, len, 0, &jerr)))
-                        snprintf(errstr, errstr_size, "snapshot: %s",
+                        snprintf(errstr, errstr_size, "packed value: %s",
                                  jerr.text);
                 return v;
         }
-        if (!len || (unsigned char)buf[0] != NPSD_SNAPSHOT_FORMAT) {
+        if (!len || (unsigned char)buf[0] != NPSD_PACK_FORMAT) {
                 snprintf(errstr, errstr_size,
-                         "snapshot: unknown format byte %d",
+                         "packed value: unknown format byte %d",
                          len ? (unsigned char)buf[0] : -1);
                 return NULL;
         }
-        /* no string in a snapshot is longer than the snapshot itself,
+        /* no string in a value is longer than the packed value itself,
          * nor its hex spelling longer than twice that */
         if (!(tmp = malloc(2 * len + NPSD_TIME_BUFSZ + 24))) {
-                snprintf(errstr, errstr_size, "snapshot: out of memory");
+                snprintf(errstr, errstr_size, "packed value: out of memory");
                 return NULL;
         }
-        v = npsd_snapshot_get(&r, tmp, 2 * len + NPSD_TIME_BUFSZ + 24, 0);
+        v = npsd_pack_get(&r, tmp, 2 * len + NPSD_TIME_BUFSZ + 24, 0);
         free(tmp);
         if (v && r.off != len) {
                 json_decref(v);
@@ -407,6 +415,6 @@ json_t *npsd_snapshot_decode(const char *buf, size_t len, char *errstr,
         }
         if (!v)
                 snprintf(errstr, errstr_size,
-                         "snapshot: corrupt at byte %zu of %zu", r.off, len);
+                         "packed value: corrupt at byte %zu of %zu", r.off, len);
         return v;
 }
