@@ -32,6 +32,13 @@
 #define NPSD_VERSION "unknown"
 #endif
 
+/* The timers run between batches, in short runs, so that a batch waits
+ * for at most one run (a few milliseconds), not for a whole pass: account
+ * ticks 64 at a time (a tick is an account's read, step and write), views
+ * 8 at a time. A run that finds more comes back after the next batch. */
+#define NPSD_ROLL_RUN 64
+#define NPSD_VIEWS_RUN 8
+
 extern char **environ;
 
 static volatile sig_atomic_t npsd_stop;
@@ -397,7 +404,8 @@ int main(int argc, char **argv) {
         rd_kafka_message_t **msgs = NULL, **carry = NULL;
         size_t carry_cnt = 0;
         int64_t pinned_ms = -1, next_roll = 0, next_report = 0;
-        int64_t next_cohorts = 0;
+        int64_t next_cohorts = 0, views_pass_at = -1;
+        long views_pass_left = 0;
         const char *bootstraps = NULL;
         char errstr[512];
         int rc = 1;
@@ -593,8 +601,9 @@ int main(int argc, char **argv) {
                 }
                 if (mono >= next_roll) {
                         int64_t t0 = npsd_mono_ms();
-                        int rolled = npsd_store_roll(store, now_ms, 500,
-                                                     errstr, sizeof(errstr));
+                        int rolled = npsd_store_roll(store, now_ms,
+                                                     NPSD_ROLL_RUN, errstr,
+                                                     sizeof(errstr));
                         if (rolled > 0)
                                 npsd_debug("msg=\"timers\" due=%d", rolled);
                         else if (rolled < 0)
@@ -603,34 +612,49 @@ int main(int argc, char **argv) {
                                                 (npsd_mono_ms() - t0) / 1e3);
                         if (rolled >= 0 && npsd_store_outbox_len(store) > 0)
                                 npsd_pipeline_alerts(pipeline, &npsd_stop);
-                        if (rolled >= 0) {
+                        if (rolled >= 0 && rolled < NPSD_ROLL_RUN) {
                                 /* published at once: a reader that sees
                                  * the count grow by two knows a whole pass
-                                 * ran after it looked */
+                                 * ran after it looked (a full run is only
+                                 * part of one) */
                                 npsd_pipeline_timer_count(pipeline);
                                 npsd_observe_publish(&obs);
                         }
-                        /* more due: come back soon, else at the interval */
-                        next_roll = mono + (rolled >= 500
-                                                    ? 1000
-                                                    : conf->roll_interval_s *
-                                                              1000LL);
+                        /* more due: after the next batch, else at the
+                         * interval */
+                        next_roll = rolled >= NPSD_ROLL_RUN
+                                            ? mono
+                                            : mono + conf->roll_interval_s *
+                                                             1000LL;
                 }
                 if (mono >= next_cohorts) {
-                        /* Cohort views trail the accounts by about a
-                         * second: one refresh per tick serves every batch
-                         * of that second. */
+                        /* Cohort, theme and owner views trail the accounts
+                         * by about a second: one pass a second refreshes
+                         * what was dirty when it began, serving every
+                         * batch of that second. Batches keep dirtying the
+                         * views as the pass runs; a pass that went on
+                         * until none is dirty would never end. */
                         int64_t t0 = npsd_mono_ms();
-                        int left = npsd_store_cohorts(store, now_ms, 32,
-                                                      errstr, sizeof(errstr));
+                        int left = npsd_store_cohorts(store, now_ms,
+                                                      NPSD_VIEWS_RUN, errstr,
+                                                      sizeof(errstr));
 
                         npsd_pipeline_stage_add(pipeline, NPSD_STAGE_TIMERS,
                                                 (npsd_mono_ms() - t0) / 1e3);
                         if (left < 0)
                                 npsd_observe_redis_error(&obs, errstr);
-                        /* small runs, repeated between batches while work
-                         * is left: a long one would hold up the next batch */
-                        next_cohorts = mono + (left > 0 ? 0 : 1000);
+                        if (views_pass_at < 0) {
+                                views_pass_at = mono;
+                                views_pass_left = left;
+                        } else {
+                                views_pass_left -= NPSD_VIEWS_RUN;
+                        }
+                        if (left > 0 && views_pass_left > 0) {
+                                next_cohorts = mono; /* after the next batch */
+                        } else {
+                                next_cohorts = views_pass_at + 1000;
+                                views_pass_at = -1;
+                        }
                 }
                 if (mono >= next_report) {
                         const npsd_pipeline_stats_t *st =
