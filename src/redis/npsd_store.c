@@ -359,6 +359,12 @@ unsigned npsd_store_slot(const char *key) {
  * lens NULL: NUL-terminated words. */
 long npsd_store_cmd(npsd_store_t *store, int argc, const char **argv,
                     const size_t *lens) {
+        return npsd_store_cmd_slot(store, npsd_store_slot(argv[1]), argc,
+                                   argv, lens);
+}
+
+long npsd_store_cmd_slot(npsd_store_t *store, unsigned slot, int argc,
+                         const char **argv, const size_t *lens) {
         const char **av = npsd_arena_alloc(&store->arena,
                                            sizeof(*av) * (size_t)argc);
         size_t *al = npsd_arena_alloc(&store->arena,
@@ -370,8 +376,7 @@ long npsd_store_cmd(npsd_store_t *store, int argc, const char **argv,
                 av[i] = argv[i];
                 al[i] = lens ? lens[i] : strlen(argv[i]);
         }
-        return npsd_cluster_append(store->cl, npsd_store_slot(argv[1]), argc,
-                                   av, al);
+        return npsd_cluster_append(store->cl, slot, argc, av, al);
 }
 
 /* ---- the round trip's accounts -------------------------------------------- */
@@ -542,61 +547,84 @@ static int npsd_store_gather(npsd_store_t *store,
 /* WAIT on every node the write round trip touched (redis.wait.replicas):
  * offsets are committed only once the replicas hold the writes, so that a
  * primary lost right after cannot take acknowledged input with it. Appends
- * one WAIT per node; *first and *cnt say where their replies are, and
- * store->wait_node[call] the node each write call's WAIT went to. */
-int npsd_store_wait_append(npsd_store_t *store, long *first,
+ * a proof write and a WAIT per node; *first and *cnt say where the WAITs'
+ * replies are, store->wait_node[call] the node each write call's WAIT
+ * went to.
+ *
+ * Why the proof write: WAIT counts the replicas holding what its own
+ * connection last wrote, and a guarded call that changes nothing (a fence
+ * already moved, a version already raised) writes nothing. After a
+ * reconnect, the retry of a round trip whose writes landed and whose WAIT
+ * failed finds everything applied: it would WAIT for nothing and commit
+ * input no replica may hold yet. A primary replicates in order, so one
+ * real write (a short-lived SET of <prefix>:{<slot tag>}:wp) proves every
+ * earlier write there. With `accounts`, the nodes of this round's
+ * accounts get one too, also those with no write call at all (their
+ * events were all counted already). */
+int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
                            size_t *cnt) {
         const npsd_cluster_map_t *map = npsd_cluster_map(store->cl);
-        const char *argv[3] = {"WAIT", NULL, NULL};
         unsigned char seen[1024];
         size_t n = npsd_write_calls(store->w);
+        size_t extra = accounts ? store->hi - store->lo : 0;
+        const char *wait[3] = {"WAIT", NULL, NULL};
 
         *first = -1;
         *cnt = 0;
-        if (store->conf->redis_wait_replicas <= 0 || !n)
+        store->proof_cnt = 0;
+        if (store->conf->redis_wait_replicas <= 0 || !(n + extra))
                 return 0;
         memset(seen, 0, sizeof(seen));
         if (!(store->wait_node = npsd_arena_alloc(
-                      &store->arena, sizeof(*store->wait_node) * n)))
-                return -1;
-        if (!(argv[1] = npsd_store_fmt(store, "%d",
+                      &store->arena, sizeof(*store->wait_node) * (n + 1))) ||
+            !(store->proof_idx = npsd_arena_alloc(
+                      &store->arena, sizeof(*store->proof_idx) *
+                                             (n + extra))) ||
+            !(store->proof_node = npsd_arena_alloc(
+                      &store->arena, sizeof(*store->proof_node) *
+                                             (n + extra))) ||
+            !(wait[1] = npsd_store_fmt(store, "%d",
                                        store->conf->redis_wait_replicas)) ||
             /* within the connection's own timeout, so that a shortfall is
              * an answer rather than a dropped connection */
-            !(argv[2] = npsd_store_fmt(store, "%d",
+            !(wait[2] = npsd_store_fmt(store, "%d",
                                        store->conf->redis_timeout_ms / 2 + 1)))
                 return -1;
-        for (size_t i = 0; i < n; i++) {
-                const char **av;
-                const size_t *al;
-                char e[64];
+        for (size_t i = 0; i < n + extra; i++) {
+                const char *set[5] = {"SET", NULL, "1", "PX", "10000"};
                 unsigned slot, node;
                 long idx;
-                if (npsd_write_argv(store->w, i, &av, &al, e, sizeof(e)) < 0)
-                        return -1;
-                slot = npsd_cluster_keyslot(av[3], al[3]); /* the guard */
+                if (i < n) {
+                        const char **av;
+                        const size_t *al;
+                        char e[64];
+                        if (npsd_write_argv(store->w, i, &av, &al, e,
+                                            sizeof(e)) < 0)
+                                return -1;
+                        slot = npsd_cluster_keyslot(av[3], al[3]); /* guard */
+                } else {
+                        const npsd_store_acct_t *a =
+                                &store->accts[store->lo + (i - n)];
+                        if (a->done)
+                                continue;
+                        slot = a->slot;
+                }
                 node = npsd_cluster_enabled(store->cl) ? map->slot_node[slot]
                                                        : 0;
-                store->wait_node[i] = (int)node;
+                if (i < n)
+                        store->wait_node[i] = (int)node;
                 if (node >= sizeof(seen) || seen[node])
                         continue;
                 seen[node] = 1;
-                {
-                        /* the router borrows argv until its exec */
-                        const char **av2 = npsd_arena_alloc(
-                                &store->arena, sizeof(*av2) * 3);
-                        size_t *al2 = npsd_arena_alloc(&store->arena,
-                                                       sizeof(*al2) * 3);
-                        if (!av2 || !al2)
-                                return -1;
-                        for (int k = 0; k < 3; k++) {
-                                av2[k] = argv[k];
-                                al2[k] = strlen(argv[k]);
-                        }
-                        if ((idx = npsd_cluster_append(store->cl, slot, 3,
-                                                       av2, al2)) < 0)
-                                return -1;
-                }
+                if (!(set[1] = npsd_store_fmt(store, "%s:{%s}:wp",
+                                              store->conf->redis_prefix,
+                                              npsd_cluster_slot_tag(slot))) ||
+                    (idx = npsd_store_cmd(store, 5, set, NULL)) < 0)
+                        return -1;
+                store->proof_idx[store->proof_cnt] = idx;
+                store->proof_node[store->proof_cnt++] = (int)node;
+                if ((idx = npsd_store_cmd_slot(store, slot, 3, wait, NULL)) < 0)
+                        return -1;
                 if (*first < 0)
                         *first = idx;
                 (*cnt)++;
@@ -604,10 +632,10 @@ int npsd_store_wait_append(npsd_store_t *store, long *first,
         return 0;
 }
 
-/* Every WAIT answered with enough replicas, and every write call ran on
- * the node its WAIT went to: WAIT covers only the writes its own
- * connection sent before it, and a write redirected (MOVED or ASK, as in
- * a failover or a reshard) ran elsewhere, after it. Then the round trip
+/* Every WAIT answered with enough replicas, and every write call and proof
+ * write ran on the node its WAIT went to: WAIT covers only the writes its
+ * own connection sent before it, and a write redirected (MOVED or ASK, as
+ * in a failover or a reshard) ran elsewhere, after it. Then the round trip
  * counts as failed, and its guarded writes are repeated. */
 int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
                           char *errstr, size_t errstr_size) {
@@ -623,8 +651,21 @@ int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
                         return -1;
                 }
         }
-        for (size_t i = 0; i < cnt; i++) {
-                const redisReply *r = npsd_store_reply(store, first + (long)i);
+        (void)cnt;
+        for (size_t i = 0; i < store->proof_cnt; i++) {
+                /* the proof write, then its WAIT */
+                const redisReply *p = npsd_store_reply(store,
+                                                       store->proof_idx[i]);
+                const redisReply *r =
+                        npsd_store_reply(store, store->proof_idx[i] + 1);
+                if (!p || p->type == REDIS_REPLY_ERROR ||
+                    npsd_cluster_reply_node(store->cl, store->proof_idx[i]) !=
+                            store->proof_node[i]) {
+                        snprintf(errstr, errstr_size,
+                                 "redis WAIT: a proof write failed or was "
+                                 "redirected after its WAIT");
+                        return -1;
+                }
                 if (!r || r->type != REDIS_REPLY_INTEGER ||
                     r->integer < store->conf->redis_wait_replicas) {
                         snprintf(errstr, errstr_size,
@@ -729,7 +770,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                     npsd_write_append(store->w, store->cl, errstr,
                                       errstr_size) ||
                     npsd_store_timers_due(store) ||
-                    npsd_store_wait_append(store, &wfirst, &wcnt))
+                    npsd_store_wait_append(store, 1, &wfirst, &wcnt))
                         return -1;
                 if (npsd_store_exec(store, errstr, errstr_size) ||
                     npsd_store_noscript(store, errstr, errstr_size) ||

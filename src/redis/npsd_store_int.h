@@ -195,6 +195,11 @@ struct npsd_store_s {
                           * register; count every window until an apply
                           * succeeds */
         int *wait_node;  /* per write call, its WAIT's node (arena) */
+        /* proof writes of this round trip (npsd_store_wait_append()): the
+         * reply index of each and the node its WAIT went to */
+        long *proof_idx; /* (arena) */
+        int *proof_node; /* (arena) */
+        size_t proof_cnt;
         int64_t dedupe_period;
         int64_t wall_ms; /* Redis's clock (the wall clock), not a pinned one:
                           * what expiries are measured against */
@@ -220,6 +225,9 @@ const char *npsd_store_fmt(npsd_store_t *store, const char *fmt, ...)
 unsigned npsd_store_slot(const char *key);
 long npsd_store_cmd(npsd_store_t *store, int argc, const char **argv,
                     const size_t *lens);
+/* The same, to the node of a slot (for commands without a key). */
+long npsd_store_cmd_slot(npsd_store_t *store, unsigned slot, int argc,
+                         const char **argv, const size_t *lens);
 int npsd_store_exec(npsd_store_t *store, char *errstr, size_t errstr_size);
 const redisReply *npsd_store_reply(const npsd_store_t *store, long idx);
 int npsd_store_bad(char *errstr, size_t errstr_size, const char *what,
@@ -232,7 +240,8 @@ void npsd_store_now(npsd_store_t *store, int64_t now_ms);
 int npsd_store_work_bind(npsd_store_t *store);
 int npsd_store_process(npsd_store_t *store, char *errstr,
                        size_t errstr_size);
-int npsd_store_wait_append(npsd_store_t *store, long *first, size_t *cnt);
+int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
+                           size_t *cnt);
 int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
                           char *errstr, size_t errstr_size);
 void npsd_store_delta_free(npsd_store_delta_t *d);

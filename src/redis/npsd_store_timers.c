@@ -23,7 +23,7 @@ int npsd_store_flush(npsd_store_t *store, char *errstr,
         if (npsd_store_deltas_append(store, errstr, errstr_size) ||
             npsd_store_cleanup_append(store, &cleaned) ||
             npsd_write_append(store->w, store->cl, errstr, errstr_size) ||
-            npsd_store_wait_append(store, &wfirst, &wcnt))
+            npsd_store_wait_append(store, 0, &wfirst, &wcnt))
                 return -1;
         /* the deltas' gq entries go only after replicas hold them applied */
         if (npsd_store_exec(store, errstr, errstr_size) ||

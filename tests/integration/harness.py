@@ -318,6 +318,9 @@ VOLATILE = [
     # input was cut into batches
     (lambda k: k.endswith(":st") or k.endswith(":gq") or
      k == "nps:{g}:fence" or k.endswith(":rankv"), None),
+    # the proof writes behind redis.wait.replicas (10 s TTL): WAIT covers
+    # only what its own connection wrote
+    (lambda k: k.endswith(":wp"), None),
     # an account with alerts in flight is due again 30 s after they were
     # raised, whatever its next window change: a matter of timing
     (lambda k: k == "nps:{g}:timers", None),
@@ -325,6 +328,15 @@ VOLATILE = [
     # wall-clock pace of the timer rather than the input
     (lambda k: k.endswith(":summary"), ("updated_at",)),
 ]
+
+
+def text_or_bytes(v):
+    """A value read with NEVER_DECODE: text when it is UTF-8, else the
+    bytes (response snapshots and alert log entries are stored packed)."""
+    try:
+        return v.decode()
+    except (AttributeError, UnicodeDecodeError):
+        return v
 
 
 def redis_dump(r, volatile=VOLATILE, pattern="nps:*", with_ttl=False):
@@ -350,14 +362,10 @@ def redis_dump(r, volatile=VOLATILE, pattern="nps:*", with_ttl=False):
         elif t == "set":
             v = sorted(r.smembers(k))
         elif t == "list":
-            v = r.lrange(k, 0, -1)
+            v = [text_or_bytes(x) for x in
+                 r.execute_command("LRANGE", k, 0, -1, NEVER_DECODE=True)]
         elif t == "string":
-            # response snapshots (out:<id>) are binary: bytes unless text
-            v = r.execute_command("GET", k, NEVER_DECODE=True)
-            try:
-                v = v.decode()
-            except (AttributeError, UnicodeDecodeError):
-                pass
+            v = text_or_bytes(r.execute_command("GET", k, NEVER_DECODE=True))
         else:
             v = "(%s)" % t
         out[k] = (t, v, r.ttl(k) > 0) if with_ttl else (t, v)

@@ -72,7 +72,9 @@ def state(st):
     for a in ACCTS:
         for k in ("summary", "alerts"):
             out["%s:%s" % (a, k)] = st.r.hgetall("nps:{%s}:%s" % (a, k))
-        out[a + ":alert_log"] = st.r.lrange("nps:{%s}:alert_log" % a, 0, -1)
+        # entries are packed: compared as bytes
+        out[a + ":alert_log"] = st.r.execute_command(
+            "LRANGE", "nps:{%s}:alert_log" % a, 0, -1, NEVER_DECODE=True)
         rec = state_record(st, a) or {}
         for k in ("loops", "pending", "alert_n"):
             out["%s:%s" % (a, k)] = rec.get(k)
