@@ -968,7 +968,16 @@ def check_exact(st, sent_path, now, source="sent"):
                 st.r.hgetall("nps:cohort:all:all:w:90d"), all90), 30,
                 "cohort all:all 90d")
         except AssertionError as e:
-            probs.append(str(e))
+            # what the engine still holds back: global deltas written with
+            # their accounts but not applied (gq), views waiting to refresh
+            gq = {k: [x.decode() for x in st.r.execute_command(
+                "ZRANGE", k, 0, -1, "WITHSCORES", NEVER_DECODE=True)[1::2]]
+                for k in st.r.scan_iter("nps:{*}:gq", count=1000)}
+            probs.append("%s; deltas waiting in gq (sequences): %s; dirty "
+                         "views: %s; the view holds %s" % (
+                             e, gq,
+                             sorted(st.r.smembers("nps:{g}:dirty")),
+                             st.r.hgetall("nps:cohort:all:all:w:90d")))
     return probs
 
 
