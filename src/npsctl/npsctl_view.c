@@ -474,8 +474,8 @@ static void npsctl_print_card(FILE *fp, const char *id,
  * (the loops of the account's state record, <prefix>:{A}:st field b, shown
  * as hashes with the fields npsd's loop records have always had) and the
  * recent alerts (list <prefix>:{A}:alert_log, newest first, the alert
- * messages as published, without their account object). Every reply is owned here and freed by
- * npsctl_extra_free(). */
+ * messages as published, without their account object). Every reply is
+ * owned here and freed by npsctl_extra_free(). */
 typedef struct npsctl_extra_s {
         redisReply *alerts;   /* LRANGE reply: alert JSON, newest first */
         npsctl_hash_t *loops; /* one hash per open loop, sorted */

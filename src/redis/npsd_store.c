@@ -547,9 +547,9 @@ static int npsd_store_gather(npsd_store_t *store,
 /* WAIT on every node the write round trip touched (redis.wait.replicas):
  * offsets are committed only once the replicas hold the writes, so that a
  * primary lost right after cannot take acknowledged input with it. Appends
- * a proof write and a WAIT per node; *first and *cnt say where the WAITs'
- * replies are, store->wait_node[call] the node each write call's WAIT
- * went to.
+ * a proof write and a WAIT per node: store->proof_idx[] says where each
+ * proof write's reply is (its WAIT's is the next one), store->wait_node
+ * [call] the node each write call's WAIT went to.
  *
  * Why the proof write: WAIT counts the replicas holding what its own
  * connection last wrote, and a guarded call that changes nothing (a fence
@@ -561,16 +561,13 @@ static int npsd_store_gather(npsd_store_t *store,
  * earlier write there. With `accounts`, the nodes of this round's
  * accounts get one too, also those with no write call at all (their
  * events were all counted already). */
-int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
-                           size_t *cnt) {
+int npsd_store_wait_append(npsd_store_t *store, int accounts) {
         const npsd_cluster_map_t *map = npsd_cluster_map(store->cl);
         unsigned char seen[1024];
         size_t n = npsd_write_calls(store->w);
         size_t extra = accounts ? store->hi - store->lo : 0;
         const char *wait[3] = {"WAIT", NULL, NULL};
 
-        *first = -1;
-        *cnt = 0;
         store->proof_cnt = 0;
         if (store->conf->redis_wait_replicas <= 0 || !(n + extra))
                 return 0;
@@ -625,9 +622,6 @@ int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
                 store->proof_node[store->proof_cnt++] = (int)node;
                 if ((idx = npsd_store_cmd_slot(store, slot, 3, wait, NULL)) < 0)
                         return -1;
-                if (*first < 0)
-                        *first = idx;
-                (*cnt)++;
         }
         return 0;
 }
@@ -637,9 +631,9 @@ int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
  * own connection sent before it, and a write redirected (MOVED or ASK, as
  * in a failover or a reshard) ran elsewhere, after it. Then the round trip
  * counts as failed, and its guarded writes are repeated. */
-int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
-                          char *errstr, size_t errstr_size) {
-        if (first < 0)
+int npsd_store_wait_check(npsd_store_t *store, char *errstr,
+                          size_t errstr_size) {
+        if (!store->proof_cnt) /* no WAIT */
                 return 0;
         for (size_t i = 0; i < npsd_write_calls(store->w); i++) {
                 long idx = npsd_write_reply_index(store->w, i);
@@ -651,7 +645,6 @@ int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
                         return -1;
                 }
         }
-        (void)cnt;
         for (size_t i = 0; i < store->proof_cnt; i++) {
                 /* the proof write, then its WAIT */
                 const redisReply *p = npsd_store_reply(store,
@@ -697,8 +690,7 @@ void npsd_store_now(npsd_store_t *store, int64_t now_ms) {
 int npsd_store_process(npsd_store_t *store, char *errstr,
                        size_t errstr_size) {
         for (int round = 0; round < NPSD_CONFLICT_ROUNDS; round++) {
-                long wfirst;
-                size_t cleaned, todo = 0, wcnt;
+                size_t cleaned, todo = 0;
 
                 /* read */
                 npsd_cluster_begin(store->cl);
@@ -770,11 +762,11 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                     npsd_write_append(store->w, store->cl, errstr,
                                       errstr_size) ||
                     npsd_store_timers_due(store) ||
-                    npsd_store_wait_append(store, 1, &wfirst, &wcnt))
+                    npsd_store_wait_append(store, 1))
                         return -1;
                 if (npsd_store_exec(store, errstr, errstr_size) ||
                     npsd_store_noscript(store, errstr, errstr_size) ||
-                    npsd_store_wait_check(store, wfirst, wcnt, errstr,
+                    npsd_store_wait_check(store, errstr,
                                           errstr_size))
                         return -1;
                 npsd_store_cleanup_done(store, cleaned);

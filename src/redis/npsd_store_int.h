@@ -240,10 +240,9 @@ void npsd_store_now(npsd_store_t *store, int64_t now_ms);
 int npsd_store_work_bind(npsd_store_t *store);
 int npsd_store_process(npsd_store_t *store, char *errstr,
                        size_t errstr_size);
-int npsd_store_wait_append(npsd_store_t *store, int accounts, long *first,
-                           size_t *cnt);
-int npsd_store_wait_check(npsd_store_t *store, long first, size_t cnt,
-                          char *errstr, size_t errstr_size);
+int npsd_store_wait_append(npsd_store_t *store, int accounts);
+int npsd_store_wait_check(npsd_store_t *store, char *errstr,
+                          size_t errstr_size);
 void npsd_store_delta_free(npsd_store_delta_t *d);
 void npsd_store_alerts_drop(npsd_store_t *store, size_t n);
 

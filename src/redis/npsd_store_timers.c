@@ -11,8 +11,7 @@
  * cohort views trail accounts by about a second). */
 int npsd_store_flush(npsd_store_t *store, char *errstr,
                      size_t errstr_size) {
-        long wfirst;
-        size_t cleaned, wcnt;
+        size_t cleaned;
 
         if (!store->delta_cnt && !store->cleanup_cnt)
                 return 0;
@@ -23,12 +22,12 @@ int npsd_store_flush(npsd_store_t *store, char *errstr,
         if (npsd_store_deltas_append(store, errstr, errstr_size) ||
             npsd_store_cleanup_append(store, &cleaned) ||
             npsd_write_append(store->w, store->cl, errstr, errstr_size) ||
-            npsd_store_wait_append(store, 0, &wfirst, &wcnt))
+            npsd_store_wait_append(store, 0))
                 return -1;
         /* the deltas' gq entries go only after replicas hold them applied */
         if (npsd_store_exec(store, errstr, errstr_size) ||
             npsd_store_noscript(store, errstr, errstr_size) ||
-            npsd_store_wait_check(store, wfirst, wcnt, errstr, errstr_size))
+            npsd_store_wait_check(store, errstr, errstr_size))
                 return -1;
         npsd_store_cleanup_done(store, cleaned);
         npsd_store_deltas_result(store);
