@@ -153,9 +153,10 @@ int npsd_cluster_enabled(const npsd_cluster_t *cluster);
 const npsd_cluster_map_t *npsd_cluster_map(const npsd_cluster_t *cluster);
 
 /* Counts since creation: redirections followed, map reloads, node
- * connections dropped after an error. */
+ * connections dropped after an error, connections opened (a caller whose
+ * state lives on a connection, a WATCH, knows it is gone when this moved). */
 typedef struct npsd_cluster_stats_s {
-        uint64_t moved, ask, map_loads, node_errors;
+        uint64_t moved, ask, map_loads, node_errors, connects;
 } npsd_cluster_stats_t;
 void npsd_cluster_stats(const npsd_cluster_t *cluster,
                         npsd_cluster_stats_t *stats);

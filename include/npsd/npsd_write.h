@@ -58,7 +58,8 @@ typedef enum {
 /* The guard field's value when a call did not apply. */
 typedef struct npsd_write_cur_s {
         const char *str; /* CONFLICT: the value ("" when absent), borrowed
-                          * from the reply, not NUL-terminated; else NULL */
+                          * from the reply, not NUL-terminated; else NULL,
+                          * also for a transaction's conflict (unknown) */
         size_t len;
         long long seq;   /* ALREADY, GAP: the fence; else 0 */
 } npsd_write_cur_t;
@@ -102,6 +103,14 @@ typedef enum {
                                   * the commands run in order; else none does
                                   * (the groups that would have passed answer
                                   * GAP): for commands summed across groups */
+        NPSD_WRITE_GROUPS_CHECKED, /* the caller read every group's field
+                                    * at seq - 1 under a WATCH of the fence
+                                    * hash: in a transaction
+                                    * (npsd_write_use_multi()) the fields are
+                                    * set and the commands run, unchecked
+                                    * (every group answers APPLIED, or
+                                    * CONFLICT when EXEC ran nothing); out of
+                                    * one, as ALL */
 } npsd_write_groups_mode_t;
 
 /* Starts a groups call on fence hash fence_key: several writers' commands,
@@ -163,6 +172,20 @@ const char *npsd_write_script(const npsd_write_t *w, size_t *len);
  * or "": as EVAL again. A node without the script answers NOSCRIPT
  * (npsd_write_noscript()). */
 void npsd_write_use_sha(npsd_write_t *w, const char *sha);
+
+/* on = 1: the cas calls (and groups calls in mode CHECKED) of the next
+ * npsd_write_append() go as plain commands in one MULTI/EXEC, ahead of the
+ * other calls (still EVALs), and the guard field is not checked by Redis
+ * but set: the caller must have sent WATCH of every such call's guard key
+ * on the same connection before it read the expected values, so that EXEC runs nothing when one of them
+ * changed since (every cas call then answers CONFLICT). Without a script a
+ * call costs Redis its commands only. Ignored in cluster mode (a
+ * transaction stays in one slot there). on = 0: scripts, as by default,
+ * and again after npsd_write_reset(). */
+void npsd_write_use_multi(npsd_write_t *w, int on);
+
+/* The setting of npsd_write_use_multi() for the next append. */
+int npsd_write_multi(const npsd_write_t *w);
 
 /* 1 when a call of the last exec was refused with NOSCRIPT (a node that
  * restarted or was promoted since the script was loaded). */

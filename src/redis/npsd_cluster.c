@@ -215,6 +215,7 @@ static redisContext *npsd_cluster_open(npsd_cluster_t *cluster,
                              (cluster->timeout_ms % 1000) * 1000};
         redisContext *ctx = redisConnectWithTimeout(host, port, tv);
 
+        cluster->stats.connects++;
         if (!ctx || ctx->err) {
                 snprintf(errstr, errstr_size, "redis connect %s:%d: %s", host,
                          port, ctx ? ctx->errstr : "out of memory");

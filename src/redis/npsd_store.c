@@ -691,9 +691,12 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                        size_t errstr_size) {
         for (int round = 0; round < NPSD_CONFLICT_ROUNDS; round++) {
                 size_t cleaned, todo = 0;
+                int conflict;
 
                 /* read */
                 npsd_cluster_begin(store->cl);
+                if (npsd_store_watch_append(store, round))
+                        goto oom;
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         if (a->done)
@@ -706,6 +709,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                         return 0;
                 if (npsd_store_exec(store, errstr, errstr_size))
                         return -1;
+                npsd_store_watch_read(store);
                 /* parse, then the counts where they can have moved */
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
@@ -748,6 +752,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                 /* write: the accounts, the waiting deltas, the cleanup */
                 npsd_store_scripts(store);
                 npsd_write_reset(store->w);
+                npsd_write_use_multi(store->w, npsd_store_watch_held(store));
                 npsd_cluster_begin(store->cl);
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
@@ -767,10 +772,13 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                 if (npsd_store_exec(store, errstr, errstr_size) ||
                     npsd_store_noscript(store, errstr, errstr_size) ||
                     npsd_store_wait_check(store, errstr,
-                                          errstr_size))
+                                          errstr_size)) {
+                        npsd_store_watch_end(store, 0);
                         return -1;
+                }
                 npsd_store_cleanup_done(store, cleaned);
                 npsd_store_deltas_result(store);
+                conflict = 0;
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_write_cur_t cur;
@@ -786,6 +794,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                                                     errstr_size);
                         if (st == NPSD_WRITE_CONFLICT) {
                                 store->conflicts++;
+                                conflict = 1;
                                 continue; /* read again, step again */
                         }
                         if (st != NPSD_WRITE_APPLIED)
@@ -802,6 +811,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                                         goto oom;
                         }
                 }
+                npsd_store_watch_end(store, conflict);
         }
         snprintf(errstr, errstr_size,
                  "redis: accounts still in a version race after %d rounds",

@@ -405,6 +405,58 @@ static int npsd_store_sums_flush(npsd_store_t *store, char *errstr,
         return 0;
 }
 
+/* Appends the groups calls of group kind g for the deltas waiting whose
+ * fence_ok is `select` (-1: every delta), per_call deltas a call; sum: the
+ * calls' increments are summed (mode all or checked). Returns 0 or -1. */
+static int npsd_store_deltas_pass(npsd_store_t *store, int g,
+                                  const char *fence,
+                                  npsd_write_groups_mode_t mode,
+                                  size_t per_call, int sum, int select,
+                                  char *errstr, size_t errstr_size) {
+        long call = -1;
+        size_t in_call = 0;
+
+        for (size_t i = 0; i < store->delta_cnt; i++) {
+                npsd_store_delta_t *d = &store->deltas[i];
+                npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
+                if (select != -1 && d->fence_ok != select)
+                        continue;
+                for (int h = 0; h < g; h++)
+                        if (npsd_store_delta_group(store, &r,
+                                                   NPSD_STORE_DG_SKIP, errstr,
+                                                   errstr_size))
+                                return -1;
+                {
+                        npsd_codec_reader_t peek = r;
+                        if (!npsd_codec_get_uint(&peek) && g != NPSD_DG_G)
+                                continue;
+                }
+                if (call < 0 || in_call == per_call) {
+                        if ((sum && call >= 0 &&
+                             npsd_store_sums_flush(store, errstr,
+                                                   errstr_size)) ||
+                            (call = npsd_write_groups(store->w, fence, mode,
+                                                      errstr,
+                                                      errstr_size)) < 0)
+                                return -1;
+                        in_call = 0;
+                }
+                d->call[g] = call;
+                d->gidx[g] = in_call++;
+                if (npsd_write_group(store->w, d->account, d->seq, errstr,
+                                     errstr_size) ||
+                    npsd_store_delta_group(
+                            store, &r,
+                            sum ? NPSD_STORE_DG_SUM : NPSD_STORE_DG_ADD,
+                            errstr, errstr_size))
+                        return -1;
+        }
+        if (sum && call >= 0 &&
+            npsd_store_sums_flush(store, errstr, errstr_size))
+                return -1;
+        return 0;
+}
+
 /* Appends the calls that apply the waiting deltas: for the {g} slot (every
  * delta has a {g} part, under an exact sequence per account) "all" calls
  * whose increments npsd sums, or, after one of those did not run, "exact"
@@ -422,15 +474,13 @@ int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                 for (int g = 0; g < NPSD_DG__CNT; g++)
                         store->deltas[i].call[g] = -1;
         for (int g = 0; g < NPSD_DG_SUPPRESS; g++) {
-                long call = -1;
-                size_t in_call = 0;
                 int sum = g == NPSD_DG_G && !split;
                 size_t per_call = sum ? NPSD_STORE_GROUPS_ALL_PER_CALL
                                       : NPSD_STORE_GROUPS_PER_CALL;
-                npsd_write_groups_mode_t mode =
-                        g != NPSD_DG_G ? NPSD_WRITE_GROUPS_NEWER
-                        : sum          ? NPSD_WRITE_GROUPS_ALL
-                                       : NPSD_WRITE_GROUPS_EXACT;
+                /* pass 0: the {g} deltas whose fences were read right below
+                 * them under the watch, into the transaction; pass 1: the
+                 * rest, as scripts */
+                int checked = sum && npsd_write_multi(store->w);
                 if (g == NPSD_DG_G) {
                         snprintf(fence, sizeof(fence), "%s:{g}:fence", P);
                 } else {
@@ -443,43 +493,18 @@ int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                         snprintf(fence, sizeof(fence), "%s:{%s}:rankv", P,
                                  npsd_cluster_slot_tag(npsd_store_slot(rk)));
                 }
-                for (size_t i = 0; i < store->delta_cnt; i++) {
-                        npsd_store_delta_t *d = &store->deltas[i];
-                        npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
-                        for (int h = 0; h < g; h++)
-                                if (npsd_store_delta_group(
-                                            store, &r, NPSD_STORE_DG_SKIP,
-                                            errstr, errstr_size))
-                                        return -1;
-                        {
-                                npsd_codec_reader_t peek = r;
-                                if (!npsd_codec_get_uint(&peek) &&
-                                    g != NPSD_DG_G)
-                                        continue;
-                        }
-                        if (call < 0 || in_call == per_call) {
-                                if ((sum && call >= 0 &&
-                                     npsd_store_sums_flush(store, errstr,
-                                                           errstr_size)) ||
-                                    (call = npsd_write_groups(
-                                             store->w, fence, mode, errstr,
-                                             errstr_size)) < 0)
-                                        return -1;
-                                in_call = 0;
-                        }
-                        d->call[g] = call;
-                        d->gidx[g] = in_call++;
-                        if (npsd_write_group(store->w, d->account, d->seq,
-                                             errstr, errstr_size) ||
-                            npsd_store_delta_group(
-                                    store, &r,
-                                    sum ? NPSD_STORE_DG_SUM : NPSD_STORE_DG_ADD,
-                                    errstr, errstr_size))
+                for (int pass = checked ? 0 : 1; pass < 2; pass++) {
+                        npsd_write_groups_mode_t mode =
+                                g != NPSD_DG_G ? NPSD_WRITE_GROUPS_NEWER
+                                : !sum         ? NPSD_WRITE_GROUPS_EXACT
+                                : pass == 0    ? NPSD_WRITE_GROUPS_CHECKED
+                                               : NPSD_WRITE_GROUPS_ALL;
+                        if (npsd_store_deltas_pass(store, g, fence, mode,
+                                                   per_call, sum,
+                                                   checked ? pass == 0 : -1,
+                                                   errstr, errstr_size))
                                 return -1;
                 }
-                if (sum && call >= 0 &&
-                    npsd_store_sums_flush(store, errstr, errstr_size))
-                        return -1;
         }
         /* suppression: one guarded call per user key (each in its own
          * slot); an older response than the key holds changes nothing */

@@ -114,6 +114,8 @@ typedef struct npsd_store_delta_s {
         uint64_t seq;
         unsigned char *blob;
         size_t len;
+        int fence_ok;    /* its {g} fence read at seq - 1 under the
+                          * slice's WATCH (npsd_store_watch_read()) */
         long call[4];    /* per group kind: its groups call, -1 none */
         size_t gidx[4];  /* and its place among that call's groups */
 } npsd_store_delta_t;
@@ -124,6 +126,10 @@ typedef struct npsd_store_delta_s {
  * responses benchmark from 22.0 to 15.4 HINCRBY per input event; 128
  * keeps one call to a few milliseconds of Redis). */
 #define NPSD_STORE_GROUPS_PER_CALL 128
+
+/* How long the {g} fence stays out of the watch after a transaction found
+ * a watched key changed (npsd_store_watch_append()). */
+#define NPSD_STORE_FENCE_BACKOFF_MS 10000
 /* The same for the {g} part in mode "all", whose increments npsd sums
  * before sending. A call's time in Redis grows with the distinct fields
  * its accounts increment: in the responses benchmark (responses spread
@@ -181,6 +187,20 @@ struct npsd_store_s {
         size_t alerts_handed; /* fetched, not yet acknowledged */
 
         int sha_ok; /* write.lua is loaded on every primary (EVALSHA) */
+        /* standalone: the slice's state records are WATCHed on the
+         * connection (npsd_store_watch_append()): watch_idx the WATCH's
+         * reply in the read, watched when it answered OK, watch_conns the
+         * router's connections opened and dropped then (a new connection
+         * has no WATCH) */
+        long watch_idx;
+        int watched;
+        uint64_t watch_conns;
+        /* the {g} fence hash WATCHed too, and the HMGET of the fields of
+         * deltas [0, fence_cnt) at fence_idx; not until fence_after (ms,
+         * wall clock) after a transaction found a watched key changed */
+        long fence_idx;
+        size_t fence_cnt;
+        int64_t fence_after;
         uint64_t conflicts; /* account writes that lost a version race */
         int refresh_all; /* a round trip failed: refresh every global view */
         /* replies taken from the router (the views' day buckets), whose
@@ -282,6 +302,10 @@ int npsd_store_alert_keep(npsd_store_t *store, const char *id,
 int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                              char *errstr, size_t errstr_size);
 int npsd_store_timers_due(npsd_store_t *store);
+int npsd_store_watch_append(npsd_store_t *store, int round);
+void npsd_store_watch_read(npsd_store_t *store);
+int npsd_store_watch_held(const npsd_store_t *store);
+void npsd_store_watch_end(npsd_store_t *store, int conflict);
 void npsd_store_scripts(npsd_store_t *store);
 int npsd_store_noscript(npsd_store_t *store, char *errstr,
                         size_t errstr_size);

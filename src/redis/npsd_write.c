@@ -52,7 +52,11 @@ typedef struct npsd_write_call_s {
         const char **argv;         /* the EVAL, once built */
         size_t *argvlen;
         int argc;
-        long reply; /* its pipeline index, -1 before npsd_write_append() */
+        long reply; /* its pipeline index, -1 before npsd_write_append();
+                     * in a transaction, the EXEC's */
+        int tx;     /* went in the transaction (npsd_write_use_multi()) */
+        int checked; /* groups, NPSD_WRITE_GROUPS_CHECKED */
+        size_t tx_first, tx_cnt; /* its commands' replies in the EXEC's */
 } npsd_write_call_t;
 
 struct npsd_write_s {
@@ -67,6 +71,7 @@ struct npsd_write_s {
         npsd_write_word_t *words;
         size_t word_cnt, word_size;
         size_t appended; /* calls [0, appended) were in a pipeline */
+        int multi; /* cas calls as one MULTI/EXEC (npsd_write_use_multi()) */
 
         char *script; /* write.lua without its comment lines */
         size_t script_len;
@@ -229,6 +234,7 @@ void npsd_write_reset(npsd_write_t *w) {
                 w->blocks->used = 0;
         w->cur = w->blocks;
         w->call_cnt = w->key_cnt = w->word_cnt = w->appended = 0;
+        w->multi = 0; /* only for the batch whose watch is known to hold */
 }
 
 const char *npsd_write_script(const npsd_write_t *w, size_t *len) {
@@ -243,6 +249,14 @@ void npsd_write_use_sha(npsd_write_t *w, const char *sha) {
                 w->sha[0] = '\0';
         for (size_t i = 0; i < w->call_cnt; i++)
                 w->calls[i].argv = NULL; /* rebuilt with the other verb */
+}
+
+void npsd_write_use_multi(npsd_write_t *w, int on) {
+        w->multi = on;
+}
+
+int npsd_write_multi(const npsd_write_t *w) {
+        return w->multi;
 }
 
 int npsd_write_noscript(const npsd_write_t *w, const npsd_cluster_t *cluster) {
@@ -326,10 +340,14 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
 long npsd_write_groups(npsd_write_t *w, const char *fence_key,
                        npsd_write_groups_mode_t mode, char *errstr,
                        size_t errstr_size) {
-        static const char *const names[] = {"exact", "newer", "all"};
+        /* checked goes as "all" when not in a transaction */
+        static const char *const names[] = {"exact", "newer", "all", "all"};
+        long call = npsd_write_call_start(w, fence_key, "groups", names[mode],
+                                          "", 0, "", errstr, errstr_size);
 
-        return npsd_write_call_start(w, fence_key, "groups", names[mode], "",
-                                     0, "", errstr, errstr_size);
+        if (call >= 0)
+                w->calls[call].checked = mode == NPSD_WRITE_GROUPS_CHECKED;
+        return call;
 }
 
 int npsd_write_group(npsd_write_t *w, const char *field, uint64_t seq,
@@ -631,31 +649,128 @@ done:
         return c->argc;
 }
 
+/* A call's commands as plain commands of a transaction, appended to
+ * cluster's pipeline (inside the MULTI): a cas call's HSET of its guard
+ * field first; a checked groups call's GROUP field seq as HSET fence field
+ * seq. Sets the call's tx_first and tx_cnt from *pos, the index of its
+ * first reply in the EXEC's array. The argv table lives in the blocks: the
+ * pipeline borrows it until its exec. */
+static int npsd_write_append_plain(npsd_write_t *w, npsd_cluster_t *cluster,
+                                   npsd_write_call_t *c, size_t *pos) {
+        /* every command's count word leaves room for GROUP's fence key */
+        size_t n = 4 + (c->word_end - c->word_first), at = 0;
+        const char **argv = npsd_write_alloc(w, n * sizeof(*argv));
+        size_t *lens = npsd_write_alloc(w, n * sizeof(*lens));
+        static const char hset[] = "HSET";
+
+        if (!argv || !lens)
+                return -1;
+        c->tx_first = *pos;
+        c->tx_cnt = 0;
+        if (!c->checked) {
+                argv[0] = hset;
+                lens[0] = 4;
+                argv[1] = c->head[NPSD_WRITE_GUARD].p;
+                lens[1] = c->head[NPSD_WRITE_GUARD].len;
+                argv[2] = c->head[NPSD_WRITE_FIELD].p;
+                lens[2] = c->head[NPSD_WRITE_FIELD].len;
+                argv[3] = c->head[NPSD_WRITE_A4].p;
+                lens[3] = c->head[NPSD_WRITE_A4].len;
+                if (npsd_cluster_append(cluster, c->slot, 4, argv, lens) == -1)
+                        return -1;
+                (*pos)++;
+                c->tx_cnt++;
+                at = 4;
+        }
+        for (size_t k = c->word_first; k < c->word_end;) {
+                /* a command: its word count, then its words */
+                size_t words = strtoul(w->words[k].p, NULL, 10), off = 0;
+                if (!strcmp(w->words[k + 1].p, "GROUP")) {
+                        /* HSET fence, then GROUP's field and seq */
+                        argv[at] = hset;
+                        lens[at] = 4;
+                        argv[at + 1] = c->head[NPSD_WRITE_GUARD].p;
+                        lens[at + 1] = c->head[NPSD_WRITE_GUARD].len;
+                        for (size_t j = 1; j < words; j++) {
+                                argv[at + 1 + j] = w->words[k + 1 + j].p;
+                                lens[at + 1 + j] = w->words[k + 1 + j].len;
+                        }
+                        off = words + 1;
+                } else {
+                        for (size_t j = 0; j < words; j++) {
+                                argv[at + j] = w->words[k + 1 + j].p;
+                                lens[at + j] = w->words[k + 1 + j].len;
+                        }
+                        off = words;
+                }
+                if (npsd_cluster_append(cluster, c->slot, (int)off, argv + at,
+                                        lens + at) == -1)
+                        return -1;
+                at += off;
+                k += 1 + words;
+                (*pos)++;
+                c->tx_cnt++;
+        }
+        return 0;
+}
+
 /* Every call, every time: a retry of a failed exec is a new pipeline with
  * the same calls. A call in a pipeline is sealed (npsd_write_cmd_open()):
- * a command added afterwards would be missing from the EVAL already sent. */
+ * a command added afterwards would be missing from the EVAL already sent.
+ * With npsd_write_use_multi() on a standalone Redis, the cas calls go
+ * first, as one transaction; the other calls follow as EVALs. */
 int npsd_write_append(npsd_write_t *w, npsd_cluster_t *cluster,
                       char *errstr, size_t errstr_size) {
-        for (size_t i = 0; i < w->call_cnt; i++)
+        int multi = w->multi && !npsd_cluster_enabled(cluster);
+        static const char *multi_argv[1] = {"MULTI"};
+        static const char *exec_argv[1] = {"EXEC"};
+        long exec = -1;
+        size_t pos = 0;
+
+        w->appended = w->call_cnt; /* sealed, even if this fails */
+        for (size_t i = 0; i < w->call_cnt; i++) {
                 w->calls[i].reply = -1;
+                w->calls[i].tx = multi &&
+                                 (w->calls[i].checked ||
+                                  !strcmp(w->calls[i].head[NPSD_WRITE_MODE].p,
+                                          "cas"));
+        }
+        for (size_t i = 0; i < w->call_cnt; i++) {
+                npsd_write_call_t *c = &w->calls[i];
+                if (!c->tx)
+                        continue;
+                if (!pos && npsd_cluster_append(cluster, c->slot, 1,
+                                                multi_argv, NULL) == -1)
+                        goto oom;
+                if (npsd_write_append_plain(w, cluster, c, &pos) == -1)
+                        goto oom;
+        }
+        if (pos && (exec = npsd_cluster_append(cluster, 0, 1, exec_argv,
+                                               NULL)) == -1)
+                goto oom;
         for (size_t i = 0; i < w->call_cnt; i++) {
                 npsd_write_call_t *c = &w->calls[i];
                 const char **argv;
                 const size_t *argvlen;
-                int argc = npsd_write_argv(w, i, &argv, &argvlen, errstr,
-                                           errstr_size);
+                int argc;
 
-                if (argc == -1)
+                if (c->tx) {
+                        c->reply = exec;
+                        continue;
+                }
+                if ((argc = npsd_write_argv(w, i, &argv, &argvlen, errstr,
+                                            errstr_size)) == -1)
                         return -1;
-                w->appended = i + 1;
                 c->reply = npsd_cluster_append(cluster, c->slot, argc, argv,
                                                argvlen);
-                if (c->reply == -1) {
-                        snprintf(errstr, errstr_size, "out of memory");
-                        return -1;
-                }
+                if (c->reply == -1)
+                        goto oom;
         }
         return 0;
+
+oom:
+        snprintf(errstr, errstr_size, "out of memory");
+        return -1;
 }
 
 long npsd_write_reply_index(const npsd_write_t *w, size_t call) {
@@ -663,6 +778,12 @@ long npsd_write_reply_index(const npsd_write_t *w, size_t call) {
 }
 
 /* ---- replies ----------------------------------------------------------- */
+
+static npsd_write_status_t npsd_write_tx_result(const npsd_write_call_t *c,
+                                                const redisReply *exec,
+                                                npsd_write_cur_t *cur,
+                                                char *errstr,
+                                                size_t errstr_size);
 
 npsd_write_status_t npsd_write_result(const redisReply *reply,
                                       npsd_write_cur_t *cur, char *errstr,
@@ -718,6 +839,13 @@ npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
         long idx = npsd_write_reply_index(w, call);
         const redisReply *r = idx == -1 ? NULL : npsd_cluster_reply(cluster, idx);
 
+        if (idx != -1 && w->calls[call].tx) {
+                /* the transaction's groups ran, or none did */
+                char e[8];
+                return npsd_write_tx_result(&w->calls[call], r, NULL, e,
+                                            sizeof(e));
+        }
+
         if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < group + 2 ||
             r->element[0]->type != REDIS_REPLY_INTEGER ||
             r->element[0]->integer != 3 ||
@@ -731,6 +859,46 @@ npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
         default:
                 return NPSD_WRITE_GAP;
         }
+}
+
+/* A cas call sent in the transaction: EXEC answers nil when a watched key
+ * changed (nothing ran: CONFLICT, the value unknown), an error when
+ * Redis refused a command as it was queued (nothing ran), else one reply
+ * per command, where an error means Redis failed that command as it ran
+ * (the others ran, as a script's would have). */
+static npsd_write_status_t npsd_write_tx_result(const npsd_write_call_t *c,
+                                                const redisReply *exec,
+                                                npsd_write_cur_t *cur,
+                                                char *errstr,
+                                                size_t errstr_size) {
+        if (cur)
+                memset(cur, 0, sizeof(*cur));
+        if (!exec) {
+                snprintf(errstr, errstr_size, "no reply");
+                return NPSD_WRITE_ERROR;
+        }
+        if (exec->type == REDIS_REPLY_NIL)
+                return NPSD_WRITE_CONFLICT;
+        if (exec->type == REDIS_REPLY_ERROR) {
+                snprintf(errstr, errstr_size, "%.*s", (int)exec->len,
+                         exec->str);
+                return NPSD_WRITE_ERROR;
+        }
+        if (exec->type != REDIS_REPLY_ARRAY ||
+            exec->elements < c->tx_first + c->tx_cnt) {
+                snprintf(errstr, errstr_size, "not an EXEC reply (type %d)",
+                         exec->type);
+                return NPSD_WRITE_ERROR;
+        }
+        for (size_t k = c->tx_first; k < c->tx_first + c->tx_cnt; k++) {
+                const redisReply *r = exec->element[k];
+                if (r->type == REDIS_REPLY_ERROR) {
+                        snprintf(errstr, errstr_size, "%.*s", (int)r->len,
+                                 r->str);
+                        return NPSD_WRITE_ERROR;
+                }
+        }
+        return NPSD_WRITE_APPLIED;
 }
 
 npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
@@ -747,6 +915,10 @@ npsd_write_status_t npsd_write_call_result(const npsd_write_t *w,
                          call);
                 return NPSD_WRITE_ERROR;
         }
+        if (w->calls[call].tx)
+                return npsd_write_tx_result(&w->calls[call],
+                                            npsd_cluster_reply(cluster, idx),
+                                            cur, errstr, errstr_size);
         return npsd_write_result(npsd_cluster_reply(cluster, idx), cur, errstr,
                                  errstr_size);
 }

@@ -269,6 +269,72 @@ def check_groups(probe, t):
     assert t.r(fence).hgetall(fence) == {"a": "9", "b": "3"}
 
 
+def check_multi(probe, t):
+    """WATCH, then the cas and checked groups calls as one MULTI/EXEC of
+    plain commands (standalone); EXEC runs nothing when a watched key
+    changed. On a cluster the same lines go as scripts, which check."""
+    st, view = "nps:{acct-90}:st", "nps:{acct-90}:w:30d"
+    fence, c = "nps:{g}:fence90", "nps:{g}:c90"
+    t.r(st).hset(st, "v", "7")
+    t.r(fence).hset(fence, "a", "4")
+    res = lambda *lines: [(s, (d or "").split()) for s, d in probe.call(*lines)]
+    calls = lambda: {k: v["calls"] for k, v in
+                     t.r(st).info("commandstats").items()} if not t.rc else {}
+    batch = ("MULTI",
+             "CAS %s v 7 8" % st, "CMD 1 HSET %s b state-8" % st,
+             "CMD 1 HINCRBY %s n 1" % view,
+             "GROUPS %s checked" % fence, "GROUP a 5",
+             "CMD 1 HINCRBY %s d1 5" % c, "GROUP b 1",
+             "CMD 1 HINCRBY %s d1 2" % c)
+    if t.rc:
+        # no transaction across slots: scripts, so the fences are checked
+        # (b is at 0, a at 4: all passes) and a stale version conflicts
+        assert res(*batch) == [("applied", []),
+                               ("groups", ["applied", "applied"])]
+        before = t.dump()
+        assert res(*batch) == [("conflict", ["8"]),
+                               ("groups", ["already", "already"])]
+        unchanged(t, before, "a stale batch on a cluster")
+        assert t.r(c).hget(c, "d1") == "7"
+        return
+    # the watch holds: everything runs, as plain commands in one EXEC
+    assert probe.add("WATCH %s %s" % (st, fence)) is None
+    was = calls()
+    assert res(*batch) == [("applied", []), ("groups", ["applied", "applied"])]
+    now = calls()
+    assert now.get("cmdstat_exec", 0) == was.get("cmdstat_exec", 0) + 1
+    for script in ("cmdstat_eval", "cmdstat_evalsha"):
+        assert now.get(script, 0) == was.get(script, 0), (script, was, now)
+    assert t.r(st).hgetall(st) == {"v": "8", "b": "state-8"}
+    assert t.r(view).hget(view, "n") == "1"
+    assert t.r(c).hget(c, "d1") == "7"
+    assert t.r(fence).hgetall(fence) == {"a": "5", "b": "1"}
+    # another writer changes the version after the WATCH: nothing runs,
+    # every call of the transaction answers conflict
+    assert probe.add("WATCH %s %s" % (st, fence)) is None
+    t.r(st).hset(st, "v", "9")
+    before = t.dump()
+    assert res("MULTI", "CAS %s v 8 9" % st,
+               "CMD 1 HSET %s b state-9" % st,
+               "GROUPS %s checked" % fence, "GROUP a 6",
+               "CMD 1 HINCRBY %s d1 100" % c) == \
+        [("conflict", []), ("groups", ["conflict"])]
+    unchanged(t, before, "a transaction whose watched key changed")
+    # so does a change of the fence hash alone (another instance's deltas)
+    assert probe.add("WATCH %s %s" % (st, fence)) is None
+    t.r(fence).hset(fence, "z", "1")
+    before = t.dump()
+    assert res("MULTI", "CAS %s v 9 10" % st,
+               "CMD 1 HSET %s b state-10" % st) == [("conflict", [])]
+    unchanged(t, before, "a transaction whose watched fence changed")
+    # a command Redis refuses as it queues it: nothing runs, an error
+    assert probe.add("WATCH %s" % st) is None
+    before = t.dump()
+    out = res("MULTI", "CAS %s v 9 10" % st, "CMD 1 HSET %s b" % st)
+    assert out[0][0] == "error" and "EXECABORT" in " ".join(out[0][1]), out
+    unchanged(t, before, "a transaction with a refused command")
+
+
 def check_refusals(probe, t):
     st, view = "nps:{acct-9}:st", "nps:{acct-9}:w:30d"
     t.r(st).hset(st, "v", "5")
@@ -429,6 +495,7 @@ def run_all(build, port, t, label):
     check_cas(probe, t, events)
     check_seq(probe, t)
     check_groups(probe, t)
+    check_multi(probe, t)
     check_refusals(probe, t)
     check_spread(probe, t)
     st = probe.stats()

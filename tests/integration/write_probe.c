@@ -21,7 +21,10 @@
  * <reason>". RETRY runs the same calls again in a new pipeline, as after
  * a failed exec; the next builder line starts a new batch (a reset).
  * "STATS" prints "stats memory=N cluster=0|1 nodes=N" (memory: the
- * writer's blocks). EOF ends it.
+ * writer's blocks). "WATCH <key>..." sends a WATCH at once on the
+ * connection the pipelines use; "MULTI" (a builder line) makes the batch
+ * go as npsd_write_use_multi(); "GROUPS <fence> checked" starts a groups
+ * call in mode CHECKED. EOF ends it.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -65,9 +68,10 @@ static int probe_line(npsd_write_t *w, char *line, char *errstr,
                                : 0;
         if (argc == 3 && !strcmp(argv[0], "GROUPS")) {
                 npsd_write_groups_mode_t mode =
-                        !strcmp(argv[2], "all")     ? NPSD_WRITE_GROUPS_ALL
-                        : !strcmp(argv[2], "newer") ? NPSD_WRITE_GROUPS_NEWER
-                                                    : NPSD_WRITE_GROUPS_EXACT;
+                        !strcmp(argv[2], "all")       ? NPSD_WRITE_GROUPS_ALL
+                        : !strcmp(argv[2], "newer")   ? NPSD_WRITE_GROUPS_NEWER
+                        : !strcmp(argv[2], "checked") ? NPSD_WRITE_GROUPS_CHECKED
+                                                      : NPSD_WRITE_GROUPS_EXACT;
                 long call = npsd_write_groups(w, argv[1], mode, errstr,
                                               errstr_size);
                 if (call >= PROBE_MAX_CALLS) {
@@ -149,8 +153,42 @@ static int probe_line(npsd_write_t *w, char *line, char *errstr,
                 printf("+ %s\n", tag);
                 return 1; /* answered */
         }
+        if (argc == 1 && !strcmp(argv[0], "MULTI")) {
+                npsd_write_use_multi(w, 1);
+                return 0;
+        }
         snprintf(errstr, errstr_size, "unknown line");
         return -1;
+}
+
+/* WATCH key...: sent at once on the connection the pipelines use (the
+ * node of the first key's slot), as the store does in its read. */
+static void probe_watch(npsd_cluster_t *cluster, char *line) {
+        const char *argv[PROBE_MAX_WORDS];
+        char errstr[512], *tok, *save = NULL;
+        int argc = 0;
+        redisReply *r;
+
+        for (tok = strtok_r(line, " ", &save); tok && argc < PROBE_MAX_WORDS;
+             tok = strtok_r(NULL, " ", &save))
+                argv[argc++] = tok;
+        if (argc < 2 || npsd_cluster_connect(cluster, errstr, sizeof(errstr))) {
+                printf("refused %s\n", argc < 2 ? "no key" : errstr);
+                return;
+        }
+        r = npsd_cluster_node_command(
+                cluster,
+                npsd_cluster_map(cluster)->slot_node[npsd_cluster_keyslot(
+                        argv[1], strlen(argv[1]))],
+                argc, argv, NULL, errstr, sizeof(errstr));
+        if (!r)
+                printf("refused %s\n", errstr);
+        else if (r->type == REDIS_REPLY_ERROR)
+                printf("refused %s\n", r->str);
+        else
+                printf("+\n");
+        if (r)
+                freeReplyObject(r);
 }
 
 static void probe_exec(npsd_write_t *w, npsd_cluster_t *cluster) {
@@ -188,7 +226,7 @@ static void probe_exec(npsd_write_t *w, npsd_cluster_t *cluster) {
                         break;
                 case NPSD_WRITE_CONFLICT:
                         printf("%zu conflict %.*s\n", i, (int)cur.len,
-                               cur.str);
+                               cur.str ? cur.str : "");
                         break;
                 case NPSD_WRITE_ALREADY:
                         printf("%zu already %lld\n", i, cur.seq);
@@ -242,6 +280,10 @@ int main(int argc, char **argv) {
                 if (!strcmp(line, "EXEC") || !strcmp(line, "RETRY")) {
                         probe_exec(w, cluster);
                         executed = 1;
+                        continue;
+                }
+                if (!strncmp(line, "WATCH ", 6)) {
+                        probe_watch(cluster, line);
                         continue;
                 }
                 if (!strcmp(line, "STATS")) {
