@@ -103,14 +103,6 @@ typedef enum {
                                   * the commands run in order; else none does
                                   * (the groups that would have passed answer
                                   * GAP): for commands summed across groups */
-        NPSD_WRITE_GROUPS_CHECKED, /* the caller read every group's field
-                                    * at seq - 1 under a WATCH of the fence
-                                    * hash: in a transaction
-                                    * (npsd_write_use_multi()) the fields are
-                                    * set and the commands run, unchecked
-                                    * (every group answers APPLIED, or
-                                    * CONFLICT when EXEC ran nothing); out of
-                                    * one, as ALL */
 } npsd_write_groups_mode_t;
 
 /* Starts a groups call on fence hash fence_key: several writers' commands,
@@ -120,6 +112,17 @@ typedef enum {
 long npsd_write_groups(npsd_write_t *w, const char *fence_key,
                        npsd_write_groups_mode_t mode, char *errstr,
                        size_t errstr_size);
+
+/* Starts a groups call whose fences the caller checked: it read every
+ * group's field under a WATCH of fence_key on the connection and found it
+ * passing as mode says. In a transaction (npsd_write_use_multi()) the
+ * fields are set and the commands run, unchecked (every group answers
+ * APPLIED, or CONFLICT when EXEC ran nothing); out of one, the call goes
+ * as npsd_write_groups() in mode. Returns the call's index, or -1 with
+ * errstr. */
+long npsd_write_groups_checked(npsd_write_t *w, const char *fence_key,
+                               npsd_write_groups_mode_t mode, char *errstr,
+                               size_t errstr_size);
 
 /* Opens a group in the last groups call: the commands added next belong to
  * it. Returns 0, or -1 with errstr (seq out of range, out of memory). */
@@ -173,12 +176,13 @@ const char *npsd_write_script(const npsd_write_t *w, size_t *len);
  * (npsd_write_noscript()). */
 void npsd_write_use_sha(npsd_write_t *w, const char *sha);
 
-/* on = 1: the cas calls (and groups calls in mode CHECKED) of the next
- * npsd_write_append() go as plain commands in one MULTI/EXEC, ahead of the
- * other calls (still EVALs), and the guard field is not checked by Redis
- * but set: the caller must have sent WATCH of every such call's guard key
- * on the same connection before it read the expected values, so that EXEC runs nothing when one of them
- * changed since (every cas call then answers CONFLICT). Without a script a
+/* on = 1: the cas calls (and the checked groups calls) of the
+ * next npsd_write_append() go as plain commands in one MULTI/EXEC, ahead
+ * of the other calls (still EVALs), and the guard field is not checked by
+ * Redis but set: the caller must have sent WATCH of every such call's
+ * guard key on the same connection before it read the expected values, so
+ * that EXEC runs nothing when one of them changed since (every call of the
+ * transaction then answers CONFLICT). Without a script a
  * call costs Redis its commands only. Ignored in cluster mode (a
  * transaction stays in one slot there). on = 0: scripts, as by default,
  * and again after npsd_write_reset(). */

@@ -695,7 +695,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
 
                 /* read */
                 npsd_cluster_begin(store->cl);
-                if (npsd_store_watch_append(store, round))
+                if (npsd_store_watch_append(store, round, 1))
                         goto oom;
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
@@ -777,8 +777,7 @@ int npsd_store_process(npsd_store_t *store, char *errstr,
                         return -1;
                 }
                 npsd_store_cleanup_done(store, cleaned);
-                npsd_store_deltas_result(store);
-                conflict = 0;
+                conflict = npsd_store_deltas_result(store);
                 for (size_t i = store->lo; i < store->hi; i++) {
                         npsd_store_acct_t *a = &store->accts[i];
                         npsd_write_cur_t cur;

@@ -1,9 +1,9 @@
 /*
  * npsd_store_account — the guarded write of one account (write.lua "cas"
- * on the version read, or on a standalone Redis its WATCH and one
- * MULTI/EXEC for the slice): its state record, dedupe markers, snapshots,
- * changed view fields, alerts and global delta in one atomic call; and the
- * loading of write.lua (EVALSHA, NOSCRIPT).
+ * on the version read, or on a standalone Redis a cas call that goes in
+ * the slice's transaction, npsd_store_watch.c): its state record, dedupe
+ * markers, snapshots, changed view fields, alerts and global delta in one
+ * atomic call; and the loading of write.lua (EVALSHA, NOSCRIPT).
  */
 #include "npsd_store_int.h"
 
@@ -268,124 +268,6 @@ int npsd_store_timers_due(npsd_store_t *store) {
                         return -1;
         }
         return 0;
-}
-
-/* ---- the watch: the guard without a script ------------------------------ */
-
-/* On a standalone Redis the first read of a slice WATCHes its accounts'
- * state records, so that their writes go as one MULTI/EXEC of plain
- * commands (npsd_write_use_multi()) instead of a write.lua call each:
- * the call's check, "the version is still the one read", is then EXEC's
- * own (it runs nothing when a watched record changed), and a script cost
- * Redis about twice its commands. The {g} fence hash is watched too, and
- * the fences of the deltas waiting read: those at seq - 1 join the same
- * transaction (npsd_store_deltas_append()), whose write.lua call in mode
- * "all" was a Lua call per summed increment (half of Redis's time per
- * response). Every instance writes that hash, so with several a
- * transaction may find it changed: after that the fence is left out for
- * NPSD_STORE_FENCE_BACKOFF_MS. UNWATCH first: a slice that wrote nothing
- * left its watches. Later rounds (the accounts that lost a race) go as
- * scripts, which check each account apart: a busy account cannot keep a
- * whole slice retrying. Not before the first exec either, when the mode
- * (cluster or not) is still unknown. Returns 0, or -1 out of memory. */
-int npsd_store_watch_append(npsd_store_t *store, int round) {
-        const char **argv;
-        size_t n = 1;
-        const char *un[1] = {"UNWATCH"};
-        int fence = store->delta_cnt && store->wall_ms >= store->fence_after;
-
-        store->watch_idx = store->fence_idx = -1;
-        store->watched = 0;
-        store->fence_cnt = 0;
-        for (size_t i = 0; i < store->delta_cnt; i++)
-                store->deltas[i].fence_ok = 0;
-        if (round || !store->up || npsd_cluster_enabled(store->cl))
-                return 0;
-        if (!(argv = npsd_arena_alloc(&store->arena,
-                                      sizeof(*argv) *
-                                              (store->hi - store->lo + 2))))
-                return -1;
-        argv[0] = "WATCH";
-        for (size_t i = store->lo; i < store->hi; i++)
-                if (!store->accts[i].done &&
-                    !(argv[n++] = npsd_store_akey(store, store->accts[i].id,
-                                                  "st")))
-                        return -1;
-        if (n == 1)
-                return 0;
-        if (fence && !(argv[n++] = npsd_store_gkey(store, "{g}:fence")))
-                return -1;
-        if (npsd_store_cmd_slot(store, 0, 1, un, NULL) < 0 ||
-            (store->watch_idx = npsd_store_cmd(store, (int)n, argv, NULL)) <
-                    0)
-                return -1;
-        if (!fence)
-                return 0;
-        if (!(argv = npsd_arena_alloc(&store->arena,
-                                      sizeof(*argv) * (store->delta_cnt + 2))))
-                return -1;
-        argv[0] = "HMGET";
-        argv[1] = npsd_store_gkey(store, "{g}:fence");
-        for (size_t i = 0; i < store->delta_cnt; i++)
-                argv[2 + i] = store->deltas[i].account;
-        if (!argv[1] ||
-            (store->fence_idx = npsd_store_cmd(
-                     store, (int)store->delta_cnt + 2, argv, NULL)) < 0)
-                return -1;
-        store->fence_cnt = store->delta_cnt;
-        return 0;
-}
-
-/* After the read's exec: whether the WATCH holds, and which deltas' fences
- * stand right below them. */
-void npsd_store_watch_read(npsd_store_t *store) {
-        const redisReply *r = npsd_store_reply(store, store->watch_idx);
-        const redisReply *f = npsd_store_reply(store, store->fence_idx);
-        npsd_cluster_stats_t cs;
-
-        npsd_cluster_stats(store->cl, &cs);
-        store->watch_conns = cs.connects + cs.node_errors;
-        store->watched = r && r->type == REDIS_REPLY_STATUS &&
-                         !npsd_cluster_enabled(store->cl);
-        if (!store->watched || !f || f->type != REDIS_REPLY_ARRAY ||
-            f->elements != store->fence_cnt)
-                return;
-        for (size_t i = 0; i < store->fence_cnt; i++) {
-                const redisReply *v = f->element[i];
-                uint64_t at = 0;
-                if (v->type == REDIS_REPLY_STRING) {
-                        char *end;
-                        at = strtoull(v->str, &end, 10);
-                        if (end != v->str + v->len || !v->len)
-                                continue;
-                } else if (v->type != REDIS_REPLY_NIL) {
-                        continue;
-                }
-                store->deltas[i].fence_ok = store->deltas[i].seq == at + 1;
-        }
-}
-
-/* At the write: 1 when the WATCH still holds on the same connection. */
-int npsd_store_watch_held(const npsd_store_t *store) {
-        npsd_cluster_stats_t cs;
-
-        if (!store->watched)
-                return 0;
-        npsd_cluster_stats(store->cl, &cs);
-        return cs.connects + cs.node_errors == store->watch_conns;
-}
-
-/* After the write's exec: the EXEC (or the failure) ended the watch. found
- * a conflict: a watched key changed, maybe only the fence another instance
- * wrote; the fence is left out for a while. */
-void npsd_store_watch_end(npsd_store_t *store, int conflict) {
-        if (conflict && store->fence_cnt)
-                store->fence_after =
-                        store->wall_ms + NPSD_STORE_FENCE_BACKOFF_MS;
-        store->watched = 0;
-        store->fence_cnt = 0;
-        for (size_t i = 0; i < store->delta_cnt; i++)
-                store->deltas[i].fence_ok = 0;
 }
 
 /* ---- the guard script ------------------------------------------------ */

@@ -10,14 +10,10 @@
 /* ---- global deltas -------------------------------------------------------- */
 
 /* A delta is one account step's effect on global keys, as plain commands in
- * three groups: the {g} group (cohort and theme day buckets, owner
- * counters, the timer, the views to refresh), and the two rank sorted sets.
- * Encoded as: per group its command count, per command its word count and
- * words (length-prefixed). */
-enum { NPSD_DG_G = 0, NPSD_DG_RANK_NPS, NPSD_DG_RANK_HEALTH,
-       NPSD_DG_SUPPRESS, /* SET nps:suppress:<user> at PXAT expiry, each in
-                          * its own slot behind a "later" guard */
-       NPSD_DG__CNT };
+ * groups (NPSD_DG_*): the {g} group (cohort and theme day buckets, owner
+ * counters, the timer, the views to refresh), the two rank sorted sets,
+ * the suppression keys. Encoded as: per group its command count, per
+ * command its word count and words (length-prefixed). */
 
 typedef struct npsd_store_dw_s {
         npsd_codec_writer_t w[NPSD_DG__CNT];
@@ -406,8 +402,9 @@ static int npsd_store_sums_flush(npsd_store_t *store, char *errstr,
 }
 
 /* Appends the groups calls of group kind g for the deltas waiting whose
- * fence_ok is `select` (-1: every delta), per_call deltas a call; sum: the
- * calls' increments are summed (mode all or checked). Returns 0 or -1. */
+ * checked[g] is `select` (-1: every delta; 1: checked calls), per_call
+ * deltas a call; sum: the calls' increments are summed (mode all).
+ * Returns 0 or -1. */
 static int npsd_store_deltas_pass(npsd_store_t *store, int g,
                                   const char *fence,
                                   npsd_write_groups_mode_t mode,
@@ -419,7 +416,7 @@ static int npsd_store_deltas_pass(npsd_store_t *store, int g,
         for (size_t i = 0; i < store->delta_cnt; i++) {
                 npsd_store_delta_t *d = &store->deltas[i];
                 npsd_codec_reader_t r = {.buf = d->blob, .len = d->len};
-                if (select != -1 && d->fence_ok != select)
+                if (select != -1 && d->checked[g] != select)
                         continue;
                 for (int h = 0; h < g; h++)
                         if (npsd_store_delta_group(store, &r,
@@ -435,9 +432,11 @@ static int npsd_store_deltas_pass(npsd_store_t *store, int g,
                         if ((sum && call >= 0 &&
                              npsd_store_sums_flush(store, errstr,
                                                    errstr_size)) ||
-                            (call = npsd_write_groups(store->w, fence, mode,
-                                                      errstr,
-                                                      errstr_size)) < 0)
+                            (call = (select == 1
+                                             ? npsd_write_groups_checked
+                                             : npsd_write_groups)(
+                                     store->w, fence, mode, errstr,
+                                     errstr_size)) < 0)
                                 return -1;
                         in_call = 0;
                 }
@@ -457,6 +456,28 @@ static int npsd_store_deltas_pass(npsd_store_t *store, int g,
         return 0;
 }
 
+/* The fence hash of delta group g (not NPSD_DG_SUPPRESS): {g}'s, or a
+ * rank's in the rank key's slot. Returns 0, or -1 when it does not fit. */
+int npsd_store_fence_key(npsd_store_t *store, int g, char *key,
+                         size_t size) {
+        const char *P = store->conf->redis_prefix;
+        char rk[NPSD_KEY_MAX];
+        int n;
+
+        if (g == NPSD_DG_G) {
+                n = snprintf(key, size, "%s:{g}:fence", P);
+        } else {
+                if (g == NPSD_DG_RANK_NPS)
+                        snprintf(rk, sizeof(rk), "%s:rank:nps_%dd", P,
+                                 store->env.periods.long_days);
+                else
+                        snprintf(rk, sizeof(rk), "%s:rank:health", P);
+                n = snprintf(key, size, "%s:{%s}:rankv", P,
+                             npsd_cluster_slot_tag(npsd_store_slot(rk)));
+        }
+        return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 /* Appends the calls that apply the waiting deltas: for the {g} slot (every
  * delta has a {g} part, under an exact sequence per account) "all" calls
  * whose increments npsd sums, or, after one of those did not run, "exact"
@@ -464,7 +485,6 @@ static int npsd_store_deltas_pass(npsd_store_t *store, int g,
  * wins). Returns 0 or -1. */
 int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                              size_t errstr_size) {
-        const char *P = store->conf->redis_prefix;
         char fence[NPSD_KEY_MAX];
         int split = store->g_split;
 
@@ -477,27 +497,20 @@ int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                 int sum = g == NPSD_DG_G && !split;
                 size_t per_call = sum ? NPSD_STORE_GROUPS_ALL_PER_CALL
                                       : NPSD_STORE_GROUPS_PER_CALL;
-                /* pass 0: the {g} deltas whose fences were read right below
-                 * them under the watch, into the transaction; pass 1: the
-                 * rest, as scripts */
-                int checked = sum && npsd_write_multi(store->w);
-                if (g == NPSD_DG_G) {
-                        snprintf(fence, sizeof(fence), "%s:{g}:fence", P);
-                } else {
-                        char rk[NPSD_KEY_MAX];
-                        if (g == NPSD_DG_RANK_NPS)
-                                snprintf(rk, sizeof(rk), "%s:rank:nps_%dd", P,
-                                         store->env.periods.long_days);
-                        else
-                                snprintf(rk, sizeof(rk), "%s:rank:health", P);
-                        snprintf(fence, sizeof(fence), "%s:{%s}:rankv", P,
-                                 npsd_cluster_slot_tag(npsd_store_slot(rk)));
+                /* pass 0: the deltas whose fences were read passing under
+                 * the watch, into the transaction; pass 1: the rest, as
+                 * scripts (all of them when {g} goes account by account) */
+                int checked = (sum || g != NPSD_DG_G) &&
+                              npsd_write_multi(store->w);
+                if (npsd_store_fence_key(store, g, fence, sizeof(fence))) {
+                        snprintf(errstr, errstr_size,
+                                 "global delta: fence key too long");
+                        return -1;
                 }
                 for (int pass = checked ? 0 : 1; pass < 2; pass++) {
                         npsd_write_groups_mode_t mode =
                                 g != NPSD_DG_G ? NPSD_WRITE_GROUPS_NEWER
                                 : !sum         ? NPSD_WRITE_GROUPS_EXACT
-                                : pass == 0    ? NPSD_WRITE_GROUPS_CHECKED
                                                : NPSD_WRITE_GROUPS_ALL;
                         if (npsd_store_deltas_pass(store, g, fence, mode,
                                                    per_call, sum,
@@ -524,9 +537,11 @@ int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
 }
 
 /* Reads what the delta calls did: a delta applied (or found applied) in
- * every group it has is done, and its gq entry can go. */
-void npsd_store_deltas_result(npsd_store_t *store) {
+ * every group it has is done, and its gq entry can go. Returns 1 when a
+ * transaction's EXEC ran nothing (a watched key changed), else 0. */
+int npsd_store_deltas_result(npsd_store_t *store) {
         size_t keep = 0;
+        int conflict = 0;
 
         store->g_split = 0;
         for (size_t i = 0; i < store->delta_cnt; i++) {
@@ -542,6 +557,7 @@ void npsd_store_deltas_result(npsd_store_t *store) {
                         if (st != NPSD_WRITE_APPLIED &&
                             st != NPSD_WRITE_ALREADY)
                                 ok = 0;
+                        conflict |= st == NPSD_WRITE_CONFLICT;
                         /* an "all" call that did not run: group by group
                          * next time, so that one account's gap holds up
                          * no other */
@@ -567,6 +583,7 @@ void npsd_store_deltas_result(npsd_store_t *store) {
                 store->deltas[keep++] = *d;
         }
         store->delta_cnt = keep;
+        return conflict;
 }
 
 /* ZREMRANGEBYSCORE gq of deltas known applied (plain: they are applied,
@@ -597,7 +614,10 @@ void npsd_store_cleanup_done(npsd_store_t *store, size_t cnt) {
 }
 
 /* A delta read from the account's gq is known committed: it joins the
- * list to apply, unless already there. */
+ * list to apply, unless already there, or known applied with its gq entry
+ * still to remove (an account read again soon after its delta went:
+ * applying it again would only find it applied, and a call in mode "all"
+ * with one such delta runs none of its others). */
 int npsd_store_delta_add(npsd_store_t *store, const char *account,
                          uint64_t seq, const void *blob, size_t len) {
         npsd_store_delta_t *d;
@@ -605,6 +625,10 @@ int npsd_store_delta_add(npsd_store_t *store, const char *account,
         for (size_t i = 0; i < store->delta_cnt; i++)
                 if (store->deltas[i].seq == seq &&
                     !strcmp(store->deltas[i].account, account))
+                        return 0;
+        for (size_t i = 0; i < store->cleanup_cnt; i++)
+                if (store->cleanup[i].seq == seq &&
+                    !strcmp(store->cleanup[i].account, account))
                         return 0;
         if (npsd_store_grow((void **)&store->deltas, &store->delta_size,
                             store->delta_cnt + 1, sizeof(*store->deltas)))

@@ -108,16 +108,23 @@ typedef struct npsd_store_work_s {
         npsd_step_out_t out;
 } npsd_store_work_t;
 
+/* The groups of a global delta (npsd_store_deltas.c). */
+enum { NPSD_DG_G = 0, NPSD_DG_RANK_NPS, NPSD_DG_RANK_HEALTH,
+       NPSD_DG_SUPPRESS, /* SET nps:suppress:<user> at PXAT expiry, each in
+                          * its own slot behind a "later" guard */
+       NPSD_DG__CNT };
+
 /* A global delta known committed, waiting to be applied. */
 typedef struct npsd_store_delta_s {
         char *account;
         uint64_t seq;
         unsigned char *blob;
         size_t len;
-        int fence_ok;    /* its {g} fence read at seq - 1 under the
-                          * slice's WATCH (npsd_store_watch_read()) */
-        long call[4];    /* per group kind: its groups call, -1 none */
-        size_t gidx[4];  /* and its place among that call's groups */
+        /* per group, its fence read under the WATCH and passing
+         * (npsd_store_watch_read()): {g}'s at seq - 1, a rank's below seq */
+        int checked[NPSD_DG__CNT];
+        long call[NPSD_DG__CNT]; /* per group: its groups call, -1 none */
+        size_t gidx[NPSD_DG__CNT]; /* and its place among its groups */
 } npsd_store_delta_t;
 
 /* Accounts per groups call: one call of every delta of a batch would hold
@@ -195,10 +202,11 @@ struct npsd_store_s {
         long watch_idx;
         int watched;
         uint64_t watch_conns;
-        /* the {g} fence hash WATCHed too, and the HMGET of the fields of
-         * deltas [0, fence_cnt) at fence_idx; not until fence_after (ms,
-         * wall clock) after a transaction found a watched key changed */
-        long fence_idx;
+        /* the fence hashes of the delta groups WATCHed too, and the HMGET
+         * of the fields of deltas [0, fence_cnt) at fence_idx (per group
+         * with a fence); not until fence_after (ms, wall clock) after a
+         * transaction found a watched key changed */
+        long fence_idx[NPSD_DG_SUPPRESS];
         size_t fence_cnt;
         int64_t fence_after;
         uint64_t conflicts; /* account writes that lost a version race */
@@ -285,7 +293,9 @@ int npsd_store_delta_add(npsd_store_t *store, const char *account,
                          uint64_t seq, const void *blob, size_t len);
 int npsd_store_deltas_append(npsd_store_t *store, char *errstr,
                              size_t errstr_size);
-void npsd_store_deltas_result(npsd_store_t *store);
+int npsd_store_deltas_result(npsd_store_t *store);
+int npsd_store_fence_key(npsd_store_t *store, int g, char *key,
+                         size_t size);
 int npsd_store_cleanup_append(npsd_store_t *store, size_t *cnt);
 void npsd_store_cleanup_done(npsd_store_t *store, size_t cnt);
 
@@ -302,12 +312,15 @@ int npsd_store_alert_keep(npsd_store_t *store, const char *id,
 int npsd_store_write_account(npsd_store_t *store, npsd_store_acct_t *a,
                              char *errstr, size_t errstr_size);
 int npsd_store_timers_due(npsd_store_t *store);
-int npsd_store_watch_append(npsd_store_t *store, int round);
-void npsd_store_watch_read(npsd_store_t *store);
-int npsd_store_watch_held(const npsd_store_t *store);
-void npsd_store_watch_end(npsd_store_t *store, int conflict);
 void npsd_store_scripts(npsd_store_t *store);
 int npsd_store_noscript(npsd_store_t *store, char *errstr,
                         size_t errstr_size);
+
+/* ---- npsd_store_watch.c --------------------------------------------------- */
+
+int npsd_store_watch_append(npsd_store_t *store, int round, int accounts);
+void npsd_store_watch_read(npsd_store_t *store);
+int npsd_store_watch_held(const npsd_store_t *store);
+void npsd_store_watch_end(npsd_store_t *store, int conflict);
 
 #endif

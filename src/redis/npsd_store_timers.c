@@ -8,7 +8,10 @@
 /* ---- timers --------------------------------------------------------------- */
 
 /* Applies waiting global deltas with no batch (between batches, so that
- * cohort views trail accounts by about a second). */
+ * cohort views trail accounts by about a second). On a standalone Redis a
+ * round trip first WATCHes and reads their fences and suppression keys,
+ * so that they go as one transaction too (npsd_store_watch_append()): the
+ * flush applies the last slice of every batch. */
 int npsd_store_flush(npsd_store_t *store, char *errstr,
                      size_t errstr_size) {
         size_t cleaned;
@@ -16,8 +19,19 @@ int npsd_store_flush(npsd_store_t *store, char *errstr,
         if (!store->delta_cnt && !store->cleanup_cnt)
                 return 0;
         npsd_arena_reset(&store->arena);
+        npsd_cluster_begin(store->cl);
+        if (npsd_store_watch_append(store, 0, 0)) {
+                snprintf(errstr, errstr_size, "redis: out of memory");
+                return -1;
+        }
+        if (store->watch_idx >= 0) {
+                if (npsd_store_exec(store, errstr, errstr_size))
+                        return -1;
+                npsd_store_watch_read(store);
+        }
         npsd_store_scripts(store);
         npsd_write_reset(store->w);
+        npsd_write_use_multi(store->w, npsd_store_watch_held(store));
         npsd_cluster_begin(store->cl);
         if (npsd_store_deltas_append(store, errstr, errstr_size) ||
             npsd_store_cleanup_append(store, &cleaned) ||
@@ -27,10 +41,12 @@ int npsd_store_flush(npsd_store_t *store, char *errstr,
         /* the deltas' gq entries go only after replicas hold them applied */
         if (npsd_store_exec(store, errstr, errstr_size) ||
             npsd_store_noscript(store, errstr, errstr_size) ||
-            npsd_store_wait_check(store, errstr, errstr_size))
+            npsd_store_wait_check(store, errstr, errstr_size)) {
+                npsd_store_watch_end(store, 0);
                 return -1;
+        }
         npsd_store_cleanup_done(store, cleaned);
-        npsd_store_deltas_result(store);
+        npsd_store_watch_end(store, npsd_store_deltas_result(store));
         return 0;
 }
 

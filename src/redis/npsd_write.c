@@ -55,7 +55,8 @@ typedef struct npsd_write_call_s {
         long reply; /* its pipeline index, -1 before npsd_write_append();
                      * in a transaction, the EXEC's */
         int tx;     /* went in the transaction (npsd_write_use_multi()) */
-        int checked; /* groups, NPSD_WRITE_GROUPS_CHECKED */
+        int checked; /* groups checked by the caller under a WATCH
+                      * (npsd_write_groups_checked()) */
         size_t tx_first, tx_cnt; /* its commands' replies in the EXEC's */
 } npsd_write_call_t;
 
@@ -340,13 +341,19 @@ long npsd_write_seq(npsd_write_t *w, const char *fence_key,
 long npsd_write_groups(npsd_write_t *w, const char *fence_key,
                        npsd_write_groups_mode_t mode, char *errstr,
                        size_t errstr_size) {
-        /* checked goes as "all" when not in a transaction */
-        static const char *const names[] = {"exact", "newer", "all", "all"};
-        long call = npsd_write_call_start(w, fence_key, "groups", names[mode],
-                                          "", 0, "", errstr, errstr_size);
+        static const char *const names[] = {"exact", "newer", "all"};
+
+        return npsd_write_call_start(w, fence_key, "groups", names[mode], "",
+                                     0, "", errstr, errstr_size);
+}
+
+long npsd_write_groups_checked(npsd_write_t *w, const char *fence_key,
+                               npsd_write_groups_mode_t mode, char *errstr,
+                               size_t errstr_size) {
+        long call = npsd_write_groups(w, fence_key, mode, errstr, errstr_size);
 
         if (call >= 0)
-                w->calls[call].checked = mode == NPSD_WRITE_GROUPS_CHECKED;
+                w->calls[call].checked = 1;
         return call;
 }
 
@@ -652,9 +659,9 @@ done:
 /* A call's commands as plain commands of a transaction, appended to
  * cluster's pipeline (inside the MULTI): a cas call's HSET of its guard
  * field first; a checked groups call's GROUP field seq as HSET fence field
- * seq. Sets the call's tx_first and tx_cnt from *pos, the index of its
- * first reply in the EXEC's array. The argv table lives in the blocks: the
- * pipeline borrows it until its exec. */
+ * seq. Sets the call's tx_first and tx_cnt from *pos, the index of its first reply in the
+ * EXEC's array. The argv table lives in the blocks: the pipeline borrows
+ * it until its exec. */
 static int npsd_write_append_plain(npsd_write_t *w, npsd_cluster_t *cluster,
                                    npsd_write_call_t *c, size_t *pos) {
         /* every command's count word leaves room for GROUP's fence key */

@@ -320,10 +320,11 @@ def test(build):
                                           detractors=1))
 
         # -- an apply that fails after its PFADDs landed (the guarded write
-        # refused: Redis' ACL denies the scripts for a while). The retry's
-        # PFADD moves no register, yet the new user must be counted.
+        # refused: Redis' ACL denies the scripts and EXEC for a while). The
+        # retry's PFADD moves no register, yet the new user must be counted.
         before = expected_usage(u1.sent)
-        st.r.execute_command("ACL", "SETUSER", "default", "-evalsha", "-eval")
+        st.r.execute_command("ACL", "SETUSER", "default", "-evalsha", "-eval",
+                             "-exec")
         try:
             ev = u1.add(0, 11, "u14", mm=50)
             st.produce("product.usage", [(ev["account_id"], json.dumps(ev))])
@@ -332,7 +333,7 @@ def test(build):
                      30, "the write refused")
         finally:
             st.r.execute_command("ACL", "SETUSER", "default", "+evalsha",
-                                 "+eval")
+                                 "+eval", "+exec")
         wait_processed(st, GROUP, TOPICS, timeout=60)
         exp = expected_usage(u1.sent)
         assert exp["active_users_7d"] == before["active_users_7d"] + 1 and \

@@ -283,7 +283,7 @@ def check_multi(probe, t):
     batch = ("MULTI",
              "CAS %s v 7 8" % st, "CMD 1 HSET %s b state-8" % st,
              "CMD 1 HINCRBY %s n 1" % view,
-             "GROUPS %s checked" % fence, "GROUP a 5",
+             "GROUPS %s checked all" % fence, "GROUP a 5",
              "CMD 1 HINCRBY %s d1 5" % c, "GROUP b 1",
              "CMD 1 HINCRBY %s d1 2" % c)
     if t.rc:
@@ -316,7 +316,7 @@ def check_multi(probe, t):
     before = t.dump()
     assert res("MULTI", "CAS %s v 8 9" % st,
                "CMD 1 HSET %s b state-9" % st,
-               "GROUPS %s checked" % fence, "GROUP a 6",
+               "GROUPS %s checked all" % fence, "GROUP a 6",
                "CMD 1 HINCRBY %s d1 100" % c) == \
         [("conflict", []), ("groups", ["conflict"])]
     unchanged(t, before, "a transaction whose watched key changed")

@@ -23,8 +23,8 @@
  * "STATS" prints "stats memory=N cluster=0|1 nodes=N" (memory: the
  * writer's blocks). "WATCH <key>..." sends a WATCH at once on the
  * connection the pipelines use; "MULTI" (a builder line) makes the batch
- * go as npsd_write_use_multi(); "GROUPS <fence> checked" starts a groups
- * call in mode CHECKED. EOF ends it.
+ * go as npsd_write_use_multi(); "GROUPS <fence> checked <mode>" starts a
+ * groups call whose fences the caller checked. EOF ends it.
  */
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -66,14 +66,18 @@ static int probe_line(npsd_write_t *w, char *line, char *errstr,
                                       errstr_size) == -1
                                ? -1
                                : 0;
-        if (argc == 3 && !strcmp(argv[0], "GROUPS")) {
+        if ((argc == 3 || argc == 4) && !strcmp(argv[0], "GROUPS")) {
+                const char *m = argv[argc - 1];
                 npsd_write_groups_mode_t mode =
-                        !strcmp(argv[2], "all")       ? NPSD_WRITE_GROUPS_ALL
-                        : !strcmp(argv[2], "newer")   ? NPSD_WRITE_GROUPS_NEWER
-                        : !strcmp(argv[2], "checked") ? NPSD_WRITE_GROUPS_CHECKED
-                                                      : NPSD_WRITE_GROUPS_EXACT;
-                long call = npsd_write_groups(w, argv[1], mode, errstr,
-                                              errstr_size);
+                        !strcmp(m, "all")     ? NPSD_WRITE_GROUPS_ALL
+                        : !strcmp(m, "newer") ? NPSD_WRITE_GROUPS_NEWER
+                                              : NPSD_WRITE_GROUPS_EXACT;
+                long call = argc == 4 && !strcmp(argv[2], "checked")
+                                    ? npsd_write_groups_checked(
+                                              w, argv[1], mode, errstr,
+                                              errstr_size)
+                                    : npsd_write_groups(w, argv[1], mode,
+                                                        errstr, errstr_size);
                 if (call >= PROBE_MAX_CALLS) {
                         snprintf(errstr, errstr_size, "too many calls");
                         return -1;
