@@ -89,6 +89,23 @@ static void npsd_store_day_field(char *dst, int32_t day, unsigned slot) {
         (void)npsd_fmt_u64(slot, dst + n);
 }
 
+/* A view to refresh: its name into the dirty set, and its version raised
+ * (nps:{g}:vv, name -> count). A refresher reads the version before the
+ * view's data and again after writing the view: when it moved, another
+ * refresher may have popped the name and written a newer view before its
+ * own older one landed, so it puts the name back (npsd_store_views()). */
+static int npsd_store_dw_dirty(npsd_store_dw_t *dw, const char *P,
+                               const char *name) {
+        char dk[NPSD_KEY_MAX], vk[NPSD_KEY_MAX];
+        const char *d[3] = {"SADD", dk, name};
+        const char *v[4] = {"HINCRBY", vk, name, "1"};
+
+        snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
+        snprintf(vk, sizeof(vk), "%s:{g}:vv", P);
+        return npsd_store_dw_cmd(dw, NPSD_DG_G, 3, d) |
+               npsd_store_dw_cmd(dw, NPSD_DG_G, 4, v);
+}
+
 /* The delta of one committed step: NULL blob when it has none. */
 int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                            unsigned char **blob, size_t *len) {
@@ -96,10 +113,9 @@ int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
         const char *P = store->conf->redis_prefix;
         npsd_store_dw_t dw;
         char k[NPSD_KEY_MAX], f[NPSD_KEY_MAX], by[32], sc[32];
-        char dirty[NPSD_KEY_MAX], cohorts[NPSD_KEY_MAX];
+        char cohorts[NPSD_KEY_MAX];
         int err = 0;
 
-        npsd_store_cat4(dirty, sizeof(dirty), P, ":{g}:dirty", "", "");
         npsd_store_cat4(cohorts, sizeof(cohorts), P, ":{g}:cohorts", "", "");
         memset(&dw, 0, sizeof(dw));
         *blob = NULL;
@@ -129,9 +145,8 @@ int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                 /* a new day's bucket, or the first of its kind: the cohort's
                  * views are refreshed, and it is known for the daily roll */
                 if (!i || strcmp(o->cohorts[i - 1].name, c->name)) {
-                        const char *d[3] = {"SADD", dirty, c->name};
-                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
-                        d[1] = cohorts;
+                        const char *d[3] = {"SADD", cohorts, c->name};
+                        err |= npsd_store_dw_dirty(&dw, P, c->name);
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
                 }
         }
@@ -146,25 +161,20 @@ int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                         const char *av[4] = {"HINCRBY", k, f, "1"};
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
                 }
-                snprintf(k, sizeof(k), "%s:{g}:dirty", P);
                 snprintf(name, sizeof(name), "themes:%s", cat);
-                {
-                        const char *av[3] = {"SADD", k, name};
-                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, av);
-                }
+                err |= npsd_store_dw_dirty(&dw, P, name);
         }
         /* owner counters: <owner>\t<field> of the {g} counter hash; the
          * public nps:csm:<owner> hash is refreshed from them */
         {
-                char ck[NPSD_KEY_MAX], dk[NPSD_KEY_MAX], name[NPSD_KEY_MAX];
+                char ck[NPSD_KEY_MAX], name[NPSD_KEY_MAX];
                 char ck2[NPSD_KEY_MAX];
                 snprintf(ck, sizeof(ck), "%s:{g}:csm", P);
-                snprintf(dk, sizeof(dk), "%s:{g}:dirty", P);
                 /* known views are refreshed by the daily roll too */
                 snprintf(ck2, sizeof(ck2), "%s:{g}:cohorts", P);
                 for (size_t i = 0; i < o->csm_cnt; i++) {
                         const char *av[4] = {"HINCRBY", ck, f, by};
-                        const char *d[3] = {"SADD", dk, name};
+                        const char *d[3] = {"SADD", ck2, name};
                         if (!o->csm[i].by)
                                 continue;
                         snprintf(f, sizeof(f), "%s\t%s", o->csm[i].owner,
@@ -172,17 +182,14 @@ int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                         snprintf(by, sizeof(by), "%" PRId64, o->csm[i].by);
                         snprintf(name, sizeof(name), "csm:%s", o->csm[i].owner);
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
+                        err |= npsd_store_dw_dirty(&dw, P, name);
                         err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
-                        d[1] = ck2;
-                        err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
-                        d[1] = dk;
                 }
                 if (strcmp(o->old_owner, o->new_owner)) {
                         const char *owners[2] = {o->old_owner, o->new_owner};
                         for (int i = 0; i < 2; i++) {
                                 const char *av[4] = {"HINCRBY", ck, f,
                                                      i ? "1" : "-1"};
-                                const char *d[3] = {"SADD", dk, name};
                                 if (!*owners[i])
                                         continue;
                                 snprintf(f, sizeof(f), "%s\taccounts",
@@ -190,7 +197,7 @@ int npsd_store_delta_build(npsd_store_t *store, npsd_store_acct_t *a,
                                 snprintf(name, sizeof(name), "csm:%s",
                                          owners[i]);
                                 err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 4, av);
-                                err |= npsd_store_dw_cmd(&dw, NPSD_DG_G, 3, d);
+                                err |= npsd_store_dw_dirty(&dw, P, name);
                         }
                 }
         }

@@ -7,6 +7,80 @@
 
 /* ---- cohort, theme and owner views ---------------------------------------- */
 
+/* Two refreshers may hold one name at once: A pops it and reads its data, a
+ * delta lands and puts the name back, B pops it, reads and writes the new
+ * view, then A's older view lands on top. Nothing would put the name back
+ * again: the view stays stale until the next delta of that view. So each
+ * delta raises the view's version (nps:{g}:vv, npsd_store_deltas.c), and
+ * a refresher reads the versions before the data and again once its views
+ * are written; a name whose version moved is marked dirty again. */
+
+/* Appends HMGET of the names' versions; returns where the values go (cnt
+ * entries, arena), or NULL out of memory. */
+static int64_t *npsd_store_views_versions_append(npsd_store_t *store,
+                                                 const char **nm, size_t cnt) {
+        const char **argv = npsd_arena_alloc(&store->arena,
+                                             sizeof(*argv) * (cnt + 2));
+        int64_t *vv = npsd_arena_alloc(&store->arena, sizeof(*vv) * (cnt + 1));
+
+        if (!argv || !vv || !(argv[1] = npsd_store_gkey(store, "{g}:vv")))
+                return NULL;
+        argv[0] = "HMGET";
+        for (size_t i = 0; i < cnt; i++)
+                argv[2 + i] = nm[i];
+        /* vv[cnt]: the reply's index */
+        if ((vv[cnt] = npsd_store_cmd(store, (int)cnt + 2, argv, NULL)) < 0)
+                return NULL;
+        return vv;
+}
+
+/* After the exec: the versions read (absent: 0). */
+static int npsd_store_views_versions(npsd_store_t *store, int64_t *vv,
+                                     size_t cnt, char *errstr,
+                                     size_t errstr_size) {
+        const redisReply *r = npsd_store_reply(store, (long)vv[cnt]);
+
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != cnt)
+                return npsd_store_bad(errstr, errstr_size, "HMGET vv", r);
+        for (size_t i = 0; i < cnt; i++)
+                vv[i] = r->element[i]->type == REDIS_REPLY_STRING
+                                ? strtoll(r->element[i]->str, NULL, 10)
+                                : 0;
+        return 0;
+}
+
+/* Reads the versions again and starts a pipeline that marks dirty the
+ * names whose version moved since vv. Returns 0, or -1 with errstr. */
+static int npsd_store_views_recheck(npsd_store_t *store, const char **nm,
+                                    const int64_t *vv, size_t cnt,
+                                    char *errstr, size_t errstr_size) {
+        int64_t *now;
+        const char **argv;
+        size_t n = 2;
+
+        npsd_cluster_begin(store->cl);
+        if (!(now = npsd_store_views_versions_append(store, nm, cnt)) ||
+            !(argv = npsd_arena_alloc(&store->arena,
+                                      sizeof(*argv) * (cnt + 2))))
+                goto oom;
+        if (npsd_store_exec(store, errstr, errstr_size) ||
+            npsd_store_views_versions(store, now, cnt, errstr, errstr_size))
+                return -1;
+        argv[0] = "SADD";
+        if (!(argv[1] = npsd_store_gkey(store, "{g}:dirty")))
+                goto oom;
+        for (size_t i = 0; i < cnt; i++)
+                if (now[i] != vv[i])
+                        argv[n++] = nm[i];
+        npsd_cluster_begin(store->cl);
+        if (n > 2 && npsd_store_cmd(store, (int)n, argv, NULL) < 0)
+                goto oom;
+        return 0;
+oom:
+        snprintf(errstr, errstr_size, "redis: out of memory");
+        return -1;
+}
+
 /* Starts replacing a whole view: the new content goes into a key of the
  * same slot, which RENAME then puts in the view's place, so a dashboard
  * never finds the view missing or half written (DEL then HSET would show
@@ -255,6 +329,7 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
         long i_rolled, i_pop, i_left;
         size_t off = 0;
         long *rx;
+        int64_t *vv;
 
         if (npsd_store_flush(store, errstr, errstr_size))
                 return -1;
@@ -334,6 +409,10 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                                                       names->element[i]->len)))
                                 goto oom;
                 npsd_cluster_begin(store->cl);
+                /* the views' versions first: a delta landing after this
+                 * read moves them, whatever the data read next holds */
+                if (!(vv = npsd_store_views_versions_append(store, nm, cnt)))
+                        goto oom;
                 for (size_t i = 0; i < cnt; i++) {
                         argv[0] = "HGETALL";
                         if (!strncmp(nm[i], "themes:", 7))
@@ -366,6 +445,9 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                                 goto oom;
                 }
                 if (npsd_store_exec(store, errstr, errstr_size))
+                        return -1;
+                if (npsd_store_views_versions(store, vv, cnt, errstr,
+                                              errstr_size))
                         return -1;
                 {
                         /* the next begin would free the replies: the views
@@ -429,6 +511,13 @@ int npsd_store_cohorts(npsd_store_t *store, int64_t now_ms, int max,
                         if (rc)
                                 return -1;
                 }
+                /* the views are written: a name whose version moved since
+                 * goes back into the dirty set (another refresher may have
+                 * written a newer view before this one landed) */
+                if (npsd_store_exec(store, errstr, errstr_size) ||
+                    npsd_store_views_recheck(store, nm, vv, cnt, errstr,
+                                             errstr_size))
+                        return -1;
         }
         argv[0] = "SCARD";
         if (!(argv[1] = npsd_store_gkey(store, "{g}:dirty")) ||
