@@ -29,9 +29,10 @@
 /* Appends UNWATCH (a slice that wrote nothing left its watches), the WATCH
  * and the reads of the fences. Only in the first round of a slice: later
  * rounds (the accounts that lost a race) go as scripts, which check each
- * account apart, so a busy account cannot keep a whole slice retrying. Not before the first exec either, when the mode
- * (cluster or not) is still unknown. accounts 0: the deltas only (a flush
- * between batches). Returns 0, or -1 out of memory. */
+ * account apart, so a busy account cannot keep a whole slice retrying.
+ * Not before the first exec either, when the mode (cluster or not) is
+ * still unknown. accounts 0: the deltas only (a flush between batches).
+ * Returns 0, or -1 out of memory. */
 int npsd_store_watch_append(npsd_store_t *store, int round, int accounts) {
         const char **argv;
         size_t n = 1;

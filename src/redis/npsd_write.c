@@ -72,7 +72,8 @@ struct npsd_write_s {
         npsd_write_word_t *words;
         size_t word_cnt, word_size;
         size_t appended; /* calls [0, appended) were in a pipeline */
-        int multi; /* cas calls as one MULTI/EXEC (npsd_write_use_multi()) */
+        int multi; /* cas and checked calls as one MULTI/EXEC
+                    * (npsd_write_use_multi()) */
 
         char *script; /* write.lua without its comment lines */
         size_t script_len;
@@ -659,9 +660,9 @@ done:
 /* A call's commands as plain commands of a transaction, appended to
  * cluster's pipeline (inside the MULTI): a cas call's HSET of its guard
  * field first; a checked groups call's GROUP field seq as HSET fence field
- * seq. Sets the call's tx_first and tx_cnt from *pos, the index of its first reply in the
- * EXEC's array. The argv table lives in the blocks: the pipeline borrows
- * it until its exec. */
+ * seq. Sets the call's tx_first and tx_cnt from *pos, the index of its
+ * first reply in the EXEC's array. The argv table lives in the blocks: the
+ * pipeline borrows it until its exec. */
 static int npsd_write_append_plain(npsd_write_t *w, npsd_cluster_t *cluster,
                                    npsd_write_call_t *c, size_t *pos) {
         /* every command's count word leaves room for GROUP's fence key */
@@ -724,8 +725,8 @@ static int npsd_write_append_plain(npsd_write_t *w, npsd_cluster_t *cluster,
 /* Every call, every time: a retry of a failed exec is a new pipeline with
  * the same calls. A call in a pipeline is sealed (npsd_write_cmd_open()):
  * a command added afterwards would be missing from the EVAL already sent.
- * With npsd_write_use_multi() on a standalone Redis, the cas calls go
- * first, as one transaction; the other calls follow as EVALs. */
+ * With npsd_write_use_multi() on a standalone Redis, the cas and checked
+ * calls go first, as one transaction; the other calls follow as EVALs. */
 int npsd_write_append(npsd_write_t *w, npsd_cluster_t *cluster,
                       char *errstr, size_t errstr_size) {
         int multi = w->multi && !npsd_cluster_enabled(cluster);
@@ -868,7 +869,7 @@ npsd_write_status_t npsd_write_group_status(const npsd_write_t *w,
         }
 }
 
-/* A cas call sent in the transaction: EXEC answers nil when a watched key
+/* A call sent in the transaction: EXEC answers nil when a watched key
  * changed (nothing ran: CONFLICT, the value unknown), an error when
  * Redis refused a command as it was queued (nothing ran), else one reply
  * per command, where an error means Redis failed that command as it ran

@@ -1185,10 +1185,11 @@ def replay_capture(a, kind, accounts):
     per account over 30 days, as the responses scenario; "usage": 10 usage
     events per account, as the usage scenario) with MONITOR capturing every
     command it sends. The capture is then replayed twice on an emptied
-    Redis: as sent (reads and write.lua calls, in order, so every guard
-    passes as it did), and with each write.lua call replaced by the
-    commands it ran. Redis CPU per input event of each, and the difference:
-    what the guard script itself costs."""
+    Redis: as sent (reads, write.lua calls and transactions, in order, so
+    every guard passes as it did), and with each write.lua call replaced by
+    the commands it ran and the transactions' WATCH, MULTI and EXEC left
+    out. Redis CPU per input event of each, and the difference: what the
+    guards themselves cost."""
     prefix = "u." if kind == "usage" else ""
     st = BenchStack(a.build, a.partitions,
                     [prefix + t for t in ("nps.responses", "product.usage",
@@ -1227,10 +1228,12 @@ def replay_capture(a, kind, accounts):
         cmds = monitor_commands(path, bench)
         os.remove(path)
         evals = [i for i, c in enumerate(cmds) if c[0].upper() == b"EVAL"]
-        if not evals:
-            raise AssertionError("no write.lua call in the capture")
+        txs = [i for i, c in enumerate(cmds) if c[0].upper() == b"EXEC"]
+        if not evals and not txs:
+            raise AssertionError("neither a write.lua call nor a "
+                                 "transaction in the capture")
         log("redis: replaying", len(cmds), "commands,", len(evals),
-            "write.lua calls")
+            "write.lua calls,", len(txs), "transactions")
         cpu_sent, replies, cs_sent = replay(st.redis_port, cmds)
         # faithful: one instance never loses a guard, so every cas passes
         # again in the replay as it did when npsd sent it
@@ -1249,18 +1252,28 @@ def replay_capture(a, kind, accounts):
             raise AssertionError("%d cas calls lost their guard in the "
                                  "replay: it does not repeat npsd's run"
                                  % lost)
+        for i in txs:
+            if not isinstance(replies[i], list):
+                raise AssertionError("a replayed transaction did not run: "
+                                     "%r" % (replies[i],))
         plain = []
         evset = set(evals)
         for i, c in enumerate(cmds):
-            plain += eval_as_plain(c, replies[i]) if i in evset else [c]
+            if i in evset:
+                plain += eval_as_plain(c, replies[i])
+            elif c[0].upper() not in (b"WATCH", b"UNWATCH", b"MULTI",
+                                      b"EXEC"):
+                plain.append(c)
         cpu_plain, _, cs_plain = replay(st.redis_port, plain)
         body = len(write_lua_body())
         return {"kind": kind, "accounts": accounts, "events": total,
                 "kind_events": n_ev, "commands": len(cmds),
                 "write_calls": len(evals), "write_modes": modes,
-                "commands_per_write_call": inner / len(evals),
+                "transactions": len(txs),
+                "commands_per_write_call": inner / max(1, len(evals)),
                 "write_call_bytes": sum(
-                    sum(len(x) for x in cmds[i]) for i in evals) / len(evals),
+                    sum(len(x) for x in cmds[i]) for i in evals) /
+                max(1, len(evals)),
                 "script_bytes": body,
                 "state_bytes": sum(sizes) / max(1, len(sizes)),
                 "cpu_us_per_event": cpu_sent / total * 1e6,
@@ -1571,8 +1584,9 @@ def report(rows, a):
             print("%s, a captured npsd run replayed (%d accounts, %d input "
                   "events): Redis CPU µs per input event %.1f as npsd sent "
                   "it, %.1f with each write.lua call replaced by the commands "
-                  "it ran (the guard script: %.0f %%); %.1f commands per "
-                  "event (%.1f plain), %.2f write.lua calls per event (%s), "
+                  "it ran and no WATCH/MULTI/EXEC (the guards: %.0f %%); "
+                  "%.1f commands per event (%.1f plain), %.4f transactions "
+                  "and %.2f write.lua calls per event (%s), "
                   "%.1f commands and %.0f bytes per call (script %d), state "
                   "record %.0f bytes; the capture run (MONITOR on) "
                   "%.0f events/s" % (
@@ -1582,6 +1596,7 @@ def report(rows, a):
                              max(1e-9, v["cpu_us_per_event"])),
                       v["commands"] / v["events"],
                       v["plain_commands"] / v["events"],
+                      v.get("transactions", 0) / v["events"],
                       v["write_calls"] / v["events"],
                       ", ".join("%s %d" % kv for kv in
                                 sorted(v["write_modes"].items())),
