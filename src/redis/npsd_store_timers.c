@@ -9,9 +9,9 @@
 
 /* Applies waiting global deltas with no batch (between batches, so that
  * cohort views trail accounts by about a second). On a standalone Redis a
- * round trip first WATCHes and reads their fences and suppression keys,
- * so that they go as one transaction too (npsd_store_watch_append()): the
- * flush applies the last slice of every batch. */
+ * round trip first WATCHes and reads their fences, so that the groups
+ * found passing go as one transaction too (npsd_store_watch_append()):
+ * the flush applies the last slice of every batch. */
 int npsd_store_flush(npsd_store_t *store, char *errstr,
                      size_t errstr_size) {
         size_t cleaned;
